@@ -1,0 +1,146 @@
+"""The ``cnn-lstm-hpo`` command line. Thin commands; HPOError -> one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import optuna
+import typer
+
+from .config import build_config, scenario_names, scenario_text
+from .errors import HPOError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-objective HPO of CNN+LSTM market models.")
+scenarios_app = typer.Typer(no_args_is_help=True, help="List and show the shipped scenarios.")
+app.add_typer(scenarios_app, name="scenarios")
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def _user_errors(debug: bool) -> Iterator[None]:
+    """The one place where domain errors become exit codes."""
+    try:
+        yield
+    except HPOError as error:
+        if debug:
+            raise
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
+    """Accept both ``--symbols A --symbols B`` and ``--symbols A,B``."""
+    if not values:
+        return None
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    # Our progress line replaces Optuna's per-trial INFO lines.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@app.command()
+def optimize(
+    scenario: str = typer.Option("default", "--scenario", "-s", help="Scenario name or a YAML file."),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to finish in the study."),
+    max_epochs_per_trial: Optional[int] = typer.Option(None, "--max-epochs-per-trial"),
+    timeout_hours: Optional[float] = typer.Option(None, "--timeout-hours"),
+    objectives: Optional[list[str]] = typer.Option(None, "--objectives", help="accuracy, training_time, model_size."),
+    symbols: Optional[list[str]] = typer.Option(None, "--symbols", help="Symbols to use (repeat or comma-separate)."),
+    data: Optional[str] = typer.Option(None, "--data", help="sample (bundled), synthetic, or a file/folder path."),
+    start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
+    end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default: SQLite in --save-dir)."),
+    study_name: Optional[str] = typer.Option(None, "--study-name"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and the final summary."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Run (or resume) a multi-objective study and write the guide's result files."""
+    _setup_logging(quiet)
+    with _user_errors(debug):
+        from .study import MultiObjectiveOptimizer
+
+        overrides: dict[str, Any] = {
+            "n_trials": n_trials,
+            "max_epochs_per_trial": max_epochs_per_trial,
+            "timeout_hours": timeout_hours,
+            "objectives": _split_list(objectives),
+            "symbols": _split_list(symbols),
+            "save_dir": save_dir,
+            "storage": storage,
+            "study_name": study_name,
+            "seed": seed,
+            "data": {
+                k: v
+                for k, v in {"source": data, "start": start and start.date(), "end": end and end.date()}.items()
+                if v is not None
+            },
+        }
+        config = build_config(scenario, overrides)
+        optimizer = MultiObjectiveOptimizer(config, explicit_symbols=bool(symbols), progress=not quiet)
+        if optimizer.notice:
+            typer.echo(f"note: {optimizer.notice}", err=True)
+        try:
+            optimizer.optimize()
+        except KeyboardInterrupt:
+            typer.echo(f"\ninterrupted; run the same command again to resume study {config.resolved_study_name!r}", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        summary = (config.save_dir / "optimization_summary.txt").read_text()
+        typer.echo(summary)
+        typer.echo(f"results in {config.save_dir}/ ; live view: optuna-dashboard {config.resolved_storage}")
+
+
+@app.command("data")
+def data_command(
+    data: str = typer.Option("sample", "--data", help="sample, synthetic, or a file/folder path."),
+    symbols: Optional[list[str]] = typer.Option(None, "--symbols"),
+    start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
+    end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
+    scenario: str = typer.Option("default", "--scenario", help="Takes window/split settings from here."),
+    debug: bool = typer.Option(False, "--debug"),
+) -> None:
+    """Show what a data source yields: bars per symbol and windows per split."""
+    with _user_errors(debug):
+        from .data import load_frames
+        from .windows import build_windows
+
+        cfg = build_config(scenario).data.model_copy(
+            update={"source": data, "start": start and start.date(), "end": end and end.date()}
+        )
+        frames = load_frames(cfg.source, _split_list(symbols), start=cfg.start, end=cfg.end)
+        for symbol, frame in frames.items():
+            first, last = (f"{d:%Y-%m-%d}" if len(frame) else "-" for d in (frame.index.min(), frame.index.max()))
+            typer.echo(f"{symbol}: {len(frame)} bars, {first} .. {last}")
+        windows = build_windows(frames, cfg)
+        for split in ("train", "val", "test"):
+            part = getattr(windows, split)
+            typer.echo(f"{split}: {len(part)} windows, majority-class rate {part.majority_rate():.4f}")
+
+
+@scenarios_app.command("list")
+def scenarios_list() -> None:
+    """Names of the shipped scenarios."""
+    for name in scenario_names():
+        typer.echo(name)
+
+
+@scenarios_app.command("show")
+def scenarios_show(name: str, debug: bool = typer.Option(False, "--debug")) -> None:
+    """Print a scenario's YAML as shipped."""
+    with _user_errors(debug):
+        typer.echo(scenario_text(name).rstrip())
+
+
+def main() -> None:
+    app()

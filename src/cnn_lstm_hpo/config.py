@@ -1,0 +1,238 @@
+"""One validated config: the guide's fields, data/training settings and the search space.
+
+Scenarios are YAML files in the guide's format (``name: {field: value}``) shipped in
+``scenarios/``; a user file may be a named block or a flat mapping. Every key is checked:
+unknown keys and wrong types fail with the dotted path of the bad field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import HPOError
+from .space import DEFAULT_SEARCH_SPACE, PARAM_NAMES, ParamSpec, check_spec
+
+Objective = Literal["accuracy", "training_time", "model_size"]
+OBJECTIVES: tuple[str, ...] = ("accuracy", "training_time", "model_size")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    source: str = "sample"  # "sample" (bundled real data), "synthetic", or a path
+    start: dt.date | None = None
+    end: dt.date | None = None
+    sequence_length: int = Field(30, ge=2)
+    horizon: int = Field(1, ge=1)  # bars ahead for the forward return / direction label
+    num_classes: Literal[2, 3] = 2  # 2: down/up; 3: down/flat/up around direction_threshold
+    direction_threshold: float = Field(0.0, ge=0.0)
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    embargo_bars: int = Field(5, ge=0)  # gap between splits, on top of windows never straddling
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.start and self.end and self.start >= self.end:
+            raise ValueError(f"start must be before end, but got start={self.start} end={self.end}")
+        if self.num_classes == 3 and self.direction_threshold <= 0:
+            raise ValueError("num_classes=3 needs direction_threshold > 0 to define 'flat'")
+        return self
+
+
+class TrainingConfig(_Section):
+    early_stopping_patience: int = Field(5, ge=1)
+    gradient_clip: float = Field(1.0, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    classification_metric: Literal["accuracy", "balanced_accuracy", "mcc"] = "accuracy"
+    classification_weight: float = Field(0.7, ge=0)
+    regression_weight: float = Field(0.3, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingConfig:
+        if self.classification_weight + self.regression_weight <= 0:
+            raise ValueError("classification_weight + regression_weight must be > 0")
+        return self
+
+
+class SamplerConfig(_Section):
+    n_startup_trials: int = Field(10, ge=0)
+
+
+class PruningConfig(_Section):
+    enabled: bool = True
+    min_resource: int = Field(10, ge=1)  # the guide's HyperbandPruner defaults
+    reduction_factor: int = Field(3, ge=2)
+
+
+class OptimizationConfig(_Section):
+    scenario: str = "custom"
+    n_trials: int = Field(1000, ge=1)
+    max_epochs_per_trial: int = Field(50, ge=1)
+    objectives: list[Objective] = Field(default_factory=lambda: list(OBJECTIVES), min_length=1)
+    objective_weights: dict[Objective, float] = Field(
+        default_factory=lambda: {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2}
+    )
+    symbols: list[str] | None = None  # None: every symbol the data source has
+    timeout_hours: float | None = Field(48.0, gt=0)
+    max_model_size_mb: float | None = Field(500.0, gt=0)
+    max_training_time_minutes: float | None = Field(120.0, gt=0)
+    pruning_warmup_steps: int = Field(10, ge=0)
+    pruning_interval_steps: int = Field(1, ge=1)
+    seed: int = 42
+    save_dir: Path = Path("hyperopt_results")
+    storage: str | None = None  # SQLAlchemy URL; default sqlite:///<save_dir>/study.db
+    study_name: str | None = None  # default: the scenario name
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    search_space: dict[str, ParamSpec] = Field(default_factory=lambda: dict(DEFAULT_SEARCH_SPACE))
+
+    @field_validator("objectives")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"objectives must not repeat, but got {value}")
+        return value
+
+    @field_validator("search_space", mode="before")
+    @classmethod
+    def _merge_defaults(cls, value: Any) -> Any:
+        # A scenario overrides single parameters; the rest keep the guide's ranges.
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - set(PARAM_NAMES))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter {unknown[0]!r}; known: {', '.join(PARAM_NAMES)}")
+        return {**DEFAULT_SEARCH_SPACE, **value}
+
+    @field_validator("search_space")
+    @classmethod
+    def _check_space(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, spec in value.items():
+            problem = check_spec(name, spec)
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        return value
+
+    @property
+    def timeout(self) -> float | None:
+        """Overall time limit in seconds (the guide's ``config.timeout``)."""
+        return None if self.timeout_hours is None else self.timeout_hours * 3600
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self.timeout_hours = None if seconds is None else seconds / 3600
+
+    @property
+    def resolved_study_name(self) -> str:
+        return self.study_name or self.scenario
+
+    @property
+    def resolved_storage(self) -> str:
+        return self.storage or f"sqlite:///{(self.save_dir / 'study.db').resolve()}"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_error(error: ValidationError, source: str) -> HPOError:
+    first = error.errors()[0]
+    path = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    # Discriminated unions add the tag to the path (search_space.lr.loguniform.low): keep it readable.
+    message = first["msg"].removeprefix("Value error, ")
+    where = f"{path}: " if path else ""
+    return HPOError(f"invalid config ({source}): {where}{message}")
+
+
+def validate_config(raw: dict[str, Any], source: str) -> OptimizationConfig:
+    try:
+        return OptimizationConfig.model_validate(raw)
+    except ValidationError as error:
+        raise _format_error(error, source) from None
+
+
+def scenario_names() -> list[str]:
+    folder = resources.files("cnn_lstm_hpo") / "scenarios"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def scenario_text(name: str) -> str:
+    if name not in scenario_names():
+        raise HPOError(f"unknown scenario {name!r}; available: {', '.join(scenario_names())}")
+    return (resources.files("cnn_lstm_hpo") / "scenarios" / f"{name}.yaml").read_text()
+
+
+def _read_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise HPOError(f"cannot parse YAML {source}{line}: {getattr(error, 'problem', error)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise HPOError(f"{source}: expected a mapping of config fields, got {type(data).__name__}")
+    return data
+
+
+def _unwrap_named(data: dict[str, Any], default_name: str) -> tuple[str, dict[str, Any]]:
+    """The guide's format nests the fields under the scenario name; a flat mapping is also fine."""
+    if len(data) == 1:
+        (key, body), = data.items()
+        if key not in OptimizationConfig.model_fields and isinstance(body, dict):
+            return str(key), body
+    return default_name, data
+
+
+def load_scenario(name_or_path: str) -> dict[str, Any]:
+    """Raw (unvalidated) fields of a shipped scenario or a user YAML file, with ``scenario`` set."""
+    path = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise HPOError(f"scenario file not found: {name_or_path}")
+        name, body = _unwrap_named(_read_yaml(path.read_text(), str(path)), path.stem)
+        source = str(path)
+    else:
+        name, body = _unwrap_named(_read_yaml(scenario_text(name_or_path), name_or_path), name_or_path)
+        source = f"scenario {name_or_path}"
+    body = dict(body)
+    body.setdefault("scenario", name)
+    body["_source"] = source
+    return body
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "objective_weights":
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def build_config(scenario: str = "default", overrides: dict[str, Any] | None = None) -> OptimizationConfig:
+    """Scenario (name or YAML path) + overrides (nested dicts allowed) -> validated config."""
+    raw = load_scenario(scenario)
+    source = raw.pop("_source")
+    merged = _deep_merge(raw, {k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate_config(merged, source)
+
+
+def create_optimization_config(**overrides: Any) -> OptimizationConfig:
+    """The guide's entry point: the default scenario with any field overridden.
+
+    >>> config = create_optimization_config(n_trials=20, objectives=["accuracy", "model_size"])
+    """
+    scenario = overrides.pop("scenario", "default")
+    return build_config(scenario, overrides)

@@ -1,0 +1,100 @@
+"""Metrics -> objective values, their directions, and ranking of a Pareto set by weights.
+
+``accuracy`` (maximised) = classification_weight * classification score
+                         + regression_weight * regression score, divided by the weight sum.
+- classification score: plain accuracy (the guide's), balanced accuracy, or (MCC + 1) / 2.
+- regression score: 1 / (1 + MSE / MSE_zero), MSE_zero = mean(y**2) being the error of the
+  zero-return forecast. A perfect forecast scores 1, the zero forecast 0.5, worse ones less.
+``training_time`` (minimised) is minutes; ``model_size`` (minimised) is MB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
+
+DIRECTIONS = {"accuracy": "maximize", "training_time": "minimize", "model_size": "minimize"}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    accuracy: float  # plain accuracy, always reported
+    classification_score: float  # the configured metric, in [0, 1]
+    regression_score: float
+    composite: float  # the ``accuracy`` objective
+    majority_rate: float  # accuracy of always predicting the most frequent class
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def classification_score(y_true: np.ndarray, y_pred: np.ndarray, metric: str) -> float:
+    if metric == "accuracy":
+        return float(np.mean(y_true == y_pred))
+    if metric == "balanced_accuracy":
+        return float(balanced_accuracy_score(y_true, y_pred))
+    return (float(matthews_corrcoef(y_true, y_pred)) + 1.0) / 2.0
+
+
+def regression_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    mse = float(np.mean((y_true - y_pred) ** 2))
+    mse_zero = float(np.mean(y_true**2))
+    if mse_zero == 0.0:
+        return 1.0 if mse == 0.0 else 0.0
+    return 1.0 / (1.0 + mse / mse_zero)
+
+
+def evaluate_predictions(
+    *,
+    loss: float,
+    y_class: np.ndarray,
+    pred_class: np.ndarray,
+    y_return: np.ndarray,
+    pred_return: np.ndarray,
+    metric: str,
+    classification_weight: float,
+    regression_weight: float,
+) -> Evaluation:
+    cls = classification_score(y_class, pred_class, metric)
+    reg = regression_score(y_return, pred_return)
+    composite = (classification_weight * cls + regression_weight * reg) / (classification_weight + regression_weight)
+    counts = np.bincount(y_class)
+    return Evaluation(
+        loss=loss,
+        accuracy=float(np.mean(y_class == pred_class)),
+        classification_score=cls,
+        regression_score=reg,
+        composite=composite,
+        majority_rate=float(counts.max() / len(y_class)),
+    )
+
+
+def directions(objectives: list[str]) -> list[str]:
+    return [DIRECTIONS[name] for name in objectives]
+
+
+def weighted_ranks(values: np.ndarray, objectives: list[str], weights: dict[str, float]) -> np.ndarray:
+    """Rank rows of ``values`` (n_trials, n_objectives); 1 = best weighted, normalised score.
+
+    Each objective is min-max normalised over the given rows to [0, 1] with 1 the best end, so
+    weights compare like with like whatever the units (minutes vs MB vs accuracy).
+    """
+    if len(values) == 0:
+        return np.array([], dtype=int)
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    normalised = (values - lo) / span
+    for j, name in enumerate(objectives):
+        if DIRECTIONS[name] == "minimize":
+            normalised[:, j] = 1.0 - normalised[:, j]
+        if hi[j] == lo[j]:
+            normalised[:, j] = 1.0  # every trial ties on this objective
+    w = np.array([weights.get(name, 0.0) for name in objectives])
+    scores = normalised @ w
+    order = np.argsort(-scores, kind="stable")
+    ranks = np.empty(len(values), dtype=int)
+    ranks[order] = np.arange(1, len(values) + 1)
+    return ranks

@@ -1,0 +1,163 @@
+"""The search space as data (the guide's format) and how one trial samples it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import optuna
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Choice = Union[bool, int, float, str, None, list[int]]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LogUniform(_Spec):
+    type: Literal["loguniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _check(self) -> LogUniform:
+        if self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0, but got low={self.low}")
+        if self.low > self.high:
+            raise ValueError(f"low must be <= high, but got low={self.low} > high={self.high}")
+        return self
+
+
+class Uniform(_Spec):
+    type: Literal["uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _check(self) -> Uniform:
+        if self.low > self.high:
+            raise ValueError(f"low must be <= high, but got low={self.low} > high={self.high}")
+        return self
+
+
+class IntRange(_Spec):
+    type: Literal["int"]
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _check(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"low must be <= high, but got low={self.low} > high={self.high}")
+        return self
+
+
+class Categorical(_Spec):
+    type: Literal["categorical"]
+    choices: list[Choice]
+
+    @model_validator(mode="after")
+    def _check(self) -> Categorical:
+        if not self.choices:
+            raise ValueError("categorical needs at least one choice, but got an empty list")
+        return self
+
+
+ParamSpec = Annotated[Union[LogUniform, Uniform, IntRange, Categorical], Field(discriminator="type")]
+
+# The guide's ranges; batch size, optimizer and scheduler complete its "training dynamics".
+DEFAULT_SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-2},
+    "cnn_num_filters": {"type": "categorical", "choices": [32, 64, 128, 256]},
+    "cnn_filter_sizes": {
+        "type": "categorical",
+        "choices": [[3, 5, 7], [3, 5, 7, 11], [2, 3, 5, 8], [3, 7, 11, 15]],
+    },
+    "cnn_attention_heads": {"type": "categorical", "choices": [4, 8, 12, 16]},
+    "lstm_hidden_dim": {"type": "categorical", "choices": [64, 128, 256, 512]},
+    "lstm_num_layers": {"type": "int", "low": 1, "high": 4},
+    "lstm_bidirectional": {"type": "categorical", "choices": [True, False]},
+    "dropout_rate": {"type": "uniform", "low": 0.1, "high": 0.5},
+    "weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-3},
+    "batch_size": {"type": "categorical", "choices": [32, 64, 128, 256]},
+    "optimizer": {"type": "categorical", "choices": ["adam", "adamw", "sgd", "rmsprop"]},
+    "scheduler": {"type": "categorical", "choices": ["none", "cosine", "step", "plateau"]},
+}
+
+PARAM_NAMES = tuple(DEFAULT_SEARCH_SPACE)
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULERS = ("none", "cosine", "step", "plateau")
+
+
+def _encode(choice: Choice) -> bool | int | float | str | None:
+    # Optuna categorical choices must be scalars: a list of filter sizes travels as "3,5,7".
+    if isinstance(choice, list):
+        return ",".join(str(v) for v in choice)
+    return choice
+
+
+def decode_param(name: str, value: Any) -> Any:
+    """Turn a value as Optuna stores it back into what the model needs."""
+    if name == "cnn_filter_sizes" and isinstance(value, str):
+        return [int(v) for v in value.split(",")]
+    return value
+
+
+def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
+    """Sample one value per hyperparameter; returns decoded values (filter sizes as a list)."""
+    params: dict[str, Any] = {}
+    for name, spec in space.items():
+        if isinstance(spec, LogUniform):
+            value: Any = trial.suggest_float(name, spec.low, spec.high, log=True)
+        elif isinstance(spec, Uniform):
+            value = trial.suggest_float(name, spec.low, spec.high)
+        elif isinstance(spec, IntRange):
+            value = trial.suggest_int(name, spec.low, spec.high)
+        else:
+            value = trial.suggest_categorical(name, [_encode(c) for c in spec.choices])
+        params[name] = decode_param(name, value)
+    return params
+
+
+def decode_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {name: decode_param(name, value) for name, value in params.items()}
+
+
+def check_spec(name: str, spec: Any) -> str | None:
+    """What is wrong with one parameter's spec for the model that reads it, or None."""
+    if name == "dropout_rate" and isinstance(spec, (Uniform, LogUniform)) and (spec.low < 0 or spec.high >= 1):
+        return "dropout_rate must lie in [0, 1)"
+    if name == "lstm_num_layers" and isinstance(spec, IntRange) and spec.low < 1:
+        return "lstm_num_layers must be >= 1"
+    if name == "learning_rate" and isinstance(spec, Uniform) and spec.low <= 0:
+        return "learning_rate must be > 0"
+    if isinstance(spec, Categorical):
+        for choice in spec.choices:
+            bad = _bad_choice(name, choice)
+            if bad:
+                return f"{bad}, but got {choice!r}"
+    if not isinstance(spec, Categorical) and name in _CATEGORICAL_ONLY:
+        return f"{name} must be categorical"
+    return None
+
+
+_CATEGORICAL_ONLY = ("cnn_filter_sizes", "lstm_bidirectional", "optimizer", "scheduler")
+
+
+def _bad_choice(name: str, choice: Any) -> str | None:
+    positive_ints = ("cnn_num_filters", "cnn_attention_heads", "lstm_hidden_dim", "batch_size")
+    if name in positive_ints and not (
+        isinstance(choice, int) and not isinstance(choice, bool) and choice > 0
+    ):
+        return "choices must be positive integers"
+    if name == "cnn_filter_sizes" and not (
+        isinstance(choice, list) and choice and all(isinstance(k, int) and k > 0 for k in choice)
+    ):
+        return "choices must be non-empty lists of positive kernel sizes"
+    if name == "lstm_bidirectional" and not isinstance(choice, bool):
+        return "choices must be true/false"
+    if name == "optimizer" and choice not in OPTIMIZERS:
+        return f"choices must be among {list(OPTIMIZERS)}"
+    if name == "scheduler" and choice not in SCHEDULERS:
+        return f"choices must be among {list(SCHEDULERS)}"
+    return None

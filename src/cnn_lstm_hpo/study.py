@@ -1,0 +1,195 @@
+"""Create or resume an Optuna study and run trials: space -> model -> train -> objectives."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+import sqlalchemy.exc
+from optuna.trial import FrozenTrial, TrialState
+
+from .config import OptimizationConfig
+from .errors import HPOError, TrialDiverged
+from .model import HybridCNNLSTM, ModelConfig, model_size_mb
+from .objectives import directions
+from .progress import ProgressLine
+from .results import atomic_write_text, trial_record, write_json, write_study_outputs
+from .space import suggest
+from .train import EpochResult, Trainer, resolve_device
+from .windows import WindowedData, prepare_windows, split_from_loader
+
+log = logging.getLogger("cnn_lstm_hpo")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def open_study(config: OptimizationConfig) -> optuna.Study:
+    """Create the study or load it by name; refuses one whose objectives differ."""
+    url = config.resolved_storage
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as error:
+        raise HPOError(f"cannot open storage {_redact(url)}: {str(error).splitlines()[0]}") from None
+    name = config.resolved_study_name
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    if name in existing:
+        stored = existing[name].user_attrs.get("objectives")
+        if stored is not None and stored != config.objectives:
+            raise HPOError(
+                f"study {name!r} in {_redact(url)} optimises {stored}, not {config.objectives}; "
+                "use another --study-name or the same objectives"
+            )
+    study = optuna.create_study(
+        storage=storage, study_name=name, directions=directions(config.objectives), load_if_exists=True
+    )
+    study.set_user_attr("objectives", config.objectives)
+    # A resumed study must not replay the same random start-up points: offset the seed.
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    study.sampler = optuna.samplers.TPESampler(
+        seed=config.seed + finished,
+        n_startup_trials=config.sampler.n_startup_trials,
+        constant_liar=True,  # several workers must not all propose the same point
+    )
+    return study
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    # SQLite waits for a lock instead of failing at once when a reader (e.g. the dashboard) holds it.
+    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+class MultiObjectiveOptimizer:
+    """The guide's optimizer: ``MultiObjectiveOptimizer(config, data_loaders=(train, val, test)).optimize()``.
+
+    Without ``data_loaders`` the data comes from ``config.data`` (bundled sample by default).
+    """
+
+    def __init__(
+        self,
+        config: OptimizationConfig,
+        data_loaders: tuple[Any, Any, Any] | None = None,
+        *,
+        explicit_symbols: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.save_dir = Path(config.save_dir)
+        self.device = resolve_device(config.training.device)
+        self.progress = progress
+        self.notice: str | None = None
+        if data_loaders is not None:
+            train, val, test = (split_from_loader(loader) for loader in data_loaders)
+            num_classes = int(max(train.y_class.max(), val.y_class.max())) + 1
+            self.data = WindowedData(train, val, test, scaler=None, num_classes=max(num_classes, 2))
+        else:
+            self.data, self.notice = prepare_windows(config.data, config.symbols, explicit_symbols=explicit_symbols)
+            if self.notice:
+                log.warning(self.notice)
+        self.study: optuna.Study | None = None
+
+    # --- the guide's per-trial API -------------------------------------------------------
+    def suggest_hyperparameters(self, trial: optuna.Trial) -> dict[str, Any]:
+        return suggest(trial, self.config.search_space)
+
+    def create_model_config(self, params: dict[str, Any]) -> ModelConfig:
+        return ModelConfig(
+            n_features=self.data.n_features,
+            num_classes=self.data.num_classes,
+            cnn_num_filters=int(params["cnn_num_filters"]),
+            cnn_filter_sizes=tuple(int(k) for k in params["cnn_filter_sizes"]),
+            cnn_attention_heads=int(params["cnn_attention_heads"]),
+            lstm_hidden_dim=int(params["lstm_hidden_dim"]),
+            lstm_num_layers=int(params["lstm_num_layers"]),
+            lstm_bidirectional=bool(params["lstm_bidirectional"]),
+            dropout_rate=float(params["dropout_rate"]),
+        )
+
+    def epoch_hook(self, trial: optuna.Trial) -> Callable[[EpochResult], None]:
+        """Called after every epoch; records the validation score so it is kept in storage."""
+        history: list[dict[str, float]] = []
+
+        def on_epoch(epoch: EpochResult) -> None:
+            history.append(
+                {
+                    "epoch": epoch.epoch,
+                    "val_score": epoch.val.composite,
+                    "val_loss": epoch.val.loss,
+                    "wall_seconds": epoch.wall_seconds,
+                    "cpu_seconds": epoch.cpu_seconds,
+                }
+            )
+            trial.set_user_attr("epoch_history", history)
+
+        return on_epoch
+
+    def objective(self, trial: optuna.Trial) -> list[float]:
+        cfg = self.config
+        params = self.suggest_hyperparameters(trial)
+        model = HybridCNNLSTM(self.create_model_config(params))
+        size = model_size_mb(model)
+        trial.set_user_attr("model_size_mb", size)
+        # Checked before any training: an oversized model costs no training time. The constraint
+        # is recorded so the sampler learns the infeasible region; the trial ends PRUNED.
+        limit = cfg.max_model_size_mb
+        trial.set_constraint("model_size_mb", size - limit if limit is not None else 0.0)
+        if limit is not None and size > limit:
+            trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
+            raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
+        trainer = Trainer(
+            model, self.data.train, self.data.val, params, cfg.training, device=self.device, seed=cfg.seed + trial.number
+        )
+        try:
+            result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=self.epoch_hook(trial))
+        except TrialDiverged as error:
+            trial.set_user_attr("fail_reason", str(error))
+            raise
+        best = result.best.val
+        trial.set_user_attr("epochs_trained", len(result.epochs))
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("stopped_early", result.stopped_early)
+        trial.set_user_attr("cpu_minutes", result.cpu_seconds / 60)
+        trial.set_user_attr("val_metrics", best.to_dict())
+        trial.set_user_attr("val_accuracy", best.accuracy)
+        trial.set_user_attr("val_majority_rate", best.majority_rate)
+        values = {"accuracy": best.composite, "training_time": result.wall_seconds / 60, "model_size": size}
+        return [values[name] for name in cfg.objectives]
+
+    # --- the study --------------------------------------------------------------------------
+    def _write_trial_result(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        write_json(self.save_dir / f"trial_{trial.number}_result.json", trial_record(trial, self.config.objectives))
+
+    def optimize(self) -> optuna.Study:
+        """Run until ``n_trials`` trials have finished in the study (counting earlier runs) or timeout."""
+        cfg = self.config
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        study = self.study = open_study(cfg)
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        atomic_write_text(self.save_dir / "resolved_config.yaml", cfg.to_yaml())
+        remaining = cfg.n_trials - finished
+        if remaining > 0:
+            callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
+                self._write_trial_result,
+                optuna.study.MaxTrialsCallback(cfg.n_trials, states=FINISHED),
+            ]
+            if self.progress:
+                callbacks.append(ProgressLine(cfg.n_trials, cfg.objectives))
+            study.optimize(
+                self.objective,
+                n_trials=remaining,
+                timeout=cfg.timeout,
+                callbacks=callbacks,
+                catch=(TrialDiverged, RuntimeError, MemoryError),
+                gc_after_trial=True,
+            )
+        write_study_outputs(study, cfg.objectives, cfg.objective_weights, self.save_dir)
+        return study

@@ -1,0 +1,234 @@
+"""One training run of one model: in-memory batches, early stopping, a per-epoch callback.
+
+The callback receives every epoch's validation result; it is the hook pruning uses (raising
+``optuna.TrialPruned`` from it stops the run). Wall and CPU time are measured per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainingConfig
+from .errors import TrialDiverged
+from .objectives import Evaluation, evaluate_predictions
+from .windows import Split
+
+EVAL_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int  # 1-based
+    train_loss: float
+    val: Evaluation
+    wall_seconds: float
+    cpu_seconds: float
+    elapsed_wall_seconds: float  # since training started, including this epoch
+
+
+EpochCallback = Callable[[EpochResult], None]
+
+
+@dataclass
+class TrainResult:
+    epochs: list[EpochResult] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+    @property
+    def best(self) -> EpochResult:
+        return self.epochs[self.best_epoch - 1]
+
+    @property
+    def wall_seconds(self) -> float:
+        return sum(e.wall_seconds for e in self.epochs)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(e.cpu_seconds for e in self.epochs)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from .errors import HPOError
+
+        raise HPOError("training.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def make_optimizer(model: nn.Module, params: dict[str, Any]) -> torch.optim.Optimizer:
+    lr, wd = params["learning_rate"], params["weight_decay"]
+    name = params["optimizer"]
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, weight_decay=wd, momentum=0.9, nesterov=True)
+    return torch.optim.RMSprop(model.parameters(), lr=lr, weight_decay=wd)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, name: str, max_epochs: int) -> Any:
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, max_epochs // 3), gamma=0.5)
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    return None
+
+
+class Trainer:
+    """Trains ``model`` on ``train`` and scores it on ``val`` every epoch."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: Split,
+        val: Split,
+        params: dict[str, Any],
+        cfg: TrainingConfig,
+        *,
+        device: torch.device,
+        seed: int = 0,
+    ) -> None:
+        self.model = model.to(device)
+        self.params = params
+        self.cfg = cfg
+        self.device = device
+        self.seed = seed
+        self.amp = device.type == "cuda"
+        self.x, self.y, self.r = (t.to(device) for t in (train.x, train.y_class, train.y_return))
+        self.val = val
+        self.val_x = val.x.to(device)
+        # Returns are ~1e-2: learn them in units of the training std so both losses matter.
+        self.return_scale = float(train.y_return.std()) or 1.0
+        self.loss_weights = (cfg.classification_weight, cfg.regression_weight)
+
+    def _loss(self, logits: torch.Tensor, ret: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        cw, rw = self.loss_weights
+        return cw * F.cross_entropy(logits.float(), y) + rw * F.mse_loss(ret.float(), r / self.return_scale)
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            return self.model(x)
+
+    def _train_epoch(self, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
+        self.model.train()
+        n, batch = len(self.y), int(self.params["batch_size"])
+        order = torch.randperm(n, generator=generator).to(self.device)
+        total = torch.zeros((), device=self.device)
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            logits, ret = self._forward(self.x[idx])
+            loss = self._loss(logits, ret, self.y[idx], self.r[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.gradient_clip)
+            optimizer.step()
+            total += loss.detach() * len(idx)  # summed on device: one sync per epoch, not per step
+        return float(total) / n
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities (N, C) and forward returns (N,) in return units."""
+        self.model.eval()
+        probs, rets = [], []
+        for start in range(0, len(x), EVAL_BATCH):
+            logits, ret = self._forward(x[start : start + EVAL_BATCH].to(self.device))
+            probs.append(torch.softmax(logits.float(), dim=-1).cpu())
+            rets.append(ret.float().cpu() * self.return_scale)
+        return torch.cat(probs).numpy(), torch.cat(rets).numpy()
+
+    def evaluate(self, split: Split, x: torch.Tensor | None = None) -> Evaluation:
+        probs, rets = self.predict(split.x if x is None else x)
+        y, r = split.y_class.numpy(), split.y_return.numpy()
+        eps = 1e-12
+        ce = float(-np.mean(np.log(probs[np.arange(len(y)), y] + eps)))
+        mse = float(np.mean((rets / self.return_scale - r / self.return_scale) ** 2))
+        cw, rw = self.loss_weights
+        return evaluate_predictions(
+            loss=cw * ce + rw * mse,
+            y_class=y,
+            pred_class=probs.argmax(axis=1),
+            y_return=r,
+            pred_return=rets,
+            metric=self.cfg.classification_metric,
+            classification_weight=cw,
+            regression_weight=rw,
+        )
+
+    def fit(self, max_epochs: int, on_epoch: EpochCallback | None = None) -> TrainResult:
+        torch.manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)
+        optimizer = make_optimizer(self.model, self.params)
+        scheduler = make_scheduler(optimizer, self.params["scheduler"], max_epochs)
+        result = TrainResult()
+        best_loss, best_state, stale = float("inf"), None, 0
+        started = time.perf_counter()
+        for epoch in range(1, max_epochs + 1):
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            train_loss = self._train_epoch(optimizer, generator)
+            if not np.isfinite(train_loss):
+                raise TrialDiverged(f"non-finite training loss at epoch {epoch}")
+            val = self.evaluate(self.val, self.val_x)
+            if not np.isfinite(val.loss):
+                raise TrialDiverged(f"non-finite validation loss at epoch {epoch}")
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val.loss)
+            elif scheduler is not None:
+                scheduler.step()
+            now = time.perf_counter()
+            record = EpochResult(epoch, train_loss, val, now - wall0, time.process_time() - cpu0, now - started)
+            result.epochs.append(record)
+            if val.loss < best_loss:
+                best_loss, stale, result.best_epoch = val.loss, 0, epoch
+                best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                stale += 1
+            if on_epoch is not None:
+                on_epoch(record)
+            if stale >= self.cfg.early_stopping_patience:
+                result.stopped_early = True
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return result
+
+
+class CNNLSTMTrainer:
+    """The guide's trainer entry point: ``prepare_data(symbols, dates)`` -> (train, val, test) loaders."""
+
+    def __init__(self, config: Any, save_dir: str | None = None, device: str = "auto") -> None:
+        self.config = config
+        self.save_dir = save_dir
+        self.device = resolve_device(device)
+        self.data: Any = None
+
+    def prepare_data(
+        self, symbols: list[str] | None = None, dates: tuple[Any, Any] | None = None, *, batch_size: int = 64
+    ) -> tuple[Any, Any, Any]:
+        from .windows import WindowLoader, prepare_windows
+
+        data_cfg = self.config.data
+        if dates is not None:
+            data_cfg = data_cfg.model_copy(update={"start": dates[0], "end": dates[1]})
+        self.data, _ = prepare_windows(data_cfg, symbols, explicit_symbols=symbols is not None)
+        return (
+            WindowLoader(self.data.train, batch_size=batch_size, shuffle=True, seed=self.config.seed),
+            WindowLoader(self.data.val, batch_size=batch_size),
+            WindowLoader(self.data.test, batch_size=batch_size),
+        )
+
+
+IntegratedCNNLSTMTrainer = CNNLSTMTrainer  # the guide's name

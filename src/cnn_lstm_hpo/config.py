@@ -94,7 +94,7 @@ class OptimizationConfig(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
-    search_space: dict[str, ParamSpec] = Field(default_factory=lambda: dict(DEFAULT_SEARCH_SPACE))
+    search_space: dict[str, ParamSpec] = Field(default_factory=dict, validate_default=True)
 
     @field_validator("objectives")
     @classmethod

@@ -11,7 +11,7 @@ import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import OptimizationConfig
-from .errors import HPOError, TrialDiverged
+from .errors import HPOError
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .objectives import directions
 from .progress import ProgressLine
@@ -150,8 +150,10 @@ class MultiObjectiveOptimizer:
         )
         try:
             result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=self.epoch_hook(trial))
-        except TrialDiverged as error:
-            trial.set_user_attr("fail_reason", str(error))
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:  # diverged, out of memory, ...: recorded FAIL, the study goes on
+            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             raise
         best = result.best.val
         trial.set_user_attr("epochs_trained", len(result.epochs))
@@ -188,7 +190,7 @@ class MultiObjectiveOptimizer:
                 n_trials=remaining,
                 timeout=cfg.timeout,
                 callbacks=callbacks,
-                catch=(TrialDiverged, RuntimeError, MemoryError),
+                catch=(Exception,),
                 gc_after_trial=True,
             )
         write_study_outputs(study, cfg.objectives, cfg.objective_weights, self.save_dir)

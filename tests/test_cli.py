@@ -1,0 +1,150 @@
+"""The command line and the guide's two scripts, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnn_lstm_hpo import MultiObjectiveOptimizer
+from cnn_lstm_hpo.cli import app
+from cnn_lstm_hpo.config import build_config
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--n-trials", "2", "--max-epochs-per-trial", "1", "--start", "2016-01-01"]
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_scenarios_list_and_show():
+    listed = invoke("scenarios", "list")
+    assert listed.exit_code == 0
+    assert listed.stdout.split() == ["accuracy_focused", "default", "efficiency_focused", "production", "quick_test", "smoke"]
+    shown = invoke("scenarios", "show", "production")
+    assert shown.exit_code == 0 and "max_training_time_minutes: 90.0" in shown.stdout
+
+
+def test_unknown_scenario_is_one_line_exit_2():
+    result = invoke("scenarios", "show", "nope")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "unknown scenario 'nope'" in result.stderr and "Traceback" not in result.output
+
+
+def test_optimize_smoke_on_bundled_data_writes_every_output(tmp_path):
+    save = tmp_path / "smoke"
+    result = invoke("optimize", "--scenario", "smoke", *FAST, "--save-dir", str(save), "--seed", "3")
+    assert result.exit_code == 0, result.output
+    for name in ("best_configurations.json", "optimization_summary.txt", "resolved_config.yaml", "study.db",
+                 "trial_0_result.json", "trial_1_result.json"):
+        assert (save / name).is_file(), name
+    assert "seed: 3" in (save / "resolved_config.yaml").read_text()
+    assert "trials 2/2" in result.stderr  # the progress line
+    best = json.loads((save / "best_configurations.json").read_text())
+    assert best and best[0]["rank"] == 1
+
+
+SMALL_SPACE = """
+  search_space:
+    cnn_num_filters: {type: categorical, choices: [8]}
+    cnn_filter_sizes: {type: categorical, choices: [[2, 3]]}
+    cnn_attention_heads: {type: categorical, choices: [2]}
+    lstm_hidden_dim: {type: categorical, choices: [16]}
+    lstm_num_layers: {type: int, low: 1, high: 1}
+"""
+
+
+def test_guide_scenario_symbols_fall_back_to_bundled_with_a_note(tmp_path):
+    scenario = tmp_path / "guide_like.yaml"
+    scenario.write_text("guide_like:\n  symbols: ['AAPL', 'GOOGL', 'MSFT']\n  objectives: ['accuracy', 'training_time']\n" + SMALL_SPACE)
+    result = invoke("optimize", "--scenario", str(scenario), *FAST, "--save-dir", str(tmp_path / "q"))
+    assert result.exit_code == 0, result.output
+    assert "AAPL" in result.stderr and "using SP500, NASDAQ" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "AAPL" in line]) == 1
+
+
+def test_quick_test_scenario_prepares_bundled_data_offline():
+    optimizer = MultiObjectiveOptimizer(build_config("quick_test"), progress=False)
+    assert optimizer.notice is not None and "SP500, NASDAQ" in optimizer.notice
+    assert set(optimizer.data.train.symbols) == {"SP500", "NASDAQ"}
+    assert optimizer.config.objectives == ["accuracy", "training_time"]
+
+
+def test_explicit_unknown_symbol_names_the_available_ones(tmp_path):
+    result = invoke("optimize", "--scenario", "smoke", *FAST, "--symbols", "AAPL", "--save-dir", str(tmp_path / "x"))
+    assert result.exit_code == 2
+    assert "AAPL" in result.stderr and "SP500, NASDAQ" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n-trials", "0"], "n_trials"),
+        (["--objectives", "accuracy,speed"], "objectives"),
+        (["--data", "/no/such/folder"], "data path not found"),
+        (["--storage", "notadb://x"], "cannot open storage"),
+    ],
+)
+def test_bad_input_exits_2_and_keeps_earlier_results(tmp_path, args, message):
+    save = tmp_path / "run"
+    assert invoke("optimize", "--scenario", "smoke", *FAST, "--save-dir", str(save)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in save.iterdir() if p.is_file()}
+    result = invoke("optimize", "--scenario", "smoke", *FAST, "--save-dir", str(save), *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output
+    assert {p.name: p.read_bytes() for p in save.iterdir() if p.is_file()} == before
+
+
+def test_bad_yaml_field_names_dotted_path(tmp_path):
+    scenario = tmp_path / "mine.yaml"
+    scenario.write_text("mine:\n  n_trials: 2\n  search_space:\n    learning_rate: {type: loguniform, low: 0.1, high: 0.01}\n")
+    result = invoke("optimize", "--scenario", str(scenario), "--save-dir", str(tmp_path / "r"))
+    assert result.exit_code == 2
+    assert "search_space.learning_rate" in result.stderr and "low" in result.stderr
+
+
+def test_bad_data_file_names_file_column_and_row(tmp_path):
+    folder = tmp_path / "bars"
+    folder.mkdir()
+    (folder / "ABC.csv").write_text("Date,Open,High,Low,Close,Volume\n2020-01-02,1,2,0.5,1.5,100\n2020-01-03,1,x,0.5,1.5,100\n")
+    result = invoke("optimize", "--scenario", "smoke", "--data", str(folder), "--save-dir", str(tmp_path / "r"))
+    assert result.exit_code == 2
+    assert "ABC.csv" in result.stderr and "'high'" in result.stderr and "2020-01-03" in result.stderr
+
+
+def test_data_command_reports_windows(tmp_path):
+    result = invoke("data", "--data", "synthetic")
+    assert result.exit_code == 0, result.output
+    assert "SYN_A: 1500 bars" in result.stdout and "majority-class rate" in result.stdout
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_guide_scripts_are_shims_over_the_cli(tmp_path):
+    save = tmp_path / "s1"
+    done = _script("run_hyperopt_with_config.py", "--scenario", "smoke", "--n_trials", "1",
+                   "--max_epochs_per_trial", "1", "--save_dir", str(save))
+    assert done.returncode == 0, done.stderr
+    assert (save / "best_configurations.json").is_file()
+
+    save2 = tmp_path / "s2"
+    done = _script("run_hyperparameter_optimization.py", "--scenario", "smoke", "--n_trials", "1",
+                   "--max_epochs_per_trial", "1", "--timeout_hours", "0.1", "--symbols", "SP500", "NASDAQ",
+                   "--objectives", "accuracy", "model_size", "--save_dir", str(save2))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((save2 / "trial_0_result.json").read_text())
+    assert set(record["objectives"]) == {"accuracy", "model_size"}
+
+    bad = _script("run_hyperparameter_optimization.py", "--scenario", "smoke", "--symbols", "AAPL",
+                  "--save_dir", str(tmp_path / "s3"))
+    assert bad.returncode == 2 and "AAPL" in bad.stderr and "Traceback" not in bad.stderr

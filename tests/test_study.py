@@ -32,6 +32,7 @@ def tiny_config(tmp_path, **overrides):
         save_dir=tmp_path / "run",
         search_space=TINY_SPACE,
         data={"source": "synthetic", "sequence_length": 10},
+        pruning={"enabled": False},  # these tests pin the study itself; test_pruning.py covers pruning
     )
     return create_optimization_config(**{**base, **overrides})
 

@@ -52,6 +52,8 @@ class TrainingConfig(_Section):
     gradient_clip: float = Field(1.0, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     classification_metric: Literal["accuracy", "balanced_accuracy", "mcc"] = "accuracy"
+    # Wall time is the guide's measure; CPU time is steadier on shared hosts.
+    time_measure: Literal["wall", "cpu"] = "wall"
     classification_weight: float = Field(0.7, ge=0)
     regression_weight: float = Field(0.3, ge=0)
 
@@ -68,8 +70,9 @@ class SamplerConfig(_Section):
 
 class PruningConfig(_Section):
     enabled: bool = True
-    min_resource: int = Field(10, ge=1)  # the guide's HyperbandPruner defaults
+    min_resource: int = Field(10, ge=1)  # the guide's HyperbandPruner defaults; fitted to the epoch budget
     reduction_factor: int = Field(3, ge=2)
+    metric: Literal["val_loss", "val_score"] = "val_loss"  # what a rung compares (see pruning.py)
 
 
 class OptimizationConfig(_Section):

@@ -14,10 +14,11 @@ from .config import OptimizationConfig
 from .errors import HPOError
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .objectives import directions
+from .monitor import TimeLimitExceeded, TrialMonitor, multi_objective_pruner, single_objective_pruner
 from .progress import ProgressLine
 from .results import atomic_write_text, trial_record, write_json, write_study_outputs
 from .space import suggest
-from .train import EpochResult, Trainer, resolve_device
+from .train import Trainer, resolve_device
 from .windows import WindowedData, prepare_windows, split_from_loader
 
 log = logging.getLogger("cnn_lstm_hpo")
@@ -46,6 +47,7 @@ def open_study(config: OptimizationConfig) -> optuna.Study:
         storage=storage, study_name=name, directions=directions(config.objectives), load_if_exists=True
     )
     study.set_user_attr("objectives", config.objectives)
+    study.pruner = single_objective_pruner(config)
     # A resumed study must not replay the same random start-up points: offset the seed.
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     study.sampler = optuna.samplers.TPESampler(
@@ -96,6 +98,7 @@ class MultiObjectiveOptimizer:
             if self.notice:
                 log.warning(self.notice)
         self.study: optuna.Study | None = None
+        self.pruner = multi_objective_pruner(config)
 
     # --- the guide's per-trial API -------------------------------------------------------
     def suggest_hyperparameters(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -114,23 +117,10 @@ class MultiObjectiveOptimizer:
             dropout_rate=float(params["dropout_rate"]),
         )
 
-    def epoch_hook(self, trial: optuna.Trial) -> Callable[[EpochResult], None]:
-        """Called after every epoch; records the validation score so it is kept in storage."""
-        history: list[dict[str, float]] = []
-
-        def on_epoch(epoch: EpochResult) -> None:
-            history.append(
-                {
-                    "epoch": epoch.epoch,
-                    "val_score": epoch.val.composite,
-                    "val_loss": epoch.val.loss,
-                    "wall_seconds": epoch.wall_seconds,
-                    "cpu_seconds": epoch.cpu_seconds,
-                }
-            )
-            trial.set_user_attr("epoch_history", history)
-
-        return on_epoch
+    def _over_time(self, minutes: float) -> float:
+        """The training-time constraint value: <= 0 is feasible, as Optuna defines it."""
+        limit = self.config.max_training_time_minutes
+        return minutes - limit if limit is not None else 0.0
 
     def objective(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
@@ -145,25 +135,33 @@ class MultiObjectiveOptimizer:
         if limit is not None and size > limit:
             trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
             raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
+        monitor = TrialMonitor(trial, cfg, size, self.pruner)
         trainer = Trainer(
             model, self.data.train, self.data.val, params, cfg.training, device=self.device, seed=cfg.seed + trial.number
         )
         try:
-            result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=self.epoch_hook(trial))
+            result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor)
+        except TimeLimitExceeded as stop:
+            trial.set_constraint("training_time_minutes", self._over_time(stop.projected_minutes))
+            raise
         except optuna.TrialPruned:
+            trial.set_constraint("training_time_minutes", self._over_time(monitor.minutes()))
             raise
         except Exception as error:  # diverged, out of memory, ...: recorded FAIL, the study goes on
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             raise
+        minutes = monitor.minutes()
+        trial.set_constraint("training_time_minutes", self._over_time(minutes))
         best = result.best.val
         trial.set_user_attr("epochs_trained", len(result.epochs))
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("stopped_early", result.stopped_early)
         trial.set_user_attr("cpu_minutes", result.cpu_seconds / 60)
+        trial.set_user_attr("wall_minutes", result.wall_seconds / 60)
         trial.set_user_attr("val_metrics", best.to_dict())
         trial.set_user_attr("val_accuracy", best.accuracy)
         trial.set_user_attr("val_majority_rate", best.majority_rate)
-        values = {"accuracy": best.composite, "training_time": result.wall_seconds / 60, "model_size": size}
+        values = {"accuracy": best.composite, "training_time": minutes, "model_size": size}
         return [values[name] for name in cfg.objectives]
 
     # --- the study --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class EpochResult:
     wall_seconds: float
     cpu_seconds: float
     elapsed_wall_seconds: float  # since training started, including this epoch
+    last: bool  # no further epoch follows (max_epochs reached or early stopping fires)
 
 
 EpochCallback = Callable[[EpochResult], None]
@@ -189,18 +190,21 @@ class Trainer:
                 scheduler.step(val.loss)
             elif scheduler is not None:
                 scheduler.step()
-            now = time.perf_counter()
-            record = EpochResult(epoch, train_loss, val, now - wall0, time.process_time() - cpu0, now - started)
-            result.epochs.append(record)
             if val.loss < best_loss:
                 best_loss, stale, result.best_epoch = val.loss, 0, epoch
                 best_state = copy.deepcopy(self.model.state_dict())
             else:
                 stale += 1
+            result.stopped_early = stale >= self.cfg.early_stopping_patience
+            now = time.perf_counter()
+            record = EpochResult(
+                epoch, train_loss, val, now - wall0, time.process_time() - cpu0, now - started,
+                last=result.stopped_early or epoch == max_epochs,
+            )
+            result.epochs.append(record)
             if on_epoch is not None:
                 on_epoch(record)
-            if stale >= self.cfg.early_stopping_patience:
-                result.stopped_early = True
+            if result.stopped_early:
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)

@@ -1,0 +1,103 @@
+"""The per-epoch hook of one trial: history into storage, the training-time limit, pruning."""
+
+from __future__ import annotations
+
+import optuna
+
+from .config import OptimizationConfig
+from .pruning import BRACKET_ATTR, ParetoRungPruner, fitted_min_resource
+from .train import EpochResult
+
+
+class TimeLimitExceeded(optuna.TrialPruned):
+    """The trial passed ``max_training_time_minutes`` or its next epoch certainly will."""
+
+    def __init__(self, projected_minutes: float, limit: float) -> None:
+        super().__init__(f"training time {projected_minutes:.2f} min > max_training_time_minutes {limit}")
+        self.projected_minutes = projected_minutes
+
+
+def single_objective_pruner(config: OptimizationConfig) -> optuna.pruners.BasePruner:
+    """Optuna's HyperbandPruner, unchanged, where Optuna supports pruning (one objective: accuracy)."""
+    if not config.pruning.enabled or config.objectives != ["accuracy"]:
+        return optuna.pruners.NopPruner()
+    p = config.pruning
+    return optuna.pruners.HyperbandPruner(
+        min_resource=fitted_min_resource(
+            config.max_epochs_per_trial, p.min_resource, p.reduction_factor, config.pruning_warmup_steps
+        ),
+        max_resource=config.max_epochs_per_trial,
+        reduction_factor=p.reduction_factor,
+    )
+
+
+def multi_objective_pruner(config: OptimizationConfig) -> ParetoRungPruner | None:
+    if not config.pruning.enabled or len(config.objectives) < 2:
+        return None
+    pruner = ParetoRungPruner(config)
+    return pruner if pruner.active else None
+
+
+class TrialMonitor:
+    """Called by the trainer after every epoch of one trial."""
+
+    def __init__(
+        self, trial: optuna.Trial, config: OptimizationConfig, model_size: float, pruner: ParetoRungPruner | None
+    ) -> None:
+        self.trial = trial
+        self.config = config
+        self.model_size = model_size
+        self.pruner = pruner
+        self.time_key = "wall_seconds" if config.training.time_measure == "wall" else "cpu_seconds"
+        self.history: list[dict[str, float]] = []
+        self.bracket = -1
+        if pruner is not None:
+            self.bracket = pruner.bracket_of(trial.number)
+            trial.set_user_attr(BRACKET_ATTR, self.bracket)
+
+    def minutes(self) -> float:
+        """Training time so far, by the configured measure (wall by default)."""
+        return sum(h[self.time_key] for h in self.history) / 60
+
+    def __call__(self, epoch: EpochResult) -> None:
+        self.history.append(
+            {
+                "epoch": epoch.epoch,
+                "val_score": epoch.val.composite,
+                "val_loss": epoch.val.loss,
+                "wall_seconds": epoch.wall_seconds,
+                "cpu_seconds": epoch.cpu_seconds,
+            }
+        )
+        # Kept in storage: survives restarts, shared by workers, read by the pruner and analysis.
+        self.trial.set_user_attr("epoch_history", self.history)
+        self._check_time(epoch)
+        if not epoch.last:
+            self._check_pruning(epoch)
+
+    def _check_time(self, epoch: EpochResult) -> None:
+        limit = self.config.max_training_time_minutes
+        if limit is None:
+            return
+        # Another epoch is certain unless this one is the last (early-stopping patience >= 1),
+        # and it will take at least as long as the fastest epoch so far.
+        fastest = min(h[self.time_key] for h in self.history) / 60
+        projected = self.minutes() + (0.0 if epoch.last else fastest)
+        if projected > limit:
+            self.trial.set_user_attr("stop_reason", f"time limit: {projected:.2f} min projected > {limit} min")
+            raise TimeLimitExceeded(projected, limit)
+
+    def _check_pruning(self, epoch: EpochResult) -> None:
+        if self.pruner is not None:
+            pruned = self.pruner.should_prune(
+                self.trial.study, self.trial.number, self.bracket, self.history, self.model_size
+            )
+        elif isinstance(self.trial.study.pruner, optuna.pruners.HyperbandPruner):
+            score = epoch.val.composite if self.config.pruning.metric == "val_score" else -epoch.val.loss
+            self.trial.report(score, epoch.epoch)  # oriented like the study: higher is better
+            pruned = self.trial.should_prune()
+        else:
+            return
+        if pruned:
+            self.trial.set_user_attr("stop_reason", f"pruned at epoch {epoch.epoch}")
+            raise optuna.TrialPruned(f"pruned at epoch {epoch.epoch}")

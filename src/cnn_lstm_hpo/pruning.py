@@ -1,0 +1,161 @@
+"""Early pruning inside multi-objective studies (Optuna's pruners only work with one objective).
+
+Rule: Hyperband brackets of successive halving, with promotion by non-dominated sorting
+(MO-ASHA, Schmucker et al. 2021).
+
+- Brackets. ``min_resource`` is fitted to the trial's epoch budget so that the most aggressive
+  bracket always has at least two decision rungs before ``max_resource`` (= max epochs per
+  trial): effective min = min(max(min_resource, pruning_warmup_steps), max_epochs // eta**2),
+  at least 1. Bracket b decides at epochs min * eta**(b + k) < max_epochs; every bracket keeps
+  at least one decision (a bracket without one is plain random search, which TPE already does).
+  Decision epochs are rounded up to a multiple of ``pruning_interval_steps``. A trial's bracket
+  is fixed by its number, weighted like Hyperband's trial allocation.
+- Rung vector. When a trial reaches a rung epoch r, it and every other trial of its bracket that
+  reached r (running, complete or pruned) are described by the study's objectives as seen at r:
+  the best validation score up to epoch r (loss or composite accuracy, ``pruning.metric``), the
+  model size, and the mean wall time per epoch. All are oriented so that lower is better.
+- Promotion. The trial continues if it is on the first non-dominated front of that set (so a
+  small or fast model on the running Pareto front is never pruned just for a slightly lower
+  score), or if, ordering the set by (front, score), it is within the top ``n // eta``. With
+  fewer than ``eta`` trials at the rung only the first front continues, as in Optuna's
+  successive halving.
+
+The per-epoch scores live in the trial's ``epoch_history`` user attribute, so they survive
+restarts and every worker sharing the storage sees them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .config import OptimizationConfig
+
+BRACKET_ATTR = "pruning_bracket"
+
+
+def fitted_min_resource(max_epochs: int, min_resource: int, reduction_factor: int, warmup: int) -> int:
+    return max(1, min(max(min_resource, warmup), max_epochs // reduction_factor**2))
+
+
+def plan_brackets(max_epochs: int, min_resource: int, reduction_factor: int, *, warmup: int = 0, interval: int = 1) -> list[list[int]]:
+    """Decision epochs of each bracket, most aggressive first; [] when no pruning is possible."""
+    lowest = fitted_min_resource(max_epochs, min_resource, reduction_factor, warmup)
+    brackets = []
+    for b in range(max(1, math.floor(math.log(max_epochs / lowest, reduction_factor) + 1e-9))):
+        rungs, epoch = [], lowest * reduction_factor**b
+        while epoch < max_epochs:
+            aligned = math.ceil(epoch / interval) * interval
+            if aligned < max_epochs and aligned not in rungs:
+                rungs.append(aligned)
+            epoch *= reduction_factor
+        if rungs:
+            brackets.append(rungs)
+    return brackets
+
+
+def non_domination_ranks(points: np.ndarray) -> np.ndarray:
+    """Front index (0 = non-dominated) of each row; every column is minimised."""
+    n = len(points)
+    ranks = np.full(n, -1)
+    remaining = np.arange(n)
+    front = 0
+    while remaining.size:
+        sub = points[remaining]
+        # a dominates b: a <= b everywhere and a < b somewhere
+        dominated = ((sub[:, None, :] <= sub[None, :, :]).all(-1) & (sub[:, None, :] < sub[None, :, :]).any(-1)).any(0)
+        ranks[remaining[~dominated]] = front
+        remaining = remaining[dominated]
+        front += 1
+    return ranks
+
+
+def promotable(candidate: np.ndarray, others: np.ndarray, reduction_factor: int) -> bool:
+    """Does the candidate (first column: score, lower is better) continue past this rung?"""
+    points = np.vstack([candidate[None, :], others.reshape(-1, candidate.size)])
+    ranks = non_domination_ranks(points)
+    if ranks[0] == 0:
+        return True
+    n_promote = len(points) // reduction_factor
+    order = np.lexsort((points[:, 0], ranks))  # by front, then by score
+    return bool(0 in order[:n_promote])
+
+
+@dataclass(frozen=True)
+class RungPoint:
+    score: float  # best validation metric up to the rung, lower is better
+    model_size: float
+    epoch_seconds: float
+
+
+class ParetoRungPruner:
+    """Decides, at each rung epoch of a trial's bracket, whether the trial continues."""
+
+    def __init__(self, config: OptimizationConfig) -> None:
+        p = config.pruning
+        self.metric = p.metric
+        self.eta = p.reduction_factor
+        self.brackets = plan_brackets(
+            config.max_epochs_per_trial,
+            p.min_resource,
+            p.reduction_factor,
+            warmup=config.pruning_warmup_steps,
+            interval=config.pruning_interval_steps,
+        )
+        # Which rung-vector parts the study optimises besides the score.
+        self.use_size = "model_size" in config.objectives
+        self.use_time = "training_time" in config.objectives
+        # Hyperband gives brackets with more rungs more trials: weight ~ eta**rungs / (rungs).
+        self.weights = [math.ceil(self.eta ** len(r) / len(r)) for r in self.brackets]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.brackets)
+
+    def bracket_of(self, trial_number: int) -> int:
+        slot = trial_number % sum(self.weights)
+        for bracket, weight in enumerate(self.weights):
+            if slot < weight:
+                return bracket
+            slot -= weight
+        raise AssertionError("unreachable")
+
+    def rung_point(self, history: list[dict], model_size: float, rung: int) -> RungPoint:
+        seen = history[:rung]
+        if self.metric == "val_loss":
+            score = min(h["val_loss"] for h in seen)
+        else:
+            score = -max(h["val_score"] for h in seen)
+        return RungPoint(score, model_size, sum(h["wall_seconds"] for h in seen) / len(seen))
+
+    def _vector(self, point: RungPoint) -> np.ndarray:
+        parts = [point.score]
+        if self.use_size:
+            parts.append(point.model_size)
+        if self.use_time:
+            parts.append(point.epoch_seconds)
+        return np.array(parts, dtype=float)
+
+    def should_prune(self, study: optuna.Study, trial_number: int, bracket: int, history: list[dict], model_size: float) -> bool:
+        epoch = len(history)
+        if epoch not in self.brackets[bracket]:
+            return False
+        me = self._vector(self.rung_point(history, model_size, epoch))
+        others = [
+            self._vector(self.rung_point(t.user_attrs["epoch_history"], t.user_attrs["model_size_mb"], epoch))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
+            if _competes(t, trial_number, bracket, epoch)
+        ]
+        return not promotable(me, np.array(others).reshape(len(others), me.size), self.eta)
+
+
+def _competes(trial: FrozenTrial, trial_number: int, bracket: int, epoch: int) -> bool:
+    return (
+        trial.number != trial_number
+        and trial.user_attrs.get(BRACKET_ATTR) == bracket
+        and len(trial.user_attrs.get("epoch_history", ())) >= epoch
+    )

@@ -63,6 +63,7 @@ def optimize(
     storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default: SQLite in --save-dir)."),
     study_name: Optional[str] = typer.Option(None, "--study-name"),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    no_pruning: bool = typer.Option(False, "--no-pruning", help="Train every trial to the end (for comparison)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and the final summary."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -81,6 +82,7 @@ def optimize(
             "storage": storage,
             "study_name": study_name,
             "seed": seed,
+            "pruning": {"enabled": False} if no_pruning else None,
             "data": {
                 k: v
                 for k, v in {"source": data, "start": start and start.date(), "end": end and end.date()}.items()

@@ -1,0 +1,170 @@
+"""Pruning inside multi-objective studies, and the training-time constraint."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
+from cnn_lstm_hpo.cli import app
+from cnn_lstm_hpo.pruning import BRACKET_ATTR, non_domination_ranks, plan_brackets, promotable
+from cnn_lstm_hpo.train import Trainer
+
+SPACE = {
+    "cnn_num_filters": {"type": "categorical", "choices": [4, 8, 16]},
+    "cnn_filter_sizes": {"type": "categorical", "choices": [[2, 3], [3]]},
+    "cnn_attention_heads": {"type": "categorical", "choices": [2]},
+    "lstm_hidden_dim": {"type": "categorical", "choices": [8, 16]},
+    "lstm_num_layers": {"type": "int", "low": 1, "high": 1},
+    "batch_size": {"type": "categorical", "choices": [256]},
+}
+
+
+def config(tmp_path, **overrides):
+    base = dict(
+        scenario="smoke",
+        n_trials=12,
+        max_epochs_per_trial=9,
+        save_dir=tmp_path / "run",
+        search_space=SPACE,
+        data={"source": "synthetic", "sequence_length": 8},
+        sampler={"n_startup_trials": 3},
+        training={"early_stopping_patience": 9},
+    )
+    return create_optimization_config(**{**base, **overrides})
+
+
+# --- brackets --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("max_epochs", "expected"),
+    [
+        (9, [[1, 3], [3]]),  # a lowered budget still leaves two rungs (1, 3) before the end
+        (20, [[2, 6, 18], [6, 18]]),
+        (50, [[5, 15, 45], [15, 45]]),
+        (100, [[10, 30, 90], [30, 90]]),  # the guide's min_resource=10 once the budget allows it
+        (1, []),
+    ],
+)
+def test_brackets_fit_the_epoch_budget(max_epochs, expected):
+    assert plan_brackets(max_epochs, 10, 3, warmup=10) == expected
+
+
+def test_bracket_rungs_follow_the_interval():
+    assert plan_brackets(20, 2, 3, interval=4) == [[4, 8], [8]]  # 2, 6, 18 rounded up; 20 is the end
+
+
+# --- the promotion rule, on hand-made rung data ----------------------------------------------
+def test_non_domination_ranks():
+    points = np.array([[1.0, 5.0], [2.0, 1.0], [3.0, 6.0], [2.5, 2.0], [4.0, 7.0]])
+    # (3, 6) is dominated by (2.5, 2), which is dominated by (2, 1).
+    assert non_domination_ranks(points).tolist() == [0, 0, 2, 1, 3]
+
+
+def test_small_model_slightly_worse_score_is_not_starved():
+    # (val loss at rung, model MB, seconds per epoch): five big accurate models, one tiny one.
+    big = np.array([[0.60, 40.0, 9.0], [0.61, 35.0, 8.0], [0.62, 50.0, 10.0], [0.605, 45.0, 9.5], [0.615, 38.0, 8.5]])
+    tiny = np.array([0.64, 0.5, 1.0])
+    assert promotable(tiny, big, reduction_factor=3)
+    # The same score on a big slow model is dominated and falls outside the top third.
+    assert not promotable(np.array([0.64, 60.0, 12.0]), big, reduction_factor=3)
+
+
+def test_dominated_trial_in_top_fraction_by_score_continues():
+    others = np.array([[0.10, 1.0], [0.50, 3.0], [0.60, 4.0], [0.70, 5.0], [0.80, 6.0]])
+    candidate = np.array([0.20, 2.0])  # dominated by the first, but second best overall of six
+    assert promotable(candidate, others, reduction_factor=3)  # top 6 // 3 = 2
+    assert not promotable(np.array([0.55, 3.5]), others, reduction_factor=3)
+
+
+def test_few_trials_only_the_first_front_continues():
+    others = np.array([[0.1, 1.0]])
+    assert not promotable(np.array([0.2, 2.0]), others, reduction_factor=3)
+    assert promotable(np.array([0.2, 0.5]), others, reduction_factor=3)
+    assert promotable(np.array([0.3, 3.0]), np.empty((0, 2)), reduction_factor=3)  # alone at the rung
+
+
+# --- a real multi-objective study with pruning -----------------------------------------------
+def test_multi_objective_study_prunes_and_sampler_keeps_working(tmp_path):
+    cfg = config(tmp_path)
+    study = MultiObjectiveOptimizer(cfg, progress=False).optimize()
+    trials = study.get_trials()
+    states = [t.state for t in trials]
+    assert len(trials) == 12 and TrialState.FAIL not in states
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "expected some pruned trials"
+    first_pruned = min(t.number for t in pruned)
+    # TPE (after 3 start-up trials) kept proposing and completing trials after pruned ones.
+    assert any(t.state == TrialState.COMPLETE for t in trials if t.number > max(first_pruned, 3))
+    # Intermediate scores are in storage, per trial and epoch, and survive a reload.
+    reloaded = optuna.load_study(study_name=cfg.resolved_study_name, storage=cfg.resolved_storage)
+    for t in reloaded.trials:
+        history = t.user_attrs["epoch_history"]
+        assert [h["epoch"] for h in history] == list(range(1, len(history) + 1))
+        assert t.user_attrs[BRACKET_ATTR] in (0, 1)
+        if t.state == TrialState.PRUNED:
+            assert len(history) < 9 and t.user_attrs["stop_reason"].startswith("pruned at epoch")
+            assert len(history) in (1, 3)  # only at rung epochs
+    best = json.loads((cfg.save_dir / "best_configurations.json").read_text())
+    assert best and not {b["trial_number"] for b in best} & {t.number for t in pruned}
+    assert all(t.state == TrialState.COMPLETE for t in study.best_trials)
+    # The sampler still proposes from a study holding pruned trials.
+    trial = study.ask()
+    assert set(trial.params) == set() and study.sampler.__class__.__name__ == "TPESampler"
+    MultiObjectiveOptimizer(cfg, progress=False).suggest_hyperparameters(trial)
+    assert set(SPACE) <= set(trial.params)
+
+
+def test_no_pruning_switch_trains_every_trial_to_the_end(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        ["optimize", "--scenario", "smoke", "--data", "synthetic", "--n-trials", "4", "--no-pruning",
+         "--save-dir", str(tmp_path / "np")],
+    )
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'np' / 'study.db'}")
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert all(BRACKET_ATTR not in t.user_attrs for t in study.trials)
+
+
+def test_single_objective_uses_optunas_hyperband(tmp_path):
+    cfg = config(tmp_path, objectives=["accuracy"], n_trials=4)
+    study = MultiObjectiveOptimizer(cfg, progress=False).optimize()
+    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
+    assert all(len(t.intermediate_values) >= 1 for t in study.trials)
+
+
+# --- the training-time constraint --------------------------------------------------------------
+def test_slow_trial_is_stopped_and_infeasible(tmp_path, monkeypatch):
+    original = Trainer._train_epoch
+
+    def slow(self, optimizer, generator):
+        time.sleep(0.5)
+        return original(self, optimizer, generator)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", slow)
+    cfg = config(tmp_path, n_trials=2, max_training_time_minutes=0.02, pruning={"enabled": False})  # 1.2 s
+    study = MultiObjectiveOptimizer(cfg, progress=False).optimize()
+    for t in study.trials:
+        assert t.state == TrialState.PRUNED
+        assert t.constraints["training_time_minutes"] > 0
+        assert t.user_attrs["stop_reason"].startswith("time limit")
+        # Stopped as soon as exceeding became certain: after epoch 2 at the latest, of 9.
+        assert len(t.user_attrs["epoch_history"]) <= 2
+    assert json.loads((cfg.save_dir / "best_configurations.json").read_text()) == []
+    summary = (cfg.save_dir / "optimization_summary.txt").read_text()
+    assert "2 infeasible" in summary
+
+
+def test_fast_trial_records_feasible_time_constraint(tmp_path):
+    cfg = config(tmp_path, n_trials=2, max_training_time_minutes=30.0, max_epochs_per_trial=2)
+    study = MultiObjectiveOptimizer(cfg, progress=False).optimize()
+    for t in study.trials:
+        assert t.constraints["training_time_minutes"] <= 0
+        if t.state == TrialState.COMPLETE:
+            assert t.constraints["training_time_minutes"] == pytest.approx(t.values[1] - 30.0)

@@ -66,27 +66,37 @@ def test_non_domination_ranks():
     assert non_domination_ranks(points).tolist() == [0, 0, 2, 1, 3]
 
 
+# (-score at the rung, model MB, seconds per epoch): five big models, then one tiny one.
+BIG = np.array([[-0.560, 40.0, 9.0], [-0.555, 35.0, 8.0], [-0.550, 50.0, 10.0], [-0.558, 45.0, 9.5], [-0.552, 38.0, 8.5]])
+
+
 def test_small_model_slightly_worse_score_is_not_starved():
-    # (val loss at rung, model MB, seconds per epoch): five big accurate models, one tiny one.
-    big = np.array([[0.60, 40.0, 9.0], [0.61, 35.0, 8.0], [0.62, 50.0, 10.0], [0.605, 45.0, 9.5], [0.615, 38.0, 8.5]])
-    tiny = np.array([0.64, 0.5, 1.0])
-    assert promotable(tiny, big, reduction_factor=3)
-    # The same score on a big slow model is dominated and falls outside the top third.
-    assert not promotable(np.array([0.64, 60.0, 12.0]), big, reduction_factor=3)
+    tiny = np.array([-0.550, 0.5, 1.0])  # 0.005 behind the cut-off (2nd best, 0.555): on the front
+    assert promotable(tiny, BIG, reduction_factor=3, tolerance=0.01)
+    # Without the tolerance successive halving alone would prune it: 6 // 3 = 2 continue.
+    assert not promotable(tiny, BIG, reduction_factor=3, tolerance=0.0)
+    # The same score on a big slow model is dominated: pruned.
+    assert not promotable(np.array([-0.550, 60.0, 12.0]), BIG, reduction_factor=3, tolerance=0.01)
 
 
-def test_dominated_trial_in_top_fraction_by_score_continues():
+def test_small_model_that_learns_nothing_is_pruned():
+    tiny = np.array([-0.45, 0.5, 1.0])  # smallest and fastest, but 0.1 behind the cut-off
+    assert not promotable(tiny, BIG, reduction_factor=3, tolerance=0.01)
+
+
+def test_top_fraction_by_front_then_score_continues():
     others = np.array([[0.10, 1.0], [0.50, 3.0], [0.60, 4.0], [0.70, 5.0], [0.80, 6.0]])
-    candidate = np.array([0.20, 2.0])  # dominated by the first, but second best overall of six
-    assert promotable(candidate, others, reduction_factor=3)  # top 6 // 3 = 2
-    assert not promotable(np.array([0.55, 3.5]), others, reduction_factor=3)
+    candidate = np.array([0.20, 2.0])  # dominated by the first, but second in NSGA-II order of six
+    assert promotable(candidate, others, reduction_factor=3, tolerance=0.0)  # top 6 // 3 = 2
+    assert not promotable(np.array([0.55, 3.5]), others, reduction_factor=3, tolerance=0.0)
 
 
-def test_few_trials_only_the_first_front_continues():
+def test_few_trials_only_the_best_or_close_front_continues():
     others = np.array([[0.1, 1.0]])
-    assert not promotable(np.array([0.2, 2.0]), others, reduction_factor=3)
-    assert promotable(np.array([0.2, 0.5]), others, reduction_factor=3)
-    assert promotable(np.array([0.3, 3.0]), np.empty((0, 2)), reduction_factor=3)  # alone at the rung
+    assert not promotable(np.array([0.2, 2.0]), others, reduction_factor=3, tolerance=0.5)  # dominated
+    assert promotable(np.array([0.105, 0.5]), others, reduction_factor=3, tolerance=0.01)
+    assert not promotable(np.array([0.3, 0.5]), others, reduction_factor=3, tolerance=0.01)
+    assert promotable(np.array([0.3, 3.0]), np.empty((0, 2)), reduction_factor=3, tolerance=0.0)  # alone
 
 
 # --- a real multi-objective study with pruning -----------------------------------------------

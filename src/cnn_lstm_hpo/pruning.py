@@ -14,11 +14,11 @@ Rule: Hyperband brackets of successive halving, with promotion by non-dominated 
   reached r (running, complete or pruned) are described by the study's objectives as seen at r:
   the best validation score up to epoch r (loss or composite accuracy, ``pruning.metric``), the
   model size, and the mean wall time per epoch. All are oriented so that lower is better.
-- Promotion. The trial continues if it is on the first non-dominated front of that set (so a
-  small or fast model on the running Pareto front is never pruned just for a slightly lower
-  score), or if, ordering the set by (front, score), it is within the top ``n // eta``. With
-  fewer than ``eta`` trials at the rung only the first front continues, as in Optuna's
-  successive halving.
+- Promotion. Order the set as NSGA-II does (non-dominated front, then score); the top
+  ``max(1, n // eta)`` continue, as in successive halving. A trial on the first front also
+  continues when its score is within ``pruning.score_tolerance`` of the promotion cut-off (the
+  ``max(1, n // eta)``-th best score): a small or fast model on the running Pareto front is not
+  pruned just because its score is a little lower, while one that learns nothing at all is.
 
 The per-epoch scores live in the trial's ``epoch_history`` user attribute, so they survive
 restarts and every worker sharing the storage sees them.
@@ -74,15 +74,18 @@ def non_domination_ranks(points: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def promotable(candidate: np.ndarray, others: np.ndarray, reduction_factor: int) -> bool:
+def promotable(candidate: np.ndarray, others: np.ndarray, reduction_factor: int, tolerance: float) -> bool:
     """Does the candidate (first column: score, lower is better) continue past this rung?"""
     points = np.vstack([candidate[None, :], others.reshape(-1, candidate.size)])
     ranks = non_domination_ranks(points)
-    if ranks[0] == 0:
+    n_promote = max(1, len(points) // reduction_factor)
+    order = np.lexsort((points[:, 0], ranks))  # NSGA-II order: by front, then by score
+    if 0 in order[:n_promote]:
         return True
-    n_promote = len(points) // reduction_factor
-    order = np.lexsort((points[:, 0], ranks))  # by front, then by score
-    return bool(0 in order[:n_promote])
+    # A non-dominated trial whose score is only a little behind the promotion cut-off continues:
+    # a small or fast model on the running Pareto front is not starved by the accuracy race.
+    cutoff = np.sort(points[:, 0])[n_promote - 1]
+    return bool(ranks[0] == 0 and candidate[0] <= cutoff + tolerance)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class ParetoRungPruner:
         p = config.pruning
         self.metric = p.metric
         self.eta = p.reduction_factor
+        self.tolerance = p.score_tolerance
         self.brackets = plan_brackets(
             config.max_epochs_per_trial,
             p.min_resource,
@@ -150,7 +154,7 @@ class ParetoRungPruner:
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
             if _competes(t, trial_number, bracket, epoch)
         ]
-        return not promotable(me, np.array(others).reshape(len(others), me.size), self.eta)
+        return not promotable(me, np.array(others).reshape(len(others), me.size), self.eta, self.tolerance)
 
 
 def _competes(trial: FrozenTrial, trial_number: int, bracket: int, epoch: int) -> bool:

@@ -1,0 +1,134 @@
+"""Pruning vs no pruning in multi-objective studies: same sampler seed, same trial count, side by side.
+
+For each data set (synthetic learnable data, bundled real data) and each seed, runs the same
+study twice (pruning on, pruning off) and prints total trial-epochs, wall time, best validation
+accuracy and the hypervolume of the feasible Pareto front (reference point fixed per data set
+and seed: accuracy 0, 1.1 x the largest training time and model size seen in either arm), then
+the medians over seeds and their ratios. Also prints Spearman's rank correlation between a
+trial's score at the first rung (epoch 1) and its final score, from the no-pruning runs.
+
+    python benchmarks/pruning_efficiency.py [--seeds 3] [--n-trials 16] [--max-epochs 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna._hypervolume import compute_hypervolume  # Optuna's WFG implementation
+from optuna.trial import TrialState
+from scipy.stats import spearmanr
+
+from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
+from cnn_lstm_hpo.results import is_feasible
+
+SPACE = {
+    "cnn_num_filters": {"type": "categorical", "choices": [16, 32, 64]},
+    "cnn_attention_heads": {"type": "categorical", "choices": [2, 4, 8]},
+    "lstm_hidden_dim": {"type": "categorical", "choices": [16, 32, 64]},
+    "lstm_num_layers": {"type": "int", "low": 1, "high": 2},
+    "batch_size": {"type": "categorical", "choices": [64, 128, 256]},
+}
+DATASETS = {
+    "synthetic": {"source": "synthetic", "sequence_length": 20, "start": None},  # all 1500 bars
+    "bundled": {"source": "sample", "sequence_length": 20, "start": "2011-01-01"},
+}
+
+
+def run_arm(data: dict, seed: int, pruning: bool, args: argparse.Namespace, workdir: Path) -> dict:
+    config = create_optimization_config(
+        scenario="smoke",
+        n_trials=args.n_trials,
+        max_epochs_per_trial=args.max_epochs,
+        objectives=["accuracy", "training_time", "model_size"],
+        search_space=SPACE,
+        data=data,
+        seed=seed,
+        sampler={"n_startup_trials": 5},
+        training={"early_stopping_patience": args.max_epochs},  # epochs differ only by pruning
+        pruning={"enabled": pruning},
+        save_dir=workdir / f"{data['source']}-{seed}-{pruning}",
+    )
+    started = time.perf_counter()
+    study = MultiObjectiveOptimizer(config, progress=False).optimize()
+    wall = time.perf_counter() - started
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return {
+        "epochs": sum(len(t.user_attrs.get("epoch_history", [])) for t in trials),
+        "wall": wall,
+        "best_acc": max(t.user_attrs["val_accuracy"] for t in complete),
+        "majority": complete[0].user_attrs["val_majority_rate"],
+        "front": [t.values for t in study.best_trials if is_feasible(t)],
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "trials": trials,
+    }
+
+
+def hypervolume(front: list, reference: np.ndarray) -> float:
+    # Minimisation form: (-accuracy, minutes, MB).
+    points = np.array([[-a, t, s] for a, t, s in front])
+    points = points[(points < reference).all(axis=1)]
+    return float(compute_hypervolume(points, reference)) if len(points) else 0.0
+
+
+def first_rung_correlation(trials: list) -> dict[str, float]:
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    final = [t.values[0] for t in complete]
+    at_rung_loss = [-t.user_attrs["epoch_history"][0]["val_loss"] for t in complete]
+    at_rung_score = [t.user_attrs["epoch_history"][0]["val_score"] for t in complete]
+    return {
+        "val_loss": float(spearmanr(at_rung_loss, final).statistic),
+        "val_score": float(spearmanr(at_rung_score, final).statistic),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--n-trials", type=int, default=16)
+    parser.add_argument("--max-epochs", type=int, default=12)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(f"{args.n_trials} trials x up to {args.max_epochs} epochs, objectives accuracy/training_time/model_size, "
+          f"{args.seeds} seeds")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.datasets:
+            rows = []
+            correlations = []
+            for seed in range(args.seeds):
+                # Alternate which arm runs first, so slow phases of a shared machine hit both.
+                arms = {flag: None for flag in ((True, False) if seed % 2 == 0 else (False, True))}
+                for flag in arms:
+                    arms[flag] = run_arm(DATASETS[name], seed, flag, args, Path(tmp))
+                on, off = arms[True], arms[False]
+                both = on["front"] + off["front"]
+                reference = np.array([0.0, 1.1 * max(v[1] for v in both), 1.1 * max(v[2] for v in both)])
+                on["hv"], off["hv"] = hypervolume(on["front"], reference), hypervolume(off["front"], reference)
+                correlations.append(first_rung_correlation(off["trials"]))
+                rows.append((on, off))
+                print(f"  {name} seed {seed}: epochs {on['epochs']} vs {off['epochs']} | wall {on['wall']:.0f}s vs "
+                      f"{off['wall']:.0f}s | best val acc {on['best_acc']:.4f} vs {off['best_acc']:.4f} "
+                      f"(majority {on['majority']:.4f}) | HV {on['hv']:.4g} vs {off['hv']:.4g} | pruned {on['pruned']}")
+            med = {k: (statistics.median(r[0][k] for r in rows), statistics.median(r[1][k] for r in rows))
+                   for k in ("epochs", "wall", "best_acc", "hv")}
+            print(f"{name} (medians, pruning vs none):")
+            print(f"  trial-epochs {med['epochs'][0]:.0f} vs {med['epochs'][1]:.0f} -> "
+                  f"{med['epochs'][1] / med['epochs'][0]:.2f}x fewer")
+            print(f"  wall time    {med['wall'][0]:.0f}s vs {med['wall'][1]:.0f}s -> {med['wall'][1] / med['wall'][0]:.2f}x faster")
+            print(f"  best val acc {med['best_acc'][0]:.4f} vs {med['best_acc'][1]:.4f}")
+            hv_ratio = statistics.median(r[0]["hv"] / r[1]["hv"] for r in rows if r[1]["hv"] > 0)
+            print(f"  hypervolume ratio (pruning / none), median over seeds: {hv_ratio:.3f}")
+            for metric in ("val_loss", "val_score"):
+                rho = statistics.median(c[metric] for c in correlations)
+                print(f"  Spearman(first-rung {metric}, final accuracy objective), median over seeds: {rho:.3f}")
+
+
+if __name__ == "__main__":
+    main()

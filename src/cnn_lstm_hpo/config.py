@@ -166,6 +166,13 @@ def validate_config(raw: dict[str, Any], source: str) -> OptimizationConfig:
         raise _format_error(error, source) from None
 
 
+def validate_data_config(raw: dict[str, Any]) -> DataConfig:
+    try:
+        return DataConfig.model_validate(raw)
+    except ValidationError as error:
+        raise _format_error(error, "data") from None
+
+
 def scenario_names() -> list[str]:
     folder = resources.files("cnn_lstm_hpo") / "scenarios"
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))

@@ -57,9 +57,16 @@ def synthetic_frame(symbol: str, n_bars: int = 1500, *, momentum: float = 0.5, s
 
 def _normalise_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     frame = frame.rename(columns=lambda c: str(c).strip().lower().replace(" ", "_"))
-    # Prefer the adjusted close where a file carries both (splits and dividends).
-    if "adj_close" in frame.columns:
-        frame = frame.drop(columns=["close"], errors="ignore").rename(columns={"adj_close": "close"})
+    # Prefer adjusted prices where a file carries an adjusted close (splits and dividends): scale
+    # open/high/low by the same factor so every price of a bar is on one basis.
+    if "adj_close" in frame.columns and "close" in frame.columns:
+        factor = pd.to_numeric(frame["adj_close"], errors="coerce") / pd.to_numeric(frame["close"], errors="coerce")
+        for column in ("open", "high", "low"):
+            if column in frame.columns:
+                frame[column] = pd.to_numeric(frame[column], errors="coerce") * factor
+        frame = frame.drop(columns=["close"]).rename(columns={"adj_close": "close"})
+    elif "adj_close" in frame.columns:
+        frame = frame.rename(columns={"adj_close": "close"})
     date_col = next((c for c in _DATE_NAMES if c in frame.columns), None)
     if date_col is not None:
         frame = frame.set_index(date_col)
@@ -67,11 +74,12 @@ def _normalise_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         if str(frame.index.name).lower() not in _DATE_NAMES:
             raise HPOError(f"{source}: no date column (expected one of {', '.join(_DATE_NAMES)})")
     try:
-        index = pd.to_datetime(frame.index)
+        # utc=True: vendors write offsets that change across daylight saving (-05:00 / -04:00).
+        index = pd.to_datetime(frame.index, utc=True).tz_convert(None)
     except (ValueError, TypeError) as error:
         raise HPOError(f"{source}: column date: cannot parse dates ({error})") from None
-    if index.tz is not None:
-        index = index.tz_convert(None)
+    if index.isna().any():
+        raise HPOError(f"{source}: column date: empty date in data row {int(index.isna().argmax()) + 1}")
     frame.index = index.rename("date")
     return frame
 
@@ -123,6 +131,10 @@ def _from_path(path: Path) -> dict[str, pd.DataFrame]:
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in _FILE_SUFFIXES)
         if not files:
             raise HPOError(f"{path}: no .csv or .parquet files")
+        stems = [p.stem.upper() for p in files]
+        clash = next((s for s in stems if stems.count(s) > 1), None)
+        if clash:
+            raise HPOError(f"{path}: more than one file for symbol {clash}")
         return {p.stem.upper(): validate_ohlcv(_read_table(p), str(p)) for p in files}
     table = _read_table(path)
     table.columns = [str(c).strip().lower() for c in table.columns]

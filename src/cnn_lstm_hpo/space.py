@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Choice = Union[bool, int, float, str, None, list[int]]
 
@@ -56,11 +56,28 @@ class Categorical(_Spec):
     type: Literal["categorical"]
     choices: list[Choice]
 
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _numbers_from_yaml(cls, value: Any) -> Any:
+        # YAML 1.1 reads 1e-3 (no dot) as a string; a number was meant.
+        if isinstance(value, list):
+            return [_maybe_float(v) for v in value]
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Categorical:
         if not self.choices:
             raise ValueError("categorical needs at least one choice, but got an empty list")
         return self
+
+
+def _maybe_float(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 ParamSpec = Annotated[Union[LogUniform, Uniform, IntRange, Categorical], Field(discriminator="type")]
@@ -125,39 +142,42 @@ def decode_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def check_spec(name: str, spec: Any) -> str | None:
     """What is wrong with one parameter's spec for the model that reads it, or None."""
-    if name == "dropout_rate" and isinstance(spec, (Uniform, LogUniform)) and (spec.low < 0 or spec.high >= 1):
-        return "dropout_rate must lie in [0, 1)"
-    if name == "lstm_num_layers" and isinstance(spec, IntRange) and spec.low < 1:
-        return "lstm_num_layers must be >= 1"
-    if name == "learning_rate" and isinstance(spec, Uniform) and spec.low <= 0:
-        return "learning_rate must be > 0"
-    if isinstance(spec, Categorical):
-        for choice in spec.choices:
-            bad = _bad_choice(name, choice)
-            if bad:
-                return f"{bad}, but got {choice!r}"
-    if not isinstance(spec, Categorical) and name in _CATEGORICAL_ONLY:
+    if name in _CATEGORICAL_ONLY and not isinstance(spec, Categorical):
         return f"{name} must be categorical"
+    values = spec.choices if isinstance(spec, Categorical) else [spec.low, spec.high]
+    for value in values:
+        bad = _bad_value(name, value)
+        if bad:
+            return f"{bad}, but got {value!r}"
     return None
 
 
 _CATEGORICAL_ONLY = ("cnn_filter_sizes", "lstm_bidirectional", "optimizer", "scheduler")
+_POSITIVE_INTS = ("cnn_num_filters", "cnn_attention_heads", "lstm_hidden_dim", "lstm_num_layers", "batch_size")
 
 
-def _bad_choice(name: str, choice: Any) -> str | None:
-    positive_ints = ("cnn_num_filters", "cnn_attention_heads", "lstm_hidden_dim", "batch_size")
-    if name in positive_ints and not (
-        isinstance(choice, int) and not isinstance(choice, bool) and choice > 0
-    ):
-        return "choices must be positive integers"
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bad_value(name: str, value: Any) -> str | None:
+    """Why the model cannot use ``value`` for hyperparameter ``name``, or None."""
+    if name in _POSITIVE_INTS and not (_is_number(value) and value >= 1 and float(value).is_integer()):
+        return f"{name} values must be positive integers"
+    if name == "learning_rate" and not (_is_number(value) and value > 0):
+        return "learning_rate values must be > 0"
+    if name == "weight_decay" and not (_is_number(value) and value >= 0):
+        return "weight_decay values must be >= 0"
+    if name == "dropout_rate" and not (_is_number(value) and 0 <= value < 1):
+        return "dropout_rate values must lie in [0, 1)"
     if name == "cnn_filter_sizes" and not (
-        isinstance(choice, list) and choice and all(isinstance(k, int) and k > 0 for k in choice)
+        isinstance(value, list) and value and all(isinstance(k, int) and k > 0 for k in value)
     ):
-        return "choices must be non-empty lists of positive kernel sizes"
-    if name == "lstm_bidirectional" and not isinstance(choice, bool):
-        return "choices must be true/false"
-    if name == "optimizer" and choice not in OPTIMIZERS:
-        return f"choices must be among {list(OPTIMIZERS)}"
-    if name == "scheduler" and choice not in SCHEDULERS:
-        return f"choices must be among {list(SCHEDULERS)}"
+        return "cnn_filter_sizes choices must be non-empty lists of positive kernel sizes"
+    if name == "lstm_bidirectional" and not isinstance(value, bool):
+        return "lstm_bidirectional choices must be true/false"
+    if name == "optimizer" and value not in OPTIMIZERS:
+        return f"optimizer choices must be among {list(OPTIMIZERS)}"
+    if name == "scheduler" and value not in SCHEDULERS:
+        return f"scheduler choices must be among {list(SCHEDULERS)}"
     return None

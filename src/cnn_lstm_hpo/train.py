@@ -227,7 +227,9 @@ class CNNLSTMTrainer:
 
         data_cfg = self.config.data
         if dates is not None:
-            data_cfg = data_cfg.model_copy(update={"start": dates[0], "end": dates[1]})
+            from .config import validate_data_config
+
+            data_cfg = validate_data_config({**data_cfg.model_dump(), "start": dates[0], "end": dates[1]})
         self.data, _ = prepare_windows(data_cfg, symbols, explicit_symbols=symbols is not None)
         return (
             WindowLoader(self.data.train, batch_size=batch_size, shuffle=True, seed=self.config.seed),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
+import torch
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
@@ -125,6 +126,7 @@ class MultiObjectiveOptimizer:
     def objective(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
         params = self.suggest_hyperparameters(trial)
+        torch.manual_seed(cfg.seed + trial.number)  # the initial weights too: same params, same trial
         model = HybridCNNLSTM(self.create_model_config(params))
         size = model_size_mb(model)
         trial.set_user_attr("model_size_mb", size)

@@ -178,3 +178,32 @@ def test_fast_trial_records_feasible_time_constraint(tmp_path):
         assert t.constraints["training_time_minutes"] <= 0
         if t.state == TrialState.COMPLETE:
             assert t.constraints["training_time_minutes"] == pytest.approx(t.values[1] - 30.0)
+
+
+def test_trial_whose_first_epoch_breaks_the_limit_stops_within_a_few_batches(tmp_path, monkeypatch):
+    from cnn_lstm_hpo.model import HybridCNNLSTM
+
+    calls = []
+    original = HybridCNNLSTM.forward
+
+    def slow_forward(self, x):
+        if self.training:
+            calls.append(1)
+            time.sleep(0.3)
+        return original(self, x)
+
+    monkeypatch.setattr(HybridCNNLSTM, "forward", slow_forward)
+    # ~1,900 training windows / 64 per batch = 30 batches x 0.3 s = 9 s projected > 0.05 min (3 s).
+    space = {**SPACE, "batch_size": {"type": "categorical", "choices": [64]}}
+    cfg = config(tmp_path, n_trials=1, search_space=space, max_training_time_minutes=0.05, pruning={"enabled": False})
+    trial = MultiObjectiveOptimizer(cfg, progress=False).optimize().trials[0]
+    assert trial.state == TrialState.PRUNED
+    assert trial.user_attrs["stop_reason"].startswith("time limit: first epoch projected")
+    assert "epoch_history" not in trial.user_attrs  # not even one epoch was spent
+    assert len(calls) <= 4 and trial.constraints["training_time_minutes"] > 0
+
+
+def test_auto_time_limit_follows_the_study_budget():
+    assert create_optimization_config(scenario="quick_test").max_training_time_minutes == pytest.approx(9.6)
+    assert create_optimization_config(scenario="production").max_training_time_minutes == 90.0  # the guide's
+    assert create_optimization_config(n_trials=10).max_training_time_minutes == 120.0  # capped

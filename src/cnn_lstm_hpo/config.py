@@ -89,6 +89,8 @@ class OptimizationConfig(_Section):
     symbols: list[str] | None = None  # None: every symbol the data source has
     timeout_hours: float | None = Field(48.0, gt=0)
     max_model_size_mb: float | None = Field(500.0, gt=0)
+    # Per trial. Unset: min(120, 4 x the study's time budget per trial), so that a few huge
+    # configurations cannot eat a short study's budget; null: no limit.
     max_training_time_minutes: float | None = Field(120.0, gt=0)
     pruning_warmup_steps: int = Field(10, ge=0)
     pruning_interval_steps: int = Field(1, ge=1)
@@ -128,6 +130,15 @@ class OptimizationConfig(_Section):
             if problem:
                 raise ValueError(f"{name}: {problem}")
         return value
+
+    @model_validator(mode="after")
+    def _auto_time_limit(self) -> OptimizationConfig:
+        if "max_training_time_minutes" not in self.model_fields_set and self.timeout_hours is not None:
+            fair_share = self.timeout_hours * 60 / self.n_trials
+            # Set without re-validating (validate_assignment would call this validator again).
+            self.__dict__["max_training_time_minutes"] = round(min(120.0, 4 * fair_share), 3)
+            self.model_fields_set.add("max_training_time_minutes")
+        return self
 
     @property
     def timeout(self) -> float | None:

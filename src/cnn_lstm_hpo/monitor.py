@@ -75,6 +75,14 @@ class TrialMonitor:
         if not epoch.last:
             self._check_pruning(epoch)
 
+    def probe(self, first_epoch_seconds: float) -> None:
+        """A few batches in: stop now if the first epoch alone will break the time limit."""
+        limit = self.config.max_training_time_minutes
+        if limit is not None and first_epoch_seconds / 60 > limit:
+            projected = first_epoch_seconds / 60
+            self.trial.set_user_attr("stop_reason", f"time limit: first epoch projected {projected:.2f} min > {limit} min")
+            raise TimeLimitExceeded(projected, limit)
+
     def _check_time(self, epoch: EpochResult) -> None:
         limit = self.config.max_training_time_minutes
         if limit is None:

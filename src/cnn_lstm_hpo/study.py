@@ -142,7 +142,7 @@ class MultiObjectiveOptimizer:
             model, self.data.train, self.data.val, params, cfg.training, device=self.device, seed=cfg.seed + trial.number
         )
         try:
-            result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor)
+            result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)
         except TimeLimitExceeded as stop:
             trial.set_constraint("training_time_minutes", self._over_time(stop.projected_minutes))
             raise

@@ -36,6 +36,10 @@ class EpochResult:
 
 
 EpochCallback = Callable[[EpochResult], None]
+# Called once, a few batches into the first epoch, with the projected wall seconds of that epoch:
+# a trial whose first epoch alone breaks its time limit stops before spending it.
+ProbeCallback = Callable[[float], None]
+PROBE_BATCHES = 3
 
 
 @dataclass
@@ -116,6 +120,7 @@ class Trainer:
         # Returns are ~1e-2: learn them in units of the training std so both losses matter.
         self.return_scale = float(train.y_return.std()) or 1.0
         self.loss_weights = (cfg.classification_weight, cfg.regression_weight)
+        self.probe: ProbeCallback | None = None
 
     def _loss(self, logits: torch.Tensor, ret: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         cw, rw = self.loss_weights
@@ -130,7 +135,11 @@ class Trainer:
         n, batch = len(self.y), int(self.params["batch_size"])
         order = torch.randperm(n, generator=generator).to(self.device)
         total = torch.zeros((), device=self.device)
-        for start in range(0, n, batch):
+        started = time.perf_counter()
+        for step, start in enumerate(range(0, n, batch), start=1):
+            if self.probe is not None and step == PROBE_BATCHES + 1:
+                probe, self.probe = self.probe, None
+                probe((time.perf_counter() - started) / PROBE_BATCHES * -(-n // batch))
             idx = order[start : start + batch]
             logits, ret = self._forward(self.x[idx])
             loss = self._loss(logits, ret, self.y[idx], self.r[idx])
@@ -170,8 +179,11 @@ class Trainer:
             regression_weight=rw,
         )
 
-    def fit(self, max_epochs: int, on_epoch: EpochCallback | None = None) -> TrainResult:
+    def fit(
+        self, max_epochs: int, on_epoch: EpochCallback | None = None, on_probe: ProbeCallback | None = None
+    ) -> TrainResult:
         torch.manual_seed(self.seed)
+        self.probe = on_probe
         generator = torch.Generator().manual_seed(self.seed)
         optimizer = make_optimizer(self.model, self.params)
         scheduler = make_scheduler(optimizer, self.params["scheduler"], max_epochs)

@@ -189,13 +189,15 @@ def test_trial_whose_first_epoch_breaks_the_limit_stops_within_a_few_batches(tmp
     def slow_forward(self, x):
         if self.training:
             calls.append(1)
-            time.sleep(0.3)
+            time.sleep(0.5)
         return original(self, x)
 
     monkeypatch.setattr(HybridCNNLSTM, "forward", slow_forward)
-    # ~1,900 training windows / 64 per batch = 30 batches x 0.3 s = 9 s projected > 0.05 min (3 s).
+    # ~2,000 training windows (all 1,500 bars of each symbol) / 64 per batch = 31 batches x 0.5 s
+    # = 15 s projected after 3 batches, far over 0.05 min (3 s).
     space = {**SPACE, "batch_size": {"type": "categorical", "choices": [64]}}
-    cfg = config(tmp_path, n_trials=1, search_space=space, max_training_time_minutes=0.05, pruning={"enabled": False})
+    cfg = config(tmp_path, n_trials=1, search_space=space, max_training_time_minutes=0.05, pruning={"enabled": False},
+                 data={"source": "synthetic", "sequence_length": 8, "start": None})
     trial = MultiObjectiveOptimizer(cfg, progress=False).optimize().trials[0]
     assert trial.state == TrialState.PRUNED
     assert trial.user_attrs["stop_reason"].startswith("time limit: first epoch projected")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
 from cnn_lstm_hpo.cli import app
-from cnn_lstm_hpo.pruning import BRACKET_ATTR, non_domination_ranks, plan_brackets, promotable
+from cnn_lstm_hpo.pruning import BRACKET_ATTR, crowding_distances, non_domination_ranks, plan_brackets, promotable
 from cnn_lstm_hpo.train import Trainer
 
 SPACE = {
@@ -66,22 +66,36 @@ def test_non_domination_ranks():
     assert non_domination_ranks(points).tolist() == [0, 0, 2, 1, 3]
 
 
-# (-score at the rung, model MB, seconds per epoch): five big models, then one tiny one.
+# (-score at the rung, model MB, seconds per epoch): five big models.
 BIG = np.array([[-0.560, 40.0, 9.0], [-0.555, 35.0, 8.0], [-0.550, 50.0, 10.0], [-0.558, 45.0, 9.5], [-0.552, 38.0, 8.5]])
 
 
 def test_small_model_slightly_worse_score_is_not_starved():
-    tiny = np.array([-0.550, 0.5, 1.0])  # 0.005 behind the cut-off (2nd best, 0.555): on the front
+    tiny = np.array([-0.550, 0.5, 1.0])  # a little behind the cut-off (2nd best, 0.558); smallest
     assert promotable(tiny, BIG, reduction_factor=3, tolerance=0.01)
-    # Without the tolerance successive halving alone would prune it: 6 // 3 = 2 continue.
-    assert not promotable(tiny, BIG, reduction_factor=3, tolerance=0.0)
+    assert promotable(tiny, BIG, reduction_factor=3, tolerance=0.0)  # an extreme of the front
     # The same score on a big slow model is dominated: pruned.
     assert not promotable(np.array([-0.550, 60.0, 12.0]), BIG, reduction_factor=3, tolerance=0.01)
 
 
-def test_small_model_that_learns_nothing_is_pruned():
-    tiny = np.array([-0.45, 0.5, 1.0])  # smallest and fastest, but 0.1 behind the cut-off
-    assert not promotable(tiny, BIG, reduction_factor=3, tolerance=0.01)
+def test_crowded_middle_of_the_front_with_a_poor_score_is_pruned():
+    # A tiny model that learns nothing, five big ones, and in between a non-dominated model that
+    # is neither an extreme nor close in score.
+    others = np.vstack([BIG, [[-0.40, 0.4, 0.9], [-0.551, 30.0, 7.0]]])
+    middle = np.array([-0.45, 20.0, 5.0])
+    ranks = non_domination_ranks(np.vstack([middle, others]))
+    assert ranks[0] == 0
+    assert not promotable(middle, others, reduction_factor=3, tolerance=0.01)
+    # Within the tolerance of the cut-off it would continue.
+    assert promotable(np.array([-0.551, 20.0, 5.0]), others, reduction_factor=3, tolerance=0.01)
+
+
+def test_crowding_distance_extremes_are_infinite():
+    points = np.array([[0.0, 3.0], [1.0, 2.0], [2.0, 1.0], [3.0, 0.0], [5.0, 5.0]])
+    ranks = non_domination_ranks(points)
+    distance = crowding_distances(points, ranks)
+    assert np.isinf(distance[[0, 3, 4]]).all()  # both ends of front 0; the lone point of front 1
+    assert distance[1] == pytest.approx(distance[2]) == pytest.approx(4 / 3)
 
 
 def test_top_fraction_by_front_then_score_continues():

@@ -14,11 +14,13 @@ Rule: Hyperband brackets of successive halving, with promotion by non-dominated 
   reached r (running, complete or pruned) are described by the study's objectives as seen at r:
   the best validation score up to epoch r (loss or composite accuracy, ``pruning.metric``), the
   model size, and the mean wall time per epoch. All are oriented so that lower is better.
-- Promotion. Order the set as NSGA-II does (non-dominated front, then score); the top
+- Promotion. Order the set as NSGA-II does (non-dominated front, then crowding distance, so
+  the extremes and the spread of each front come first, then score); the top
   ``max(1, n // eta)`` continue, as in successive halving. A trial on the first front also
   continues when its score is within ``pruning.score_tolerance`` of the promotion cut-off (the
-  ``max(1, n // eta)``-th best score): a small or fast model on the running Pareto front is not
-  pruned just because its score is a little lower, while one that learns nothing at all is.
+  ``max(1, n // eta)``-th best score). So the smallest or fastest model on the running Pareto
+  front is never pruned just because its score is a little lower, while a crowded middle of the
+  front is thinned like any other rung.
 
 The per-epoch scores live in the trial's ``epoch_history`` user attribute, so they survive
 restarts and every worker sharing the storage sees them.
@@ -74,12 +76,30 @@ def non_domination_ranks(points: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def crowding_distances(points: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance within each front; the extremes of a front get infinity."""
+    distance = np.zeros(len(points))
+    for front in np.unique(ranks):
+        members = np.flatnonzero(ranks == front)
+        for j in range(points.shape[1]):
+            values = points[members, j]
+            order = members[np.argsort(values, kind="stable")]
+            distance[order[[0, -1]]] = np.inf
+            span = values.max() - values.min()
+            if span > 0 and len(order) > 2:
+                distance[order[1:-1]] += (points[order[2:], j] - points[order[:-2], j]) / span
+    return distance
+
+
 def promotable(candidate: np.ndarray, others: np.ndarray, reduction_factor: int, tolerance: float) -> bool:
     """Does the candidate (first column: score, lower is better) continue past this rung?"""
     points = np.vstack([candidate[None, :], others.reshape(-1, candidate.size)])
     ranks = non_domination_ranks(points)
     n_promote = max(1, len(points) // reduction_factor)
-    order = np.lexsort((points[:, 0], ranks))  # NSGA-II order: by front, then by score
+    # NSGA-II order: by front, then by crowding distance (spread along the front, extremes first),
+    # then by score.
+    crowding = crowding_distances(points, ranks)
+    order = np.lexsort((points[:, 0], -crowding, ranks))
     if 0 in order[:n_promote]:
         return True
     # A non-dominated trial whose score is only a little behind the promotion cut-off continues:

@@ -43,7 +43,11 @@ def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
 
 
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    # Our own handler on our logger, bound to the current stderr (each CLI call may have its own).
+    logger = logging.getLogger("cnn_lstm_hpo")
+    logger.handlers = [logging.StreamHandler(sys.stderr)]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
     # Our progress line replaces Optuna's per-trial INFO lines.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -91,8 +95,6 @@ def optimize(
         }
         config = build_config(scenario, overrides)
         optimizer = MultiObjectiveOptimizer(config, explicit_symbols=bool(symbols), progress=not quiet)
-        if optimizer.notice:
-            typer.echo(f"note: {optimizer.notice}", err=True)
         try:
             optimizer.optimize()
         except KeyboardInterrupt:

@@ -97,7 +97,7 @@ class MultiObjectiveOptimizer:
         else:
             self.data, self.notice = prepare_windows(config.data, config.symbols, explicit_symbols=explicit_symbols)
             if self.notice:
-                log.warning(self.notice)
+                log.warning("note: %s", self.notice)
         self.study: optuna.Study | None = None
         self.pruner = multi_objective_pruner(config)
 

@@ -172,14 +172,16 @@ def test_slow_trial_is_stopped_and_infeasible(tmp_path, monkeypatch):
         return original(self, optimizer, generator)
 
     monkeypatch.setattr(Trainer, "_train_epoch", slow)
-    cfg = config(tmp_path, n_trials=2, max_training_time_minutes=0.02, pruning={"enabled": False})  # 1.2 s
+    # 3 s limit; each epoch >= 0.5 s; early stopping (patience 2) cannot end it before epoch 3.
+    cfg = config(tmp_path, n_trials=2, max_training_time_minutes=0.05, pruning={"enabled": False},
+                 training={"early_stopping_patience": 2})
     study = MultiObjectiveOptimizer(cfg, progress=False).optimize()
     for t in study.trials:
         assert t.state == TrialState.PRUNED
         assert t.constraints["training_time_minutes"] > 0
         assert t.user_attrs["stop_reason"].startswith("time limit")
-        # Stopped as soon as exceeding became certain: after epoch 2 at the latest, of 9.
-        assert len(t.user_attrs["epoch_history"]) <= 2
+        # Stopped as soon as exceeding became certain, long before its 9 epochs.
+        assert len(t.user_attrs.get("epoch_history", [])) <= 5
     assert json.loads((cfg.save_dir / "best_configurations.json").read_text()) == []
     summary = (cfg.save_dir / "optimization_summary.txt").read_text()
     assert "2 infeasible" in summary
@@ -214,9 +216,26 @@ def test_trial_whose_first_epoch_breaks_the_limit_stops_within_a_few_batches(tmp
                  data={"source": "synthetic", "sequence_length": 8, "start": None})
     trial = MultiObjectiveOptimizer(cfg, progress=False).optimize().trials[0]
     assert trial.state == TrialState.PRUNED
-    assert trial.user_attrs["stop_reason"].startswith("time limit: first epoch projected")
+    assert trial.user_attrs["stop_reason"].startswith("time limit:")
     assert "epoch_history" not in trial.user_attrs  # not even one epoch was spent
     assert len(calls) <= 4 and trial.constraints["training_time_minutes"] > 0
+
+
+def test_epochs_that_will_surely_follow_stop_a_trial_early(tmp_path, monkeypatch):
+    """0.5 s epochs, 9 epochs at most, patience 9, no pruning: all 9 epochs are certain, so 4.5 s
+    of training is projected after epoch 1 and a 3 s limit stops the trial there."""
+    original = Trainer._train_epoch
+
+    def slow(self, optimizer, generator):
+        time.sleep(0.5)
+        return original(self, optimizer, generator)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", slow)
+    cfg = config(tmp_path, n_trials=1, max_training_time_minutes=0.05, pruning={"enabled": False})
+    trial = MultiObjectiveOptimizer(cfg, progress=False).optimize().trials[0]
+    assert trial.state == TrialState.PRUNED
+    assert len(trial.user_attrs["epoch_history"]) == 1
+    assert trial.constraints["training_time_minutes"] > 0
 
 
 def test_auto_time_limit_follows_the_study_budget():

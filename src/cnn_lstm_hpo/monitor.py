@@ -71,29 +71,40 @@ class TrialMonitor:
         )
         # Kept in storage: survives restarts, shared by workers, read by the pruner and analysis.
         self.trial.set_user_attr("epoch_history", self.history)
-        self._check_time(epoch)
         if not epoch.last:
             self._check_pruning(epoch)
+        fastest = min(h[self.time_key] for h in self.history) / 60
+        more = 0 if epoch.last else self._certain_more_epochs(epoch.epoch, epoch.epochs_since_best)
+        self._check_time(self.minutes() + more * fastest)
 
     def probe(self, first_epoch_seconds: float) -> None:
-        """A few batches in: stop now if the first epoch alone will break the time limit."""
-        limit = self.config.max_training_time_minutes
-        if limit is not None and first_epoch_seconds / 60 > limit:
-            projected = first_epoch_seconds / 60
-            self.trial.set_user_attr("stop_reason", f"time limit: first epoch projected {projected:.2f} min > {limit} min")
-            raise TimeLimitExceeded(projected, limit)
+        """A few batches into epoch 1: stop now if the epochs this trial will certainly train break the limit."""
+        epochs = 1 if self.config.max_epochs_per_trial == 1 else 1 + self._certain_more_epochs(1, 0)
+        self._check_time(epochs * first_epoch_seconds / 60)
 
-    def _check_time(self, epoch: EpochResult) -> None:
+    def _certain_more_epochs(self, epoch: int, epochs_since_best: int) -> int:
+        """Epochs that will surely follow ``epoch``: none of max epochs, early stopping or the next
+        pruning decision can end the trial sooner."""
+        bounds = [
+            self.config.max_epochs_per_trial - epoch,
+            self.config.training.early_stopping_patience - epochs_since_best,
+        ]
+        if self.pruner is not None:
+            later = [r for r in self.pruner.brackets[self.bracket] if r > epoch]
+            if later:
+                bounds.append(later[0] - epoch)
+        elif isinstance(self.trial.study.pruner, optuna.pruners.HyperbandPruner):
+            bounds.append(1)  # Optuna's pruner may stop the trial after any epoch
+        return max(1, min(bounds))
+
+    def _check_time(self, projected_minutes: float) -> None:
+        """Stop once the projected training time (spent plus certain) breaks the limit."""
         limit = self.config.max_training_time_minutes
-        if limit is None:
-            return
-        # Another epoch is certain unless this one is the last (early-stopping patience >= 1),
-        # and it will take at least as long as the fastest epoch so far.
-        fastest = min(h[self.time_key] for h in self.history) / 60
-        projected = self.minutes() + (0.0 if epoch.last else fastest)
-        if projected > limit:
-            self.trial.set_user_attr("stop_reason", f"time limit: {projected:.2f} min projected > {limit} min")
-            raise TimeLimitExceeded(projected, limit)
+        if limit is not None and projected_minutes > limit:
+            self.trial.set_user_attr(
+                "stop_reason", f"time limit: {projected_minutes:.2f} min projected > {limit} min"
+            )
+            raise TimeLimitExceeded(projected_minutes, limit)
 
     def _check_pruning(self, epoch: EpochResult) -> None:
         if self.pruner is not None:

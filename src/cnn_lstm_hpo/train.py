@@ -33,6 +33,7 @@ class EpochResult:
     cpu_seconds: float
     elapsed_wall_seconds: float  # since training started, including this epoch
     last: bool  # no further epoch follows (max_epochs reached or early stopping fires)
+    epochs_since_best: int  # 0 when this epoch improved the validation loss
 
 
 EpochCallback = Callable[[EpochResult], None]
@@ -212,6 +213,7 @@ class Trainer:
             record = EpochResult(
                 epoch, train_loss, val, now - wall0, time.process_time() - cpu0, now - started,
                 last=result.stopped_early or epoch == max_epochs,
+                epochs_since_best=stale,
             )
             result.epochs.append(record)
             if on_epoch is not None:

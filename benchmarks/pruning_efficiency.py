@@ -54,6 +54,8 @@ def run_arm(data: dict, seed: int, pruning: bool, args: argparse.Namespace, work
         sampler={"n_startup_trials": 5},
         training={"early_stopping_patience": args.max_epochs},  # epochs differ only by pruning
         pruning={"enabled": pruning},
+        timeout_hours=None,  # both arms run all their trials
+        max_training_time_minutes=None,
         save_dir=workdir / f"{data['source']}-{seed}-{pruning}",
     )
     started = time.perf_counter()

@@ -140,9 +140,12 @@ def test_create_optimization_config_with_scenario_and_nested_override():
     assert str(cfg.data.start) == "2014-01-01"  # nested override merges, it does not replace `data`
 
 
-def test_none_overrides_are_ignored():
-    cfg = build_config("quick_test", {"n_trials": None, "max_epochs_per_trial": 4})
-    assert cfg.n_trials == 50 and cfg.max_epochs_per_trial == 4
+def test_none_override_clears_an_optional_field():
+    cfg = build_config("quick_test", {"timeout_hours": None, "max_epochs_per_trial": 4})
+    assert cfg.timeout is None and cfg.max_epochs_per_trial == 4
+    assert cfg.max_training_time_minutes == 120.0  # no study budget to derive a per-trial share from
+    with pytest.raises(HPOError, match="n_trials"):
+        build_config("quick_test", {"n_trials": None})
 
 
 def test_timeout_is_hours_in_seconds_and_settable():

@@ -93,7 +93,8 @@ def optimize(
                 if v is not None
             },
         }
-        config = build_config(scenario, overrides)
+        # Only the flags the user gave override the scenario.
+        config = build_config(scenario, {k: v for k, v in overrides.items() if v is not None})
         optimizer = MultiObjectiveOptimizer(config, explicit_symbols=bool(symbols), progress=not quiet)
         try:
             optimizer.optimize()

@@ -246,10 +246,13 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 
 def build_config(scenario: str = "default", overrides: dict[str, Any] | None = None) -> OptimizationConfig:
-    """Scenario (name or YAML path) + overrides (nested dicts allowed) -> validated config."""
+    """Scenario (name or YAML path) + overrides (nested dicts allowed) -> validated config.
+
+    An override of None sets the field to None (e.g. ``timeout_hours=None``: no time limit).
+    """
     raw = load_scenario(scenario)
     source = raw.pop("_source")
-    merged = _deep_merge(raw, {k: v for k, v in (overrides or {}).items() if v is not None})
+    merged = _deep_merge(raw, overrides or {})
     return validate_config(merged, source)
 
 

@@ -37,17 +37,7 @@ def sampled(full_space):
 
 
 def model_config(params: dict, num_classes: int = 2) -> ModelConfig:
-    return ModelConfig(
-        n_features=N_FEATURES,
-        num_classes=num_classes,
-        cnn_num_filters=int(params["cnn_num_filters"]),
-        cnn_filter_sizes=tuple(int(k) for k in params["cnn_filter_sizes"]),
-        cnn_attention_heads=int(params["cnn_attention_heads"]),
-        lstm_hidden_dim=int(params["lstm_hidden_dim"]),
-        lstm_num_layers=int(params["lstm_num_layers"]),
-        lstm_bidirectional=bool(params["lstm_bidirectional"]),
-        dropout_rate=float(params["dropout_rate"]),
-    )
+    return ModelConfig.from_params(params, n_features=N_FEATURES, num_classes=num_classes)
 
 
 def run_forward_backward(cfg: ModelConfig, batch: int, seq_len: int) -> HybridCNNLSTM:

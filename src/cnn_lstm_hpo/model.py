@@ -22,6 +22,21 @@ class ModelConfig:
     lstm_bidirectional: bool
     dropout_rate: float
 
+    @classmethod
+    def from_params(cls, params: dict, *, n_features: int, num_classes: int) -> ModelConfig:
+        """The architecture part of one trial's hyperparameters."""
+        return cls(
+            n_features=n_features,
+            num_classes=num_classes,
+            cnn_num_filters=int(params["cnn_num_filters"]),
+            cnn_filter_sizes=tuple(int(k) for k in params["cnn_filter_sizes"]),
+            cnn_attention_heads=int(params["cnn_attention_heads"]),
+            lstm_hidden_dim=int(params["lstm_hidden_dim"]),
+            lstm_num_layers=int(params["lstm_num_layers"]),
+            lstm_bidirectional=bool(params["lstm_bidirectional"]),
+            dropout_rate=float(params["dropout_rate"]),
+        )
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -106,17 +106,7 @@ class MultiObjectiveOptimizer:
         return suggest(trial, self.config.search_space)
 
     def create_model_config(self, params: dict[str, Any]) -> ModelConfig:
-        return ModelConfig(
-            n_features=self.data.n_features,
-            num_classes=self.data.num_classes,
-            cnn_num_filters=int(params["cnn_num_filters"]),
-            cnn_filter_sizes=tuple(int(k) for k in params["cnn_filter_sizes"]),
-            cnn_attention_heads=int(params["cnn_attention_heads"]),
-            lstm_hidden_dim=int(params["lstm_hidden_dim"]),
-            lstm_num_layers=int(params["lstm_num_layers"]),
-            lstm_bidirectional=bool(params["lstm_bidirectional"]),
-            dropout_rate=float(params["dropout_rate"]),
-        )
+        return ModelConfig.from_params(params, n_features=self.data.n_features, num_classes=self.data.num_classes)
 
     def _over_time(self, minutes: float) -> float:
         """The training-time constraint value: <= 0 is feasible, as Optuna defines it."""

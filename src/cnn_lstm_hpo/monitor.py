@@ -10,7 +10,7 @@ from .train import EpochResult
 
 
 class TimeLimitExceeded(optuna.TrialPruned):
-    """The trial passed ``max_training_time_minutes`` or its next epoch certainly will."""
+    """The trial passed ``max_training_time_minutes``, or the epochs it will surely train will."""
 
     def __init__(self, projected_minutes: float, limit: float) -> None:
         super().__init__(f"training time {projected_minutes:.2f} min > max_training_time_minutes {limit}")

@@ -13,7 +13,8 @@ Rule: Hyperband brackets of successive halving, with promotion by non-dominated 
 - Rung vector. When a trial reaches a rung epoch r, it and every other trial of its bracket that
   reached r (running, complete or pruned) are described by the study's objectives as seen at r:
   the best validation score up to epoch r (loss or composite accuracy, ``pruning.metric``), the
-  model size, and the mean wall time per epoch. All are oriented so that lower is better.
+  model size, and the mean time per epoch (wall, or CPU with ``training.time_measure: cpu``).
+  All are oriented so that lower is better.
 - Promotion. Order the set as NSGA-II does (non-dominated front, then crowding distance, so
   the extremes and the spread of each front come first, then score); the top
   ``max(1, n // eta)`` continue, as in successive halving. A trial on the first front also
@@ -123,6 +124,7 @@ class ParetoRungPruner:
         self.metric = p.metric
         self.eta = p.reduction_factor
         self.tolerance = p.score_tolerance
+        self.time_key = "wall_seconds" if config.training.time_measure == "wall" else "cpu_seconds"
         self.brackets = plan_brackets(
             config.max_epochs_per_trial,
             p.min_resource,
@@ -154,7 +156,7 @@ class ParetoRungPruner:
             score = min(h["val_loss"] for h in seen)
         else:
             score = -max(h["val_score"] for h in seen)
-        return RungPoint(score, model_size, sum(h["wall_seconds"] for h in seen) / len(seen))
+        return RungPoint(score, model_size, sum(h[self.time_key] for h in seen) / len(seen))
 
     def _vector(self, point: RungPoint) -> np.ndarray:
         parts = [point.score]

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrainingConfig
-from .errors import TrialDiverged
+from .config import TrainingConfig, validate_data_config
+from .errors import HPOError, TrialDiverged
 from .objectives import Evaluation, evaluate_predictions
-from .windows import Split
+from .windows import Split, WindowLoader, prepare_windows
 
 EVAL_BATCH = 4096
 
@@ -37,8 +37,8 @@ class EpochResult:
 
 
 EpochCallback = Callable[[EpochResult], None]
-# Called once, a few batches into the first epoch, with the projected wall seconds of that epoch:
-# a trial whose first epoch alone breaks its time limit stops before spending it.
+# Called once, a few batches into the first epoch, with the projected wall seconds of that epoch,
+# so a trial certain to break its time limit stops before spending the epoch.
 ProbeCallback = Callable[[float], None]
 PROBE_BATCHES = 3
 
@@ -66,8 +66,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from .errors import HPOError
-
         raise HPOError("training.device is 'cuda' but no CUDA device is available")
     return torch.device(name)
 
@@ -237,12 +235,8 @@ class CNNLSTMTrainer:
     def prepare_data(
         self, symbols: list[str] | None = None, dates: tuple[Any, Any] | None = None, *, batch_size: int = 64
     ) -> tuple[Any, Any, Any]:
-        from .windows import WindowLoader, prepare_windows
-
         data_cfg = self.config.data
         if dates is not None:
-            from .config import validate_data_config
-
             data_cfg = validate_data_config({**data_cfg.model_dump(), "start": dates[0], "end": dates[1]})
         self.data, _ = prepare_windows(data_cfg, symbols, explicit_symbols=symbols is not None)
         return (

@@ -130,7 +130,9 @@ def test_largest_configuration_runs():
     cfg = ModelConfig(N_FEATURES, 3, 256, (3, 7, 11, 15), 12, 512, 4, True, 0.5)
     model = run_forward_backward(cfg, 2, 8)
     assert model.cfg.attention_dim == 1032  # 1024 channels rounded up to a multiple of 12
-    assert 100 < model_size_mb(model) < 150
+    params = sum(p.numel() for p in model.parameters())
+    assert params == _param_count(cfg) == 30_652_732  # worked out by hand
+    assert model_size_mb(model) == pytest.approx(params * 4 / 2**20, rel=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -174,6 +176,45 @@ def test_eval_mode_is_deterministic():
     with torch.no_grad():
         a, b = model(x), model(x)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def _without_attention(model: HybridCNNLSTM) -> HybridCNNLSTM:
+    # Zero attention output: each LSTM input step then sees only its own causal conv receptive field,
+    # so what a step of the representation has read is visible from the bars that move it.
+    with torch.no_grad():
+        model.attention.out_proj.weight.zero_()
+        model.attention.out_proj.bias.zero_()
+    return model.eval()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bidirectional_representation_reads_the_whole_window_both_ways(layers):
+    torch.manual_seed(layers)
+    hidden = 8
+    model = _without_attention(HybridCNNLSTM(ModelConfig(N_FEATURES, 2, 8, (2, 3), 2, hidden, layers, True, 0.0)))
+    x = torch.randn(3, 20, N_FEATURES)
+    first_changed, last_changed = x.clone(), x.clone()
+    first_changed[:, 0] += 5.0
+    last_changed[:, -1] += 5.0
+    with torch.no_grad():
+        base, first, last = (model.encode(v) for v in (x, first_changed, last_changed))
+    assert base.shape == (3, 2 * hidden)
+    # The backward direction ends at the first bar: it must have read it (and the last one too).
+    assert not torch.allclose(base[:, hidden:], first[:, hidden:])
+    assert not torch.allclose(base[:, hidden:], last[:, hidden:])
+    # The forward direction ends at the decision bar and reads every bar before it.
+    assert not torch.allclose(base[:, :hidden], first[:, :hidden])
+    assert not torch.allclose(base[:, :hidden], last[:, :hidden])
+
+
+def test_unidirectional_representation_is_the_state_at_the_decision_bar():
+    torch.manual_seed(0)
+    model = _without_attention(HybridCNNLSTM(ModelConfig(N_FEATURES, 2, 8, (2, 3), 2, 8, 2, False, 0.0)))
+    x = torch.randn(3, 20, N_FEATURES)
+    with torch.no_grad():
+        h = model.norm(model.project(torch.cat([nn.functional.gelu(c(x.transpose(1, 2))) for c in model.convs], 1).transpose(1, 2)))
+        out, _ = model.lstm(h)
+        assert torch.allclose(model.encode(x), out[:, -1], atol=1e-6)
 
 
 # --- model size -------------------------------------------------------------------------------------

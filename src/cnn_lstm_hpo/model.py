@@ -87,15 +87,22 @@ class HybridCNNLSTM(nn.Module):
         self.class_head = nn.Linear(out, cfg.num_classes)
         self.return_head = nn.Linear(out, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # x: (B, T, F)
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation the heads read: (B, T, F) -> (B, H * directions)."""
         h = x.transpose(1, 2)  # (B, F, T)
         h = torch.cat([F.gelu(conv(h)) for conv in self.convs], dim=1)  # (B, filters*sizes, T)
         h = self.project(h.transpose(1, 2))  # (B, T, D)
         attended, _ = self.attention(h, h, h, need_weights=False)
         h = self.norm(h + attended)  # residual keeps the conv features when attention is unhelpful
-        out, _ = self.lstm(h)  # (B, T, H * directions)
-        last = self.dropout(out[:, -1])  # the representation at the decision bar
+        _, (h_n, _) = self.lstm(h)  # h_n: (layers * directions, B, H)
+        # The top layer's final state of each direction: the forward pass ends at the decision bar,
+        # the backward pass ends at the window's first bar, so both have read the whole window.
+        # (out[:, -1] would give the backward direction after one bar only.)
+        directions = 2 if self.cfg.lstm_bidirectional else 1
+        return torch.cat(list(h_n[-directions:]), dim=-1)  # (B, H * directions)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        last = self.dropout(self.encode(x))
         return self.class_head(last), self.return_head(last).squeeze(-1)  # (B, C), (B,)
 
 

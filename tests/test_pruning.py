@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
 from cnn_lstm_hpo.cli import app
-from cnn_lstm_hpo.pruning import BRACKET_ATTR, crowding_distances, non_domination_ranks, plan_brackets, promotable
+from cnn_lstm_hpo.monitor import TrialMonitor
+from cnn_lstm_hpo.pruning import BRACKET_ATTR, ParetoRungPruner, crowding_distances, non_domination_ranks, plan_brackets, promotable
 from cnn_lstm_hpo.train import Trainer
 
 SPACE = {
@@ -60,6 +61,12 @@ def test_bracket_rungs_follow_the_interval():
 
 
 # --- the promotion rule, on hand-made rung data ----------------------------------------------
+def judge(candidate, others, **kwargs):
+    """The candidate as the newest trial of its rung (as in a sequential study)."""
+    others = np.asarray(others, dtype=float).reshape(-1, len(candidate))
+    return promotable(candidate, others, candidate_number=len(others), other_numbers=np.arange(len(others)), **kwargs)
+
+
 def test_non_domination_ranks():
     points = np.array([[1.0, 5.0], [2.0, 1.0], [3.0, 6.0], [2.5, 2.0], [4.0, 7.0]])
     # (3, 6) is dominated by (2.5, 2), which is dominated by (2, 1).
@@ -72,10 +79,10 @@ BIG = np.array([[-0.560, 40.0, 9.0], [-0.555, 35.0, 8.0], [-0.550, 50.0, 10.0], 
 
 def test_small_model_slightly_worse_score_is_not_starved():
     tiny = np.array([-0.550, 0.5, 1.0])  # a little behind the cut-off (2nd best, 0.558); smallest
-    assert promotable(tiny, BIG, reduction_factor=3, tolerance=0.01)
-    assert promotable(tiny, BIG, reduction_factor=3, tolerance=0.0)  # an extreme of the front
+    assert judge(tiny, BIG, reduction_factor=3, tolerance=0.01)
+    assert judge(tiny, BIG, reduction_factor=3, tolerance=0.0)  # an extreme of the front
     # The same score on a big slow model is dominated: pruned.
-    assert not promotable(np.array([-0.550, 60.0, 12.0]), BIG, reduction_factor=3, tolerance=0.01)
+    assert not judge(np.array([-0.550, 60.0, 12.0]), BIG, reduction_factor=3, tolerance=0.01)
 
 
 def test_crowded_middle_of_the_front_with_a_poor_score_is_pruned():
@@ -85,15 +92,15 @@ def test_crowded_middle_of_the_front_with_a_poor_score_is_pruned():
     middle = np.array([-0.45, 20.0, 5.0])
     ranks = non_domination_ranks(np.vstack([middle, others]))
     assert ranks[0] == 0
-    assert not promotable(middle, others, reduction_factor=3, tolerance=0.01)
+    assert not judge(middle, others, reduction_factor=3, tolerance=0.01)
     # Within the tolerance of the cut-off it would continue.
-    assert promotable(np.array([-0.551, 20.0, 5.0]), others, reduction_factor=3, tolerance=0.01)
+    assert judge(np.array([-0.551, 20.0, 5.0]), others, reduction_factor=3, tolerance=0.01)
 
 
 def test_crowding_distance_extremes_are_infinite():
     points = np.array([[0.0, 3.0], [1.0, 2.0], [2.0, 1.0], [3.0, 0.0], [5.0, 5.0]])
     ranks = non_domination_ranks(points)
-    distance = crowding_distances(points, ranks)
+    distance = crowding_distances(points, ranks, np.arange(len(points)))
     assert np.isinf(distance[[0, 3, 4]]).all()  # both ends of front 0; the lone point of front 1
     assert distance[1] == pytest.approx(distance[2]) == pytest.approx(4 / 3)
 
@@ -101,19 +108,125 @@ def test_crowding_distance_extremes_are_infinite():
 def test_top_fraction_by_front_then_score_continues():
     others = np.array([[0.10, 1.0], [0.50, 3.0], [0.60, 4.0], [0.70, 5.0], [0.80, 6.0]])
     candidate = np.array([0.20, 2.0])  # dominated by the first, but second in NSGA-II order of six
-    assert promotable(candidate, others, reduction_factor=3, tolerance=0.0)  # top 6 // 3 = 2
-    assert not promotable(np.array([0.55, 3.5]), others, reduction_factor=3, tolerance=0.0)
+    assert judge(candidate, others, reduction_factor=3, tolerance=0.0)  # top 6 // 3 = 2
+    assert not judge(np.array([0.55, 3.5]), others, reduction_factor=3, tolerance=0.0)
 
 
 def test_few_trials_only_the_best_or_close_front_continues():
     others = np.array([[0.1, 1.0]])
-    assert not promotable(np.array([0.2, 2.0]), others, reduction_factor=3, tolerance=0.5)  # dominated
-    assert promotable(np.array([0.105, 0.5]), others, reduction_factor=3, tolerance=0.01)
-    assert not promotable(np.array([0.3, 0.5]), others, reduction_factor=3, tolerance=0.01)
-    assert promotable(np.array([0.3, 3.0]), np.empty((0, 2)), reduction_factor=3, tolerance=0.0)  # alone
+    assert not judge(np.array([0.2, 2.0]), others, reduction_factor=3, tolerance=0.5)  # dominated
+    assert judge(np.array([0.105, 0.5]), others, reduction_factor=3, tolerance=0.01)
+    assert not judge(np.array([0.3, 0.5]), others, reduction_factor=3, tolerance=0.01)
+    assert judge(np.array([0.3, 3.0]), np.empty((0, 2)), reduction_factor=3, tolerance=0.0)  # alone
+
+
+# --- an independent implementation of the rule, for random and recorded checks ---------------
+def reference_ranks(points):
+    """Non-domination fronts by peeling, in plain Python."""
+    def dominates(a, b):
+        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+    ranks, remaining, front = [None] * len(points), set(range(len(points))), 0
+    while remaining:
+        current = {i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)}
+        for i in current:
+            ranks[i] = front
+        remaining -= current
+        front += 1
+    return ranks
+
+
+def reference_crowding(points, ranks, numbers):
+    distance = [0.0] * len(points)
+    for front in set(ranks):
+        members = [i for i in range(len(points)) if ranks[i] == front]
+        for j in range(len(points[0])):
+            ordered = sorted(members, key=lambda i: (points[i][j], numbers[i]))
+            lo, hi = points[ordered[0]][j], points[ordered[-1]][j]
+            distance[ordered[0]] = distance[ordered[-1]] = float("inf")
+            for k in range(1, len(ordered) - 1):
+                if hi > lo:
+                    distance[ordered[k]] += (points[ordered[k + 1]][j] - points[ordered[k - 1]][j]) / (hi - lo)
+    return distance
+
+
+def reference_promoted(points, numbers, eta, tolerance):
+    """Which rows continue: the top n // eta in NSGA-II order, or first-front rows near the cut-off."""
+    ranks = reference_ranks(points)
+    crowding = reference_crowding(points, ranks, numbers)
+    order = sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i], points[i][0], numbers[i]))
+    n_promote = max(1, len(points) // eta)
+    cutoff = sorted(p[0] for p in points)[n_promote - 1]
+    return [i in order[:n_promote] or (ranks[i] == 0 and points[i][0] <= cutoff + tolerance) for i in range(len(points))]
+
+
+def _random_points(rng, n, dims):
+    # Small integer grids: many ties and exact duplicates.
+    return rng.integers(0, 4, size=(n, dims)).astype(float)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_ranks_and_crowding_match_an_independent_implementation(seed):
+    rng = np.random.default_rng(seed)
+    points = _random_points(rng, int(rng.integers(1, 14)), int(rng.integers(1, 4)))
+    numbers = rng.permutation(len(points))
+    ranks = non_domination_ranks(points)
+    assert ranks.tolist() == reference_ranks(points.tolist())
+    assert crowding_distances(points, ranks, numbers).tolist() == pytest.approx(
+        reference_crowding(points.tolist(), ranks.tolist(), numbers.tolist())
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_decision_does_not_depend_on_which_trial_is_judged(seed):
+    rng = np.random.default_rng(100 + seed)
+    n, dims = int(rng.integers(2, 12)), int(rng.integers(2, 4))
+    points = _random_points(rng, n, dims)
+    numbers = rng.permutation(n) + 10
+    tolerance = float(rng.choice([0.0, 0.5]))
+    expected = reference_promoted(points.tolist(), numbers.tolist(), 3, tolerance)
+    for i in range(n):
+        rest = np.delete(np.arange(n), i)
+        got = promotable(points[i], points[rest], 3, tolerance, candidate_number=numbers[i], other_numbers=numbers[rest])
+        assert got == expected[i], (i, points.tolist(), numbers.tolist())
+
+
+def test_tied_duplicates_are_decided_by_trial_number_not_by_being_the_candidate():
+    best, dup = [0.0, 0.0], [1.0, 1.0]
+    worse = np.array([best, dup, dup, [2.0, 2.0], [3.0, 3.0]])  # with the candidate: 6 points, 2 continue
+    # Three identical points on the second front: only the earliest of them takes the second place.
+    numbers = np.array([0, 1, 2, 4, 5])
+    assert not promotable(np.array(dup), worse, 3, 0.0, candidate_number=3, other_numbers=numbers)
+    assert promotable(np.array(dup), worse, 3, 0.0, candidate_number=0, other_numbers=numbers + 1)
 
 
 # --- a real multi-objective study with pruning -----------------------------------------------
+def _assert_every_decision_follows_the_rule(trials, pruner, tolerance):
+    """Rebuild each rung's peers from the stored epoch histories (trials run one after another, so a
+    trial's peers are the earlier trials of its bracket that reached the rung) and check that every
+    pruned trial was not promotable and every continued one was, by the independent implementation."""
+    decisions = 0
+    for trial in trials:
+        history, bracket = trial.user_attrs["epoch_history"], trial.user_attrs[BRACKET_ATTR]
+        for rung in pruner.brackets[bracket]:
+            if len(history) < rung:
+                continue
+            peers = [t for t in trials if t.number < trial.number and t.user_attrs[BRACKET_ATTR] == bracket
+                     and len(t.user_attrs["epoch_history"]) >= rung]
+            rows = [trial] + peers
+
+            def vector(t):
+                seen = t.user_attrs["epoch_history"][:rung]
+                return [-max(h["val_score"] for h in seen), t.user_attrs["model_size_mb"],
+                        sum(h["wall_seconds"] for h in seen) / rung]
+
+            expected = reference_promoted([vector(t) for t in rows], [t.number for t in rows], pruner.eta, tolerance)[0]
+            pruned_here = trial.user_attrs.get("stop_reason") == f"pruned at epoch {rung}"
+            assert pruned_here == (not expected), (trial.number, rung)
+            decisions += 1
+    assert decisions >= len(trials)  # every trial met at least its first rung
+
+
 def test_multi_objective_study_prunes_and_sampler_keeps_working(tmp_path):
     cfg = config(tmp_path)
     study = MultiObjectiveOptimizer(cfg, progress=False).optimize()
@@ -134,6 +247,7 @@ def test_multi_objective_study_prunes_and_sampler_keeps_working(tmp_path):
         if t.state == TrialState.PRUNED:
             assert len(history) < 9 and t.user_attrs["stop_reason"].startswith("pruned at epoch")
             assert len(history) in (1, 3)  # only at rung epochs
+    _assert_every_decision_follows_the_rule(reloaded.trials, ParetoRungPruner(cfg), cfg.pruning.score_tolerance)
     best = json.loads((cfg.save_dir / "best_configurations.json").read_text())
     assert best and not {b["trial_number"] for b in best} & {t.number for t in pruned}
     assert all(t.state == TrialState.COMPLETE for t in study.best_trials)
@@ -236,6 +350,42 @@ def test_epochs_that_will_surely_follow_stop_a_trial_early(tmp_path, monkeypatch
     assert trial.state == TrialState.PRUNED
     assert len(trial.user_attrs["epoch_history"]) == 1
     assert trial.constraints["training_time_minutes"] > 0
+
+
+def _monitor(tmp_path, **overrides):
+    from cnn_lstm_hpo.monitor import multi_objective_pruner, single_objective_pruner
+
+    cfg = config(tmp_path, **overrides)
+    study = optuna.create_study(directions=["maximize"] * len(cfg.objectives) if len(cfg.objectives) == 1
+                                else ["maximize", "minimize", "minimize"][: len(cfg.objectives)])
+    study.pruner = single_objective_pruner(cfg)
+    return TrialMonitor(study.ask(), cfg, 1.0, multi_objective_pruner(cfg))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # 6 epochs, eta 3: one bracket deciding at epochs 1 and 3, so only epoch 1 is certain.
+        (dict(max_epochs_per_trial=6), [(0, 0, 1), (1, 0, 3), (3, 0, 6), (4, 2, 6)]),
+        # Patience 2 ends a trial at epoch 3 at the earliest; then 2 - stale epochs after the last best.
+        (dict(max_epochs_per_trial=6, pruning={"enabled": False}, training={"early_stopping_patience": 2}),
+         [(0, 0, 3), (1, 0, 3), (3, 1, 4), (4, 0, 6)]),
+        # Optuna's HyperbandPruner (one objective) may stop a trial after any epoch.
+        (dict(max_epochs_per_trial=6, objectives=["accuracy"]), [(0, 0, 1), (2, 0, 3)]),
+    ],
+)
+def test_epochs_surely_trained(tmp_path, overrides, expected):
+    monitor = _monitor(tmp_path, **overrides)
+    for done, stale, through in expected:
+        assert monitor.surely_trained_through(done, stale) == through, (done, stale)
+
+
+def test_probe_counts_one_epoch_when_the_first_rung_is_epoch_1(tmp_path):
+    monitor = _monitor(tmp_path, max_epochs_per_trial=6, max_training_time_minutes=1.0)
+    assert monitor.pruner.brackets == [[1, 3]]
+    monitor.probe(40.0)  # 0.67 min for the one certain epoch: within the limit, the trial goes on
+    with pytest.raises(optuna.TrialPruned, match=r"training time 1\.17 min > max_training_time_minutes 1\.0"):
+        monitor.probe(70.0)
 
 
 def test_auto_time_limit_follows_the_study_budget():

@@ -77,14 +77,18 @@ def non_domination_ranks(points: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def crowding_distances(points: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """NSGA-II crowding distance within each front; the extremes of a front get infinity."""
+def crowding_distances(points: np.ndarray, ranks: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance within each front; the extremes of a front get infinity.
+
+    Equal values are ordered by ``tiebreak`` (trial numbers), so which of two tied points counts as
+    the extreme does not depend on the order the caller listed them in.
+    """
     distance = np.zeros(len(points))
     for front in np.unique(ranks):
         members = np.flatnonzero(ranks == front)
         for j in range(points.shape[1]):
             values = points[members, j]
-            order = members[np.argsort(values, kind="stable")]
+            order = members[np.lexsort((tiebreak[members], values))]
             distance[order[[0, -1]]] = np.inf
             span = values.max() - values.min()
             if span > 0 and len(order) > 2:
@@ -92,15 +96,28 @@ def crowding_distances(points: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     return distance
 
 
-def promotable(candidate: np.ndarray, others: np.ndarray, reduction_factor: int, tolerance: float) -> bool:
-    """Does the candidate (first column: score, lower is better) continue past this rung?"""
+def promotable(
+    candidate: np.ndarray,
+    others: np.ndarray,
+    reduction_factor: int,
+    tolerance: float,
+    *,
+    candidate_number: int,
+    other_numbers: np.ndarray,
+) -> bool:
+    """Does the candidate (first column: score, lower is better) continue past this rung?
+
+    Ties are broken by trial number (earlier first) everywhere, so the candidate gains nothing from
+    being the one judged.
+    """
     points = np.vstack([candidate[None, :], others.reshape(-1, candidate.size)])
+    numbers = np.concatenate([[candidate_number], np.asarray(other_numbers, dtype=float)])
     ranks = non_domination_ranks(points)
     n_promote = max(1, len(points) // reduction_factor)
     # NSGA-II order: by front, then by crowding distance (spread along the front, extremes first),
-    # then by score.
-    crowding = crowding_distances(points, ranks)
-    order = np.lexsort((points[:, 0], -crowding, ranks))
+    # then by score, then by trial number.
+    crowding = crowding_distances(points, ranks, numbers)
+    order = np.lexsort((numbers, points[:, 0], -crowding, ranks))
     if 0 in order[:n_promote]:
         return True
     # A non-dominated trial whose score is only a little behind the promotion cut-off continues:
@@ -171,12 +188,23 @@ class ParetoRungPruner:
         if epoch not in self.brackets[bracket]:
             return False
         me = self._vector(self.rung_point(history, model_size, epoch))
-        others = [
-            self._vector(self.rung_point(t.user_attrs["epoch_history"], t.user_attrs["model_size_mb"], epoch))
+        peers = [
+            t
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
             if _competes(t, trial_number, bracket, epoch)
         ]
-        return not promotable(me, np.array(others).reshape(len(others), me.size), self.eta, self.tolerance)
+        others = [
+            self._vector(self.rung_point(t.user_attrs["epoch_history"], t.user_attrs["model_size_mb"], epoch))
+            for t in peers
+        ]
+        return not promotable(
+            me,
+            np.array(others).reshape(len(others), me.size),
+            self.eta,
+            self.tolerance,
+            candidate_number=trial_number,
+            other_numbers=np.array([t.number for t in peers]),
+        )
 
 
 def _competes(trial: FrozenTrial, trial_number: int, bracket: int, epoch: int) -> bool:

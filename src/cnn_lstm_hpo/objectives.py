@@ -26,6 +26,7 @@ class Evaluation:
     regression_score: float
     composite: float  # the ``accuracy`` objective
     majority_rate: float  # accuracy of always predicting the most frequent class
+    n_samples: int = 0  # validation windows scored; the binomial test against the majority rate needs it
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -69,6 +70,7 @@ def evaluate_predictions(
         regression_score=reg,
         composite=composite,
         majority_rate=float(counts.max() / len(y_class)),
+        n_samples=len(y_class),
     )
 
 

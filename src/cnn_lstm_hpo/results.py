@@ -80,22 +80,50 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) and math.isfinite(value) else str(value)
 
 
-def summary_text(study: optuna.Study, objectives: list[str], best: list[dict[str, Any]]) -> str:
+_UNITS = {"training_time": " min", "model_size": " MB"}
+
+
+def summary_text(
+    study: optuna.Study,
+    objectives: list[str],
+    best: list[dict[str, Any]],
+    *,
+    analysis: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+) -> str:
+    """The study for a person: what ran on what data, how long, states, the best configurations
+    against their baselines, what mattered. ``analysis`` (analysis.analyze_study) and ``context``
+    (report.run_context) add to it when given; without them it says what the storage says."""
     trials = study.get_trials(deepcopy=False)
     counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
     infeasible = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_feasible(t))
-    lines = [
-        f"Study: {study.study_name}",
+    context = context or {}
+    lines = [f"Study: {study.study_name}"]
+    for key, label in (("scenario", "Scenario"), ("data", "Data"), ("symbols", "Symbols"), ("target", "Target"),
+                       ("budget", "Budget")):
+        if key in context:
+            lines.append(f"{label}: {context[key]}")
+    if "elapsed_minutes" in context:
+        lines.append(
+            f"Time: started {context['first_trial_start']} UTC; {context['elapsed_minutes']:.1f} min from first "
+            f"trial start to last trial end; {context['trial_minutes']:.1f} trial-minutes in all"
+        )
+    lines += [
         f"Objectives: {', '.join(f'{o} ({d.name.lower()})' for o, d in zip(objectives, study.directions))}",
         f"Trials: {len(trials)} total; {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
         f"{counts['FAIL']} failed, {counts['RUNNING']} running; {infeasible} infeasible (constraints)",
-        f"Feasible Pareto-optimal trials: {len(best)}",
-        "",
     ]
+    if analysis and analysis["trials"]["stop_reasons"]:
+        reasons = analysis["trials"]["stop_reasons"]
+        lines.append("Why trials stopped early: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
+    lines += [f"Feasible Pareto-optimal trials: {len(best)}", ""]
+    tests = {r["trial_number"]: r for r in (analysis or {}).get("baselines", {}).get("configurations", [])}
     by_number = {t.number: t for t in trials}
+    if best:
+        lines.append("Best configurations (ranked by the objective weights):")
     for record in best:
         trial = by_number[record["trial_number"]]
-        values = ", ".join(f"{k}={_fmt(v)}" for k, v in record["objectives"].items())
+        values = ", ".join(f"{k}={_fmt(v)}{_UNITS.get(k, '')}" for k, v in record["objectives"].items())
         lines.append(f"Rank {record['rank']}: trial {record['trial_number']}: {values}")
         attrs = trial.user_attrs
         if "val_accuracy" in attrs:
@@ -104,6 +132,15 @@ def summary_text(study: optuna.Study, objectives: list[str], best: list[dict[str
                 f"{attrs['val_majority_rate']:.4f}; epochs {attrs.get('epochs_trained')}; "
                 f"cpu {attrs.get('cpu_minutes', float('nan')):.3f} min"
             )
+        test = tests.get(record["trial_number"], {})
+        if "p_holm" in test:
+            verdict = "better than the majority class" if test["beats_majority"] else "NOT better than the majority class"
+            lines.append(
+                f"    {verdict}: n={test['n_val_samples']}, one-sided binomial p={test['p_holm']:.3g} (Holm), "
+                f"95% CI of accuracy {test['ci95'][0]:.3f}-{test['ci95'][1]:.3f}"
+            )
+        if test.get("regression_score") is not None:
+            lines.append(f"    regression score {test['regression_score']:.4f} vs 0.5 for the zero-return forecast")
         lines.append(f"    params: {json.dumps(record['params'])}")
     if best:
         top = by_number[best[0]["trial_number"]].user_attrs
@@ -113,11 +150,43 @@ def summary_text(study: optuna.Study, objectives: list[str], best: list[dict[str
                 "Note: the top-ranked model is no better than always predicting the majority class "
                 f"({top['val_accuracy']:.4f} <= {top['val_majority_rate']:.4f}) on validation data.",
             ]
+    if analysis:
+        lines += _analysis_lines(analysis)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     if failed:
         lines += ["", "Failed trials:"]
         lines += [f"    trial {t.number}: {t.user_attrs.get('fail_reason', t.system_attrs.get('fail_reason', 'unknown'))}" for t in failed]
     return "\n".join(lines) + "\n"
+
+
+def _analysis_lines(analysis: dict[str, Any]) -> list[str]:
+    """Baseline verdict, leakage, the most important parameters and significant correlations."""
+    lines: list[str] = []
+    baselines = analysis["baselines"]
+    if baselines.get("nothing_beats_baseline"):
+        lines += ["", "Warning: none of the top configurations beats always predicting the majority class "
+                      "(binomial test, Holm-corrected, alpha 0.05)."]
+    if baselines.get("leakage_warning"):
+        lines += ["", f"Warning: {baselines['leakage_warning']}"]
+    importance = analysis["importance"]
+    lines += ["", f"Most important parameters ({importance['evaluator'].split(' (')[0]}, complete trials):"]
+    for name, part in importance["complete_trials"].items():
+        top = sorted((part.get("importances") or {}).items(), key=lambda kv: -kv[1])[:3]
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in top) if top else part.get("note", "none")
+        lines.append(f"    {name}: {shown}")
+    cells = [c for c in analysis["correlations"].get("cells", []) if c.get("significant")]
+    if cells:
+        lines += ["", "Significant correlations (Benjamini-Hochberg, alpha 0.05):"]
+        lines += [
+            f"    {c['param']} ~ {c['objective']}: {'rho' if c['test'] == 'spearman' else 'epsilon^2'} "
+            f"{c['effect']:.2f}, p={c['p_adjusted']:.2g}"
+            for c in cells
+        ]
+    hv = analysis["hypervolume"]
+    if "final" in hv:
+        lines += ["", f"Hypervolume of the feasible front: {hv['final']:.4g} ({hv['units']}); reference point "
+                      + ", ".join(f"{k}={v:.4g}" for k, v in hv["reference_point"].items())]
+    return lines
 
 
 def write_study_outputs(study: optuna.Study, objectives: list[str], weights: dict[str, float], save_dir: Path) -> list[dict[str, Any]]:

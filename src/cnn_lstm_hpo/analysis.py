@@ -1,0 +1,482 @@
+"""What a stored study says, computed from the study storage alone.
+
+Trial states and why trials stopped, the feasible Pareto front and its hypervolume as trials
+accumulate, parameter importance per objective, the correlation of every hyperparameter with
+every objective, the top configurations against naive baselines, and whether the pruning rungs
+predict the final score. ``analyze_study`` returns one JSON-ready dict (``optimization_analysis.json``);
+a part that the study is too small for carries a ``note`` instead of numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections import Counter
+from typing import Any, Callable
+
+import moocore
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from .objectives import DIRECTIONS, weighted_ranks
+from .space import decode_params
+
+ALPHA = 0.05
+# Daily market direction is close to a coin flip; validation accuracy above this nearly always
+# means look-ahead (a label or a future bar inside the window), not skill.
+LEAKAGE_ACCURACY = 0.65
+TOP_K = 5
+UNITS = {"accuracy": "score 0-1", "training_time": "minutes", "model_size": "MB"}
+EVALUATORS = ("ped_anova", "fanova")
+_PRUNED_AT = re.compile(r"pruned at epoch (\d+)")
+
+
+def objective_names(study: optuna.Study) -> list[str]:
+    """The study's objective names: stored by ``optimize``, else Optuna's metric names, else generic."""
+    n = len(study.directions)
+    stored = study.user_attrs.get("objectives")
+    if isinstance(stored, list) and len(stored) == n:
+        return [str(name) for name in stored]
+    if study.metric_names and len(study.metric_names) == n:
+        return list(study.metric_names)
+    return [f"objective_{i}" for i in range(n)]
+
+
+def unit(name: str) -> str:
+    return UNITS.get(name, "value")
+
+
+def maximised(study: optuna.Study) -> list[bool]:
+    return [d == StudyDirection.MAXIMIZE for d in study.directions]
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    """Optuna's rule: every constraint value <= 0 (a trial without constraints is feasible)."""
+    return all(value <= 0 for value in trial.constraints.values())
+
+
+def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """COMPLETE trials with finite values, in completion order (ties by number)."""
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values is not None and all(math.isfinite(v) for v in t.values)
+    ]
+    return sorted(trials, key=lambda t: (t.datetime_complete or dt.datetime.max, t.number))
+
+
+def history(trial: FrozenTrial) -> list[dict[str, float]]:
+    return list(trial.user_attrs.get("epoch_history") or [])
+
+
+def score_at(trial: FrozenTrial, epoch: int) -> float | None:
+    """Best validation score up to ``epoch`` (what the pruner compares), or None if not reached."""
+    scores = [h["val_score"] for h in history(trial) if h["epoch"] <= epoch]
+    return max(scores) if len(history(trial)) >= epoch and scores else None
+
+
+def final_score(trial: FrozenTrial) -> float | None:
+    scores = [h["val_score"] for h in history(trial)]
+    return max(scores) if scores else None
+
+
+def _num(value: Any) -> float | None:
+    """JSON has no NaN: non-finite numbers become null."""
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+# --- states and stop reasons ------------------------------------------------------------------
+def stop_reason(trial: FrozenTrial) -> str:
+    """One category per stopped trial: the limit it hit, the rung that pruned it, or why it failed."""
+    text = str(trial.user_attrs.get("stop_reason") or trial.user_attrs.get("fail_reason") or "")
+    if trial.state == TrialState.FAIL:
+        return f"failed: {text}" if text else "failed: no reason recorded"
+    if text.startswith("model size"):
+        return "model size limit"
+    if text.startswith("time limit"):
+        return "time limit"
+    match = _PRUNED_AT.search(text)
+    if match:
+        return f"pruned at epoch {match.group(1)}"
+    return "pruned: no reason recorded"
+
+
+def trial_states(study: optuna.Study) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    stopped = [t for t in trials if t.state in (TrialState.PRUNED, TrialState.FAIL)]
+    infeasible = [t.number for t in trials if t.state == TrialState.COMPLETE and not is_feasible(t)]
+    return {
+        "total": len(trials),
+        "by_state": {state.name: sum(t.state == state for t in trials) for state in TrialState},
+        "stop_reasons": dict(Counter(stop_reason(t) for t in stopped).most_common()),
+        "complete_but_infeasible": infeasible,
+        "stopped": [
+            {
+                "trial_number": t.number,
+                "state": t.state.name,
+                "reason": stop_reason(t),
+                "detail": t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason"),
+                "epochs_trained": len(history(t)),
+            }
+            for t in stopped
+        ],
+    }
+
+
+# --- Pareto front and hypervolume -------------------------------------------------------------
+def nondominated_mask(values: np.ndarray, maximise: list[bool]) -> np.ndarray:
+    """Rows of ``values`` (n_trials, n_objectives) that no other row dominates; duplicates all kept."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(moocore.is_nondominated(values, maximise=maximise, keep_weakly=True), dtype=bool)
+
+
+def feasible_front(study: optuna.Study) -> list[FrozenTrial]:
+    """Feasible, non-dominated COMPLETE trials, found from the values (not ``study.best_trials``)."""
+    feasible = [t for t in complete_trials(study) if is_feasible(t)]
+    mask = nondominated_mask(np.array([t.values for t in feasible], dtype=float), maximised(study))
+    return sorted((t for t, keep in zip(feasible, mask) if keep), key=lambda t: t.number)
+
+
+def pareto_part(study: optuna.Study, objectives: list[str]) -> dict[str, Any]:
+    complete = complete_trials(study)
+    front = feasible_front(study)
+    part: dict[str, Any] = {
+        "feasibility": "every constraint value <= 0 (model size and training-time limits)",
+        "complete_trials": len(complete),
+        "feasible_complete_trials": sum(is_feasible(t) for t in complete),
+        "trials": [
+            {
+                "trial_number": t.number,
+                "objectives": dict(zip(objectives, (_num(v) for v in t.values))),
+                "params": decode_params(t.params),
+            }
+            for t in front
+        ],
+    }
+    if not front:
+        part["note"] = "no feasible complete trial yet, so no Pareto front"
+    elif len(objectives) == 1:
+        part["note"] = "one objective: the front is the best trial (and any ties)"
+    return part
+
+
+def reference_point(values: np.ndarray, maximise: list[bool]) -> np.ndarray:
+    """The worst value of each objective among the points, moved 10% of the range (or of the value) further."""
+    worst = np.where(maximise, values.min(axis=0), values.max(axis=0))
+    span = values.max(axis=0) - values.min(axis=0)
+    margin = np.where(span > 0, 0.1 * span, np.maximum(0.1 * np.abs(worst), 1e-9))
+    return np.where(maximise, worst - margin, worst + margin)
+
+
+def hypervolume_part(study: optuna.Study, objectives: list[str]) -> dict[str, Any]:
+    feasible = [t for t in complete_trials(study) if is_feasible(t)]
+    if not feasible:
+        return {"note": "no feasible complete trial yet, so no hypervolume", "history": []}
+    values = np.array([t.values for t in feasible], dtype=float)
+    maximise = maximised(study)
+    ref = reference_point(values, maximise)
+    # Hypervolume of the feasible front after each feasible trial completes (moocore's exact algorithms).
+    curve = [
+        {"trial_number": t.number, "hypervolume": float(moocore.hypervolume(values[: i + 1], ref=ref, maximise=maximise))}
+        for i, t in enumerate(feasible)
+    ]
+    return {
+        "reference_point": dict(zip(objectives, ref.tolist())),
+        "reference_rule": "per objective, the worst value among feasible complete trials moved a further "
+        "10% of their range (10% of the value when all are equal); units as the objectives",
+        "units": " x ".join(unit(o) for o in objectives),
+        "library": f"moocore {moocore.__version__}",
+        "final": curve[-1]["hypervolume"],
+        "history": curve,
+    }
+
+
+# --- parameter importance ---------------------------------------------------------------------
+def _evaluator(name: str) -> optuna.importance.BaseImportanceEvaluator:
+    if name == "fanova":
+        return optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return optuna.importance.PedAnovaImportanceEvaluator()
+
+
+def _importances(study: optuna.Study, target: Callable[[FrozenTrial], float], evaluator: str, n: int) -> dict[str, Any]:
+    """Importances of ``study``'s complete trials for ``target`` (lower is better), or a note why not."""
+    if n < 2:
+        return {"n_trials": n, "note": f"needs at least 2 trials, has {n}"}
+    varying = _varying_params(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if not varying:
+        return {"n_trials": n, "note": "no parameter takes more than one value"}
+    try:
+        result = optuna.importance.get_param_importances(
+            study, evaluator=_evaluator(evaluator), params=varying, target=target, normalize=True
+        )
+    except (ValueError, RuntimeError, ZeroDivisionError) as error:  # Optuna refuses degenerate inputs
+        return {"n_trials": n, "note": f"not computable: {error}"}
+    importances = {k: float(v) for k, v in result.items() if math.isfinite(v)}
+    if not importances or sum(importances.values()) == 0:
+        return {"n_trials": n, "importances": importances, "note": "no parameter separates the best trials yet"}
+    return {"n_trials": n, "importances": importances}
+
+
+def _varying_params(trials: list[FrozenTrial]) -> list[str]:
+    """Parameters present in every trial with one distribution and more than one value."""
+    if not trials:
+        return []
+    names = set.intersection(*(set(t.params) for t in trials))
+    return sorted(
+        name
+        for name in names
+        if len({repr(t.distributions[name]) for t in trials}) == 1 and len({repr(t.params[name]) for t in trials}) > 1
+    )
+
+
+def importance_part(
+    study: optuna.Study, objectives: list[str], *, evaluator: str = "ped_anova", rungs: list[int] | None = None
+) -> dict[str, Any]:
+    if evaluator not in EVALUATORS:
+        raise ValueError(f"evaluator must be one of {EVALUATORS}, but got {evaluator=}")
+    n = len(complete_trials(study))
+    per_objective = {}
+    for i, (name, maxi) in enumerate(zip(objectives, maximised(study))):
+        # PED-ANOVA looks at the best quantile assuming lower is better: negate maximised objectives.
+        sign = -1.0 if maxi else 1.0
+        per_objective[name] = _importances(study, lambda t, i=i, s=sign: s * t.values[i], evaluator, n)
+    return {
+        "evaluator": {"ped_anova": "PED-ANOVA (optuna.importance.PedAnovaImportanceEvaluator)",
+                      "fanova": "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"}[evaluator],
+        "complete_trials": per_objective,
+        "first_rung": _first_rung_importance(study, evaluator, rungs or []),
+    }
+
+
+def _first_rung_importance(study: optuna.Study, evaluator: str, rungs: list[int]) -> dict[str, Any]:
+    """Importance for the validation score at the first rung, over every trial that reached it,
+    pruned ones included: they are most of a pruned study and say which regions are bad."""
+    if not rungs:
+        return {"note": "no pruning rungs in this study"}
+    rung = min(rungs)
+    shadow = optuna.create_study(direction="maximize")  # in memory; the stored study is only read
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        score = score_at(t, rung)
+        if score is not None and math.isfinite(score) and t.params:
+            shadow.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=score))
+    n = len(shadow.trials)
+    part = _importances(shadow, lambda t: -t.value, evaluator, n)
+    return {"epoch": rung, "target": "best validation score (composite accuracy) up to the rung", **part}
+
+
+# --- correlations -----------------------------------------------------------------------------
+def param_kind(distribution: BaseDistribution) -> str:
+    """numeric (float/int ranges), ordinal (categorical of numbers) or categorical (anything else)."""
+    if not isinstance(distribution, CategoricalDistribution):
+        return "numeric"
+    numbers = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in distribution.choices)
+    return "ordinal" if numbers else "categorical"
+
+
+def _test(x: list[Any], y: np.ndarray, kind: str) -> tuple[str, float, float]:
+    """(test name, effect, p-value): Spearman's rho, or Kruskal-Wallis with epsilon^2 = H / (n - 1)."""
+    if kind in ("numeric", "ordinal"):
+        result = stats.spearmanr(np.asarray(x, dtype=float), y)
+        return "spearman", float(result.statistic), float(result.pvalue)
+    groups = [y[[repr(v) == key for v in x]] for key in sorted({repr(v) for v in x})]
+    h, p = stats.kruskal(*groups)
+    return "kruskal-wallis", float(h) / (len(y) - 1), float(p)
+
+
+def correlation_part(study: optuna.Study, objectives: list[str]) -> dict[str, Any]:
+    trials = complete_trials(study)
+    part: dict[str, Any] = {
+        "tests": {
+            "numeric": "Spearman rank correlation (effect = rho, -1..1)",
+            "ordinal": "Spearman rank correlation on the choice's value (effect = rho, -1..1)",
+            "categorical": "Kruskal-Wallis H test (effect = epsilon^2 = H / (n - 1), 0..1, no sign)",
+        },
+        "correction": "Benjamini-Hochberg false discovery rate over all tests below (statsmodels)",
+        "alpha": ALPHA,
+        "n_trials": len(trials),
+        "cells": [],
+        "notes": [],
+    }
+    if len(trials) < 3:
+        part["note"] = f"needs at least 3 complete trials, has {len(trials)}"
+        return part
+    names = sorted(set().union(*(t.params for t in trials)))
+    cells = []
+    for name in names:
+        having = [t for t in trials if name in t.params]
+        x = [t.params[name] for t in having]
+        if len({repr(v) for v in x}) < 2:
+            part["notes"].append(f"{name}: constant ({x[0]!r}) in the complete trials, not tested")
+            continue
+        kind = param_kind(having[0].distributions[name])
+        for i, objective in enumerate(objectives):
+            y = np.array([t.values[i] for t in having], dtype=float)
+            if len(having) < 3 or np.ptp(y) == 0:
+                part["notes"].append(f"{name} vs {objective}: too few trials or a constant objective, not tested")
+                continue
+            test, effect, p = _test(x, y, kind)
+            if math.isfinite(p):
+                cells.append({"param": name, "objective": objective, "kind": kind, "test": test,
+                              "effect": effect, "p_value": p, "n": len(having)})
+    if cells:
+        reject, adjusted, _, _ = multipletests([c["p_value"] for c in cells], alpha=ALPHA, method="fdr_bh")
+        for cell, adj, sig in zip(cells, adjusted, reject):
+            cell.update(p_adjusted=float(adj), significant=bool(sig), effect=_num(cell["effect"]))
+    part["cells"] = cells
+    return part
+
+
+# --- top configurations against the baselines ----------------------------------------------
+def ranked_front(study: optuna.Study, objectives: list[str], weights: dict[str, float]) -> list[FrozenTrial]:
+    """The feasible front ordered by the objective weights (normalised first), as best_configurations.json."""
+    front = feasible_front(study)
+    if not front:
+        return []
+    values = np.array([t.values for t in front], dtype=float)
+    if all(name in DIRECTIONS for name in objectives):
+        ranks = weighted_ranks(values, objectives, weights)
+    else:  # a study not made by this tool: order by its first objective
+        ranks = np.argsort(np.argsort(-values[:, 0] if maximised(study)[0] else values[:, 0], kind="stable")) + 1
+    return [t for _, t in sorted(zip(ranks, front), key=lambda pair: pair[0])]
+
+
+def baseline_part(study: optuna.Study, objectives: list[str], weights: dict[str, float], *, top_k: int = TOP_K) -> dict[str, Any]:
+    top = ranked_front(study, objectives, weights)[:top_k]
+    rows = []
+    for rank, t in enumerate(top, start=1):
+        attrs = t.user_attrs
+        metrics = attrs.get("val_metrics") or {}
+        accuracy, majority = attrs.get("val_accuracy"), attrs.get("val_majority_rate")
+        n = int(metrics.get("n_samples") or 0)
+        row: dict[str, Any] = {
+            "rank": rank,
+            "trial_number": t.number,
+            "objectives": dict(zip(objectives, (_num(v) for v in t.values))),
+            "val_accuracy": _num(accuracy),
+            "majority_rate": _num(majority),
+            "n_val_samples": n or None,
+            "regression_score": _num(metrics.get("regression_score")),
+            "zero_forecast_score": 0.5,  # 1 / (1 + MSE_zero / MSE_zero), see objectives.py
+        }
+        if accuracy is not None and majority is not None and n > 0:
+            correct = round(accuracy * n)
+            p0 = min(max(majority, 1e-12), 1 - 1e-12)
+            result = stats.binomtest(correct, n, p=p0, alternative="greater")
+            ci = stats.binomtest(correct, n, p=p0).proportion_ci(confidence_level=0.95, method="exact")
+            row.update(correct=correct, p_value=float(result.pvalue), ci95=[float(ci.low), float(ci.high)])
+        else:
+            row["note"] = "no validation accuracy with its sample count stored for this trial"
+        rows.append(row)
+    tested = [r for r in rows if "p_value" in r]
+    if tested:
+        # Holm over the top configurations: "does any of them beat the majority class?" is one family.
+        reject, adjusted, _, _ = multipletests([r["p_value"] for r in tested], alpha=ALPHA, method="holm")
+        for row, adj, sig in zip(tested, adjusted, reject):
+            row.update(p_holm=float(adj), beats_majority=bool(sig))
+    leaks = [
+        {"trial_number": t.number, "val_accuracy": float(t.user_attrs["val_accuracy"])}
+        for t in complete_trials(study)
+        if isinstance(t.user_attrs.get("val_accuracy"), (int, float)) and t.user_attrs["val_accuracy"] > LEAKAGE_ACCURACY
+    ]
+    part: dict[str, Any] = {
+        "test": "exact one-sided binomial test (scipy.stats.binomtest): correct validation predictions "
+        "vs the majority-class rate taken as known; two-sided 95% Clopper-Pearson interval of the accuracy; Holm-corrected over the rows",
+        "alpha": ALPHA,
+        "configurations": rows,
+        "nothing_beats_baseline": bool(tested) and not any(r["beats_majority"] for r in tested),
+        "leakage_threshold": LEAKAGE_ACCURACY,
+        "leakage_warning": (
+            f"validation accuracy above {LEAKAGE_ACCURACY} in trials {[x['trial_number'] for x in leaks]}: "
+            "implausible for daily market direction, check for look-ahead leakage"
+            if leaks else None
+        ),
+        "leaky_trials": leaks,
+    }
+    if not top:
+        part["note"] = "no feasible complete trial yet, nothing to test"
+    elif not tested:
+        part["note"] = "no trial stores its validation accuracy with the sample count; no test possible"
+    elif part["nothing_beats_baseline"]:
+        part["note"] = "none of the top configurations beats always predicting the majority class"
+    return part
+
+
+# --- pruning ----------------------------------------------------------------------------------
+def rung_epochs(study: optuna.Study, planned: list[int] | None = None) -> list[int]:
+    """Decision epochs: the planned ones (from the config) and every epoch a trial was pruned at."""
+    seen = {
+        int(m.group(1))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if (m := _PRUNED_AT.search(str(t.user_attrs.get("stop_reason", ""))))
+    }
+    return sorted(seen | set(planned or []))
+
+
+def pruning_part(study: optuna.Study, rungs: list[int]) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    part: dict[str, Any] = {
+        "score": "best validation score (composite accuracy) up to the rung",
+        "final": "best validation score over all epochs of a COMPLETE trial",
+        "rungs": [],
+    }
+    if not rungs:
+        part["note"] = "no pruning rungs: pruning was off, or no trial reached a decision yet"
+        return part
+    for rung in rungs:
+        reached = [t for t in trials if len(history(t)) >= rung]
+        finished = [t for t in reached if t.state == TrialState.COMPLETE and final_score(t) is not None]
+        row: dict[str, Any] = {
+            "epoch": rung,
+            "reached": len(reached),
+            "continued": sum(len(history(t)) > rung for t in reached),
+            "pruned_here": sum(stop_reason(t) == f"pruned at epoch {rung}" for t in reached),
+            "finished": len(finished),
+        }
+        at = np.array([score_at(t, rung) for t in finished], dtype=float)
+        final = np.array([final_score(t) for t in finished], dtype=float)
+        if len(finished) >= 3 and np.ptp(at) > 0 and np.ptp(final) > 0:
+            result = stats.spearmanr(at, final)
+            row.update(spearman_rho=_num(result.statistic), p_value=_num(result.pvalue))
+        else:
+            row["note"] = "needs 3 finished trials with varying scores for a rank correlation"
+        part["rungs"].append(row)
+    return part
+
+
+# --- everything -------------------------------------------------------------------------------
+def analyze_study(
+    study: optuna.Study,
+    *,
+    weights: dict[str, float] | None = None,
+    rungs: list[int] | None = None,
+    evaluator: str = "ped_anova",
+    top_k: int = TOP_K,
+) -> dict[str, Any]:
+    """The whole analysis of ``study`` as a JSON-ready dict (``optimization_analysis.json``)."""
+    objectives = objective_names(study)
+    weights = weights or {name: 1.0 for name in objectives}
+    all_rungs = rung_epochs(study, rungs)
+    return {
+        "study_name": study.study_name,
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "objectives": [
+            {"name": name, "direction": d.name.lower(), "unit": unit(name)}
+            for name, d in zip(objectives, study.directions)
+        ],
+        "objective_weights": weights,
+        "trials": trial_states(study),
+        "pareto_front": pareto_part(study, objectives),
+        "hypervolume": hypervolume_part(study, objectives),
+        "importance": importance_part(study, objectives, evaluator=evaluator, rungs=all_rungs),
+        "correlations": correlation_part(study, objectives),
+        "baselines": baseline_part(study, objectives, weights, top_k=top_k),
+        "pruning": pruning_part(study, all_rungs),
+    }
+

@@ -1,0 +1,191 @@
+"""The guide's PNG plots, drawn from a stored study and its analysis (``analysis.analyze_study``).
+
+Matplotlib's object API (``Figure``, Agg canvas): no pyplot state, no display, no browser. The
+importance and correlation plots draw the numbers of ``optimization_analysis.json`` rather than
+letting Optuna's plot helpers recompute them, so picture and file always agree.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from matplotlib.figure import Figure
+from optuna.trial import TrialState
+
+from .analysis import complete_trials, feasible_front, history, is_feasible, maximised, objective_names, unit
+
+DPI = 100
+
+
+def _label(name: str) -> str:
+    return f"{name} ({unit(name)})"
+
+
+def _save(fig: Figure, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return "written"
+
+
+def optimization_history(study: optuna.Study, analysis: dict[str, Any]) -> Figure | str:
+    """Each objective per trial with the best feasible value so far; then the hypervolume."""
+    trials = complete_trials(study)
+    if not trials:
+        return "no complete trial yet"
+    objectives = objective_names(study)
+    hv = analysis["hypervolume"].get("history", [])
+    rows = len(objectives) + (1 if hv and len(objectives) > 1 else 0)
+    fig = Figure(figsize=(10, 2.8 * rows))
+    axes = fig.subplots(rows, 1, squeeze=False)[:, 0]
+    numbers = np.array([t.number for t in trials])
+    feasible = np.array([is_feasible(t) for t in trials])
+    for i, (ax, name, maxi) in enumerate(zip(axes, objectives, maximised(study))):
+        values = np.array([t.values[i] for t in trials])
+        ax.scatter(numbers[feasible], values[feasible], s=18, color="tab:blue", label="feasible trial")
+        if (~feasible).any():
+            ax.scatter(numbers[~feasible], values[~feasible], s=30, marker="x", color="tab:red", label="infeasible")
+        order = np.argsort(numbers)
+        best = np.where(feasible[order], values[order], np.nan)
+        running = (np.fmax if maxi else np.fmin).accumulate(best)
+        ax.step(numbers[order], running, where="post", color="black", lw=1.2, label=f"best so far ({'max' if maxi else 'min'})")
+        ax.set_ylabel(_label(name))
+        ax.set_xlabel("trial number")
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+    if rows > len(objectives):
+        ax = axes[-1]
+        ax.plot([h["trial_number"] for h in hv], [h["hypervolume"] for h in hv], marker="o", ms=3, color="tab:green")
+        ax.set_ylabel(f"hypervolume\n({analysis['hypervolume']['units']})")
+        ax.set_xlabel("trial number (feasible complete trials)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Optimization history: {study.study_name}")
+    return fig
+
+
+def parameter_importance(part: dict[str, Any], title: str) -> Figure | str:
+    importances = part.get("importances")
+    if not importances or sum(importances.values()) == 0:
+        return part.get("note", "no importances")
+    names = sorted(importances, key=importances.get)
+    fig = Figure(figsize=(8, 1.0 + 0.45 * len(names)))
+    ax = fig.subplots()
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    ax.set_xlabel("importance (normalised, sums to 1)")
+    ax.set_title(f"{title} ({part['n_trials']} trials)")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def pareto_front_2d(study: optuna.Study) -> Figure | str:
+    """Every pair of objectives: all complete trials, the feasible Pareto front (all objectives) highlighted."""
+    objectives = objective_names(study)
+    if len(objectives) < 2:
+        return "one objective: no Pareto front to draw"
+    trials = complete_trials(study)
+    if not trials:
+        return "no complete trial yet"
+    front = {t.number for t in feasible_front(study)}
+    values = np.array([t.values for t in trials])
+    on_front = np.array([t.number in front for t in trials])
+    infeasible = np.array([not is_feasible(t) for t in trials])
+    rest = ~on_front & ~infeasible
+    pairs = list(itertools.combinations(range(len(objectives)), 2))
+    fig = Figure(figsize=(5.5 * len(pairs), 4.8))
+    for ax, (i, j) in zip(fig.subplots(1, len(pairs), squeeze=False)[0], pairs):
+        ax.scatter(values[rest, i], values[rest, j], s=18, color="tab:gray", alpha=0.6, label="dominated")
+        if infeasible.any():
+            ax.scatter(values[infeasible, i], values[infeasible, j], s=34, marker="x", color="tab:red", label="infeasible")
+        ax.scatter(values[on_front, i], values[on_front, j], s=48, color="tab:orange", edgecolor="black", label="Pareto front")
+        for t, v in zip(trials, values):
+            if t.number in front:
+                ax.annotate(str(t.number), (v[i], v[j]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(_label(objectives[i]))
+        ax.set_ylabel(_label(objectives[j]))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Pareto front (feasible, non-dominated over all objectives; labels are trial numbers)")
+    return fig
+
+
+def correlation_heatmap(part: dict[str, Any], objectives: list[str]) -> Figure | str:
+    cells = part.get("cells") or []
+    if not cells:
+        return part.get("note") or "no parameter could be tested"
+    params = sorted({c["param"] for c in cells})
+    grid = np.full((len(params), len(objectives)), np.nan)
+    text = [["" for _ in objectives] for _ in params]
+    kinds = {}
+    for c in cells:
+        r, k = params.index(c["param"]), objectives.index(c["objective"])
+        grid[r, k] = c["effect"] if c["effect"] is not None else np.nan
+        text[r][k] = f"{grid[r, k]:.2f}{'*' if c['significant'] else ''}\np={c['p_adjusted']:.2g}"
+        kinds[c["param"]] = "rho" if c["test"] == "spearman" else "eps²"
+    fig = Figure(figsize=(2.2 * len(objectives) + 4, 0.6 * len(params) + 2))
+    ax = fig.subplots()
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(objectives)), [_label(o) for o in objectives])
+    ax.set_yticks(range(len(params)), [f"{p} ({kinds[p]})" for p in params])
+    for r, row in enumerate(text):
+        for k, label in enumerate(row):
+            dark = abs(grid[r, k]) > 0.6  # white text on the deep colours
+            ax.text(k, r, label, ha="center", va="center", fontsize=8, color="white" if dark else "black",
+                    fontweight="bold" if label.split("\n")[0].endswith("*") else "normal")
+    fig.colorbar(image, ax=ax, label="Spearman rho (-1..1) or Kruskal-Wallis epsilon² (0..1)")
+    ax.set_title(f"Hyperparameter vs objective; * significant at {part['alpha']} after Benjamini-Hochberg "
+                 f"({part['n_trials']} trials)", fontsize=9)
+    return fig
+
+
+def learning_curves(study: optuna.Study, rungs: list[int]) -> Figure | str:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    curves = [(t, history(t)) for t in trials if history(t)]
+    if not curves:
+        return "no trial stored an epoch history"
+    fig = Figure(figsize=(10, 5))
+    ax = fig.subplots()
+    for t, h in curves:
+        epochs, scores = [e["epoch"] for e in h], [e["val_score"] for e in h]
+        if t.state == TrialState.PRUNED:
+            ax.plot(epochs, scores, color="tab:gray", alpha=0.3, lw=1)
+        else:
+            ax.plot(epochs, scores, color="tab:blue", alpha=0.8, lw=1.2)
+    for rung in rungs:
+        ax.axvline(rung, color="tab:red", ls=":", lw=1)
+    ax.plot([], [], color="tab:blue", label="complete")
+    ax.plot([], [], color="tab:gray", alpha=0.4, label="pruned / stopped")
+    if rungs:
+        ax.plot([], [], color="tab:red", ls=":", label="pruning rung")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation score (composite accuracy, 0-1)")
+    ax.set_title(f"Learning curves of {len(curves)} trials")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def write_plots(study: optuna.Study, analysis: dict[str, Any], plots_dir: Path) -> dict[str, str]:
+    """Write every plot the study supports; returns file name -> "written" or the note why not."""
+    objectives = objective_names(study)
+    importance = analysis["importance"]
+    rungs = [r["epoch"] for r in analysis["pruning"].get("rungs", [])]
+    figures: dict[str, Figure | str] = {
+        "optimization_history.png": optimization_history(study, analysis),
+        "pareto_front_2d.png": pareto_front_2d(study),
+        "hyperparameter_correlations.png": correlation_heatmap(analysis["correlations"], objectives),
+        "learning_curves.png": learning_curves(study, rungs),
+    }
+    for name in objectives:
+        part = importance["complete_trials"][name]
+        figures[f"parameter_importance_{name}.png"] = parameter_importance(
+            part, f"Importance for {name} ({importance['evaluator'].split(' (')[0]})"
+        )
+    rung = importance["first_rung"]
+    if "epoch" in rung:
+        figures["parameter_importance_first_rung.png"] = parameter_importance(
+            rung, f"Importance for the validation score at epoch {rung['epoch']} (pruned trials included)"
+        )
+    return {name: fig if isinstance(fig, str) else _save(fig, plots_dir / name) for name, fig in figures.items()}

@@ -1,0 +1,300 @@
+"""``report.html`` (one self-contained page) and the step that writes every analysis output.
+
+The page inlines plotly.js once, so it opens from disk with no server and no network.
+``write_analysis_outputs`` is what ``optimize`` calls at its end and what ``analyze`` runs on any
+stored study: optimization_analysis.json, plots/, optimization_summary.txt and report.html.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import plotly.graph_objects as go
+import plotly.offline
+import yaml
+from optuna.trial import TrialState
+
+from .analysis import analyze_study, complete_trials, history, objective_names, unit
+from .config import OptimizationConfig, validate_config
+from .errors import HPOError
+from .monitor import multi_objective_pruner
+from .plots import write_plots
+from .results import atomic_write_text, ranked_pareto, summary_text, write_json
+from .space import decode_params
+
+log = logging.getLogger("cnn_lstm_hpo")
+DEFAULT_WEIGHTS = {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2}
+
+
+# --- the page ---------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[Any]], table_id: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    ident = f' id="{table_id}"' if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _note(text: str | None) -> str:
+    return f'<p class="note">{html.escape(text)}</p>' if text else ""
+
+
+def _figure(fig: go.Figure, div_id: str) -> str:
+    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)
+
+
+def _axis(name: str) -> str:
+    return f"{name} ({unit(name)})"
+
+
+def pareto_figure(study: optuna.Study) -> go.Figure | str:
+    """Optuna's Pareto plot (3-D with three objectives), infeasible trials greyed by the constraints."""
+    objectives = objective_names(study)
+    if len(objectives) < 2:
+        return "one objective: no trade-off to show"
+    if not complete_trials(study):
+        return "no complete trial yet"
+    return optuna.visualization.plot_pareto_front(
+        study,
+        target_names=[_axis(o) for o in objectives],
+        constraints_func=lambda t: [max(t.constraints.values(), default=0.0)],
+    )
+
+
+def importance_figure(analysis: dict[str, Any]) -> go.Figure | str:
+    parts = dict(analysis["importance"]["complete_trials"])
+    rung = analysis["importance"]["first_rung"]
+    if "epoch" in rung:
+        parts[f"val score at epoch {rung['epoch']} (pruned incl.)"] = rung
+    fig = go.Figure()
+    for name, part in parts.items():
+        importances = part.get("importances") or {}
+        if importances and sum(importances.values()) > 0:
+            fig.add_bar(name=name, y=list(importances), x=list(importances.values()), orientation="h")
+    if not fig.data:
+        return "no importances yet: " + "; ".join(f"{k}: {v.get('note', '')}" for k, v in parts.items())
+    fig.update_layout(barmode="group", xaxis_title="importance (normalised, sums to 1 per target)",
+                      title=analysis["importance"]["evaluator"], height=150 + 60 * len(fig.data[0].y))
+    return fig
+
+
+def correlation_figure(analysis: dict[str, Any]) -> go.Figure | str:
+    part = analysis["correlations"]
+    cells = part["cells"]
+    if not cells:
+        return part.get("note") or "no parameter could be tested"
+    objectives = [o["name"] for o in analysis["objectives"]]
+    params = sorted({c["param"] for c in cells})
+    z = [[None] * len(objectives) for _ in params]
+    text = [[""] * len(objectives) for _ in params]
+    for c in cells:
+        r, k = params.index(c["param"]), objectives.index(c["objective"])
+        z[r][k] = c["effect"]
+        mark = "*" if c["significant"] else ""
+        text[r][k] = f"{c['effect']:.2f}{mark} ({'rho' if c['test'] == 'spearman' else 'eps²'}, p={c['p_adjusted']:.2g})"
+    fig = go.Figure(go.Heatmap(z=z, x=[_axis(o) for o in objectives], y=params, text=text, texttemplate="%{text}",
+                               colorscale="RdBu", reversescale=True, zmin=-1, zmax=1))
+    fig.update_layout(title=f"* significant at {part['alpha']} after Benjamini-Hochberg; rho = Spearman, "
+                      "eps² = Kruskal-Wallis effect", height=150 + 45 * len(params))
+    return fig
+
+
+def learning_figure(study: optuna.Study, rungs: list[int]) -> go.Figure | str:
+    fig = go.Figure()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        h = history(t)
+        if h:
+            pruned = t.state == TrialState.PRUNED
+            fig.add_scatter(x=[e["epoch"] for e in h], y=[e["val_score"] for e in h], mode="lines",
+                            name=f"trial {t.number}{' (pruned)' if pruned else ''}", opacity=0.3 if pruned else 0.9,
+                            line={"color": "gray" if pruned else None})
+    if not fig.data:
+        return "no trial stored an epoch history"
+    for rung in rungs:
+        fig.add_vline(x=rung, line_dash="dot", line_color="red")
+    fig.update_layout(xaxis_title="epoch", yaxis_title="validation score (composite accuracy, 0-1)",
+                      title="Learning curves (pruned trials faded; red: pruning rungs)", showlegend=False)
+    return fig
+
+
+def hypervolume_figure(analysis: dict[str, Any]) -> go.Figure | str:
+    part = analysis["hypervolume"]
+    if not part.get("history"):
+        return part.get("note", "no hypervolume")
+    fig = go.Figure(go.Scatter(x=[h["trial_number"] for h in part["history"]],
+                               y=[h["hypervolume"] for h in part["history"]], mode="lines+markers"))
+    fig.update_layout(xaxis_title="trial number", yaxis_title=f"hypervolume ({part['units']})",
+                      title=f"Hypervolume of the feasible front; reference point {part['reference_point']}")
+    return fig
+
+
+def _section(title: str, body: str, section_id: str) -> str:
+    return f'<section id="{section_id}"><h2>{html.escape(title)}</h2>{body}</section>'
+
+
+def _plot_or_note(fig: go.Figure | str, div_id: str) -> str:
+    return _note(fig) if isinstance(fig, str) else _figure(fig, div_id)
+
+
+def render_report(study: optuna.Study, analysis: dict[str, Any], summary: str) -> str:
+    objectives = [o["name"] for o in analysis["objectives"]]
+    base = analysis["baselines"]
+    alerts = [a for a in (base.get("leakage_warning"),
+                          base.get("note") if base.get("nothing_beats_baseline") else None) if a]
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    best_rows = [
+        [r["rank"], r["trial_number"], *[r["objectives"][o] for o in objectives], r["val_accuracy"], r["majority_rate"],
+         r.get("n_val_samples"), r.get("p_holm"), r.get("ci95") and f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
+         r.get("beats_majority"), r["regression_score"],
+         json.dumps(decode_params(by_number[r["trial_number"]].params))]
+        for r in base["configurations"]
+    ]
+    best_table = _table(
+        ["rank", "trial", *[_axis(o) for o in objectives], "val accuracy", "majority-class rate", "n val",
+         "p (Holm)", "95% CI", "beats majority?", "regression score (zero forecast = 0.5)", "params"],
+        best_rows, "best-configs",
+    )
+    states = analysis["trials"]
+    stopped = [[s["trial_number"], s["state"], s["reason"], s["epochs_trained"]] for s in states["stopped"]]
+    pruning_rows = [[r["epoch"], r["reached"], r["continued"], r["pruned_here"], r["finished"],
+                     r.get("spearman_rho"), r.get("p_value")] for r in analysis["pruning"]["rungs"]]
+    rungs = [r["epoch"] for r in analysis["pruning"]["rungs"]]
+    sections = [
+        _section("Summary", "".join(f'<p class="alert">{html.escape(a)}</p>' for a in alerts)
+                 + f"<pre>{html.escape(summary)}</pre>", "summary"),
+        _section("Pareto front", _plot_or_note(pareto_figure(study), "pareto-plot")
+                 + _note(analysis["pareto_front"].get("note")), "pareto"),
+        _section("Best configurations against the baselines",
+                 f"<p>{html.escape(base['test'])}.</p>" + best_table + _note(base.get("note")), "best"),
+        _section("Hypervolume", _plot_or_note(hypervolume_figure(analysis), "hypervolume-plot"), "hypervolume"),
+        _section("Parameter importance", _plot_or_note(importance_figure(analysis), "importance-plot"), "importance"),
+        _section("Hyperparameter correlations", _plot_or_note(correlation_figure(analysis), "correlation-plot")
+                 + "".join(_note(n) for n in analysis["correlations"].get("notes", [])), "correlations"),
+        _section("Learning curves", _plot_or_note(learning_figure(study, rungs), "learning-plot"), "learning"),
+        _section("Pruning rungs", _table(["epoch", "reached", "continued", "pruned here", "finished",
+                                          "Spearman rho (rung vs final)", "p"], pruning_rows)
+                 + _note(analysis["pruning"].get("note")), "pruning"),
+        _section("Stopped and failed trials",
+                 _table(["reason", "trials"], [[k, v] for k, v in states["stop_reasons"].items()])
+                 + _table(["trial", "state", "reason", "epochs trained"], stopped, "stopped-trials"), "stopped"),
+    ]
+    title = f"cnn-lstm-hpo report: {study.study_name}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.85em; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }}
+th {{ background: #f0f0f0; }}
+pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }}
+.note {{ color: #555; font-style: italic; }}
+.alert {{ background: #fff3cd; border-left: 4px solid #d39e00; padding: 0.5em 1em; }}
+</style>
+<script>{plotly.offline.get_plotlyjs()}</script>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<p>Generated {html.escape(analysis["generated_at"])} from the study storage. Objectives:
+{html.escape(", ".join(f"{o['name']} ({o['direction']}, {o['unit']})" for o in analysis["objectives"]))}.
+The numbers behind every plot are in optimization_analysis.json.</p>
+{"".join(sections)}
+</body></html>
+"""
+
+
+# --- writing everything -----------------------------------------------------------------------
+def stored_config(save_dir: Path) -> OptimizationConfig | None:
+    """The resolved config ``optimize`` wrote beside the study, if it is there and still valid."""
+    path = save_dir / "resolved_config.yaml"
+    try:
+        return validate_config(yaml.safe_load(path.read_text()), str(path))
+    except (OSError, yaml.YAMLError, HPOError, TypeError):
+        return None
+
+
+def run_context(study: optuna.Study, config: OptimizationConfig | None) -> dict[str, Any]:
+    """What ran, on what data, for how long: for the summary."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_start]
+    context: dict[str, Any] = {}
+    if trials:
+        start = min(t.datetime_start for t in trials)
+        end = max((t.datetime_complete or t.datetime_start) for t in trials)
+        context["first_trial_start"] = f"{start:%Y-%m-%d %H:%M}"
+        context["elapsed_minutes"] = (end - start).total_seconds() / 60
+        context["trial_minutes"] = sum(t.duration.total_seconds() for t in trials if t.duration) / 60
+    if config is not None:
+        data = config.data
+        context.update(
+            scenario=config.scenario,
+            data=f"{data.source}" + (f" from {data.start}" if data.start else "") + (f" to {data.end}" if data.end else ""),
+            symbols=", ".join(config.symbols) if config.symbols else "all in the source",
+            budget=f"{config.n_trials} trials, up to {config.max_epochs_per_trial} epochs each, "
+            f"timeout {config.timeout_hours} h, max model {config.max_model_size_mb} MB, "
+            f"max training {config.max_training_time_minutes} min per trial",
+            target=f"{data.num_classes}-class direction {data.horizon} bar(s) ahead, windows of {data.sequence_length} bars",
+        )
+    return context
+
+
+def planned_rungs(config: OptimizationConfig | None) -> list[int]:
+    pruner = multi_objective_pruner(config) if config is not None else None
+    return sorted({r for bracket in pruner.brackets for r in bracket}) if pruner is not None else []
+
+
+def write_analysis_outputs(
+    study: optuna.Study, save_dir: Path, *, config: OptimizationConfig | None = None, evaluator: str = "ped_anova"
+) -> list[str]:
+    """Write optimization_analysis.json, plots/, optimization_summary.txt and report.html.
+
+    Never raises: the study and the files written before stay whatever goes wrong here; the
+    problems are logged and returned (empty list: everything written).
+    """
+    save_dir = Path(save_dir)
+    problems: list[str] = []
+    try:
+        objectives = objective_names(study)
+        weights = config.objective_weights if config is not None else DEFAULT_WEIGHTS
+        weights = {o: weights.get(o, 1.0) for o in objectives}
+        analysis = analyze_study(study, weights=weights, rungs=planned_rungs(config), evaluator=evaluator)
+    except Exception as error:  # noqa: BLE001 - the study's results must survive any analysis bug
+        problems.append(f"analysis failed ({type(error).__name__}: {error}); the study results are kept")
+        log.warning("warning: %s", problems[-1])
+        return problems
+    steps = {
+        "plots": lambda: analysis.__setitem__("plots", write_plots(study, analysis, save_dir / "plots")),
+        "optimization_analysis.json": lambda: write_json(save_dir / "optimization_analysis.json", analysis),
+        "optimization_summary.txt": lambda: atomic_write_text(
+            save_dir / "optimization_summary.txt", _summary(study, objectives, weights, analysis, config)),
+        "report.html": lambda: atomic_write_text(
+            save_dir / "report.html", render_report(study, analysis, _summary(study, objectives, weights, analysis, config))),
+    }
+    for name, step in steps.items():
+        try:
+            step()
+        except Exception as error:  # noqa: BLE001 - one broken part must not stop the others
+            problems.append(f"{name} not written ({type(error).__name__}: {error})")
+            log.warning("warning: %s", problems[-1])
+    return problems
+
+
+def _summary(study: optuna.Study, objectives: list[str], weights: dict[str, float], analysis: dict[str, Any],
+             config: OptimizationConfig | None) -> str:
+    best = ranked_pareto(study, objectives, weights) if all(o in DEFAULT_WEIGHTS for o in objectives) else []
+    return summary_text(study, objectives, best, analysis=analysis, context=run_context(study, config))
+
+

@@ -37,6 +37,25 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     embargo_bars: int = Field(5, ge=0)  # gap between splits, on top of windows never straddling
+    # Aggregate every symbol's bars to this interval ("1D", "1h", "15min"); needed to pool symbols
+    # whose bars come at different frequencies. None: use the bars as they are.
+    resample: str | None = None
+    cache_dir: Path | None = None  # --data yfinance keeps its Parquet files here (default ~/.cache/...)
+
+    @field_validator("resample")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        import pandas as pd  # only to check the interval as pandas will read it
+
+        try:
+            ok = pd.Timedelta(value) > pd.Timedelta(0)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"must be an interval such as '1D', '1h' or '15min', but got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:

@@ -21,6 +21,7 @@ app.add_typer(scenarios_app, name="scenarios")
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_LEAK = 3  # the shuffled-label control beat the baseline: the test numbers cannot be trusted
 
 
 @contextlib.contextmanager
@@ -68,14 +69,20 @@ def optimize(
     study_name: Optional[str] = typer.Option(None, "--study-name"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     no_pruning: bool = typer.Option(False, "--no-pruning", help="Train every trial to the end (for comparison)."),
+    retrain_top_k: Optional[int] = typer.Option(
+        None, "--retrain-top-k", help="After the study, retrain the top K configurations (as `retrain --top-k K`)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and the final summary."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Run (or resume) a multi-objective study and write the guide's result files."""
     _setup_logging(quiet)
     with _user_errors(debug):
+        from .retrain import RetrainSettings
         from .study import MultiObjectiveOptimizer
 
+        # Checked before the study runs, not after hours of it.
+        retrain_settings = RetrainSettings(top_k=retrain_top_k) if retrain_top_k is not None else None
         overrides: dict[str, Any] = {
             "n_trials": n_trials,
             "max_epochs_per_trial": max_epochs_per_trial,
@@ -104,6 +111,9 @@ def optimize(
         summary = (config.save_dir / "optimization_summary.txt").read_text()
         typer.echo(summary)
         typer.echo(f"results in {config.save_dir}/ ; live view: optuna-dashboard {config.resolved_storage}")
+        if retrain_settings is not None:
+            assert optimizer.study is not None
+            _retrain_and_report(config, optimizer.study, optimizer.data, retrain_settings)
 
 
 @app.command("data")
@@ -131,6 +141,68 @@ def data_command(
         for split in ("train", "val", "test"):
             part = getattr(windows, split)
             typer.echo(f"{split}: {len(part)} windows, majority-class rate {part.majority_rate():.4f}")
+
+
+def _retrain_and_report(config: Any, study: Any, data: Any, settings: Any) -> None:
+    """Run the retrain stage, print its summary; a leak or an unreachable registry ends non-zero."""
+    from .retrain import retrain_top_k
+
+    report = retrain_top_k(config, study, data, settings)
+    typer.echo("\n".join(report.lines))
+    typer.echo(f"results in {report.path}")
+    if report.leak:
+        typer.echo(f"error: the pipeline leaks: {report.results['shuffled_label_control']['verdict']}", err=True)
+        raise typer.Exit(EXIT_LEAK)
+    if report.registry_error:
+        raise HPOError(report.registry_error)
+
+
+@app.command()
+def retrain(
+    save_dir: Path = typer.Option(..., "--save-dir", help="The --save-dir of a finished study."),
+    top_k: int = typer.Option(3, "--top-k", help="How many of the ranked feasible Pareto configurations."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epoch budget per model (early stopping on validation); default 100."),
+    seeds: int = typer.Option(3, "--seeds", help="Training runs per configuration, for the spread."),
+    registry_uri: Optional[str] = typer.Option(
+        None, "--registry-uri", help="MLflow tracking URI (default: sqlite:///<save-dir>/mlflow.db)."
+    ),
+    no_registry: bool = typer.Option(False, "--no-registry", help="Do not log or register in MLflow."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Retrain the study's top-k configurations, test each once, save retrained_model_<k>/ and register them."""
+    _setup_logging(quiet)
+    with _user_errors(debug):
+        from .retrain import DEFAULT_EPOCHS, RetrainSettings, load_saved_study
+        from .windows import prepare_windows
+
+        settings = RetrainSettings(
+            top_k=top_k, epochs=epochs or DEFAULT_EPOCHS, seeds=seeds, register=not no_registry, registry_uri=registry_uri
+        )
+        config, study = load_saved_study(save_dir)
+        # The same data as the study: the resolved config's source, symbols, dates and windows.
+        data, _ = prepare_windows(config.data, config.symbols)
+        _retrain_and_report(config, study, data, settings)
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., "--model", help="A saved model folder (retrained_model_<k>/)."),
+    data: str = typer.Option(..., "--data", help="sample, synthetic, or a file/folder path."),
+    output: Path = typer.Option(..., "--output", help="CSV file to write."),
+    symbols: Optional[list[str]] = typer.Option(None, "--symbols", help="Symbols to predict (default: all)."),
+    start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
+    end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Class probabilities, predicted class and return for every window of the data, per symbol and date."""
+    with _user_errors(debug):
+        from .predict import predict_to_csv
+
+        table = predict_to_csv(
+            model, data, output, symbols=_split_list(symbols), start=start and start.date(), end=end and end.date()
+        )
+        typer.echo(f"{len(table)} predictions for {table['symbol'].nunique()} symbol(s) written to {output}")
 
 
 @scenarios_app.command("list")

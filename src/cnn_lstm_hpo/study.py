@@ -184,4 +184,40 @@ class MultiObjectiveOptimizer:
                 gc_after_trial=True,
             )
         write_study_outputs(study, cfg.objectives, cfg.objective_weights, self.save_dir)
+        from .report import write_analysis_outputs  # lazy: matplotlib and plotly load only here
+
+        write_analysis_outputs(study, self.save_dir, config=cfg)  # never raises: the files above stay
         return study
+
+    def retrain_best_models(
+        self,
+        top_k: int = 3,
+        *,
+        epochs: int | None = None,
+        seeds: int | None = None,
+        register: bool = True,
+        registry_uri: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The guide's last step: retrain the top-k configurations, test once, save (see retrain.py).
+
+        Returns one record per model (``model_path``, ``hyperparameters``, ``test_results``, ...),
+        as written to ``retrained_models_results.json``.
+        """
+        from .retrain import DEFAULT_EPOCHS, DEFAULT_SEEDS, RetrainSettings, retrain_top_k
+
+        study = self.study or open_study(self.config)
+        settings = RetrainSettings(
+            top_k=top_k,
+            epochs=epochs or DEFAULT_EPOCHS,
+            seeds=seeds or DEFAULT_SEEDS,
+            register=register,
+            registry_uri=registry_uri,
+        )
+        self.retrain_report = retrain_top_k(self.config, study, self.data, settings)
+        for line in self.retrain_report.lines:
+            log.info("%s", line)
+        if self.retrain_report.leak:
+            log.error("the shuffled-label control beat the baseline: the pipeline leaks (see %s)", self.retrain_report.path)
+        if self.retrain_report.registry_error:
+            log.error("%s", self.retrain_report.registry_error)
+        return self.retrain_report.results["models"]

@@ -1,0 +1,440 @@
+"""Retrain the top-k configurations of a study, test them once, save them, compare with baselines.
+
+For each of the top-k feasible Pareto trials (ranked by the objective weights, exactly as in
+``best_configurations.json``) the configuration is trained ``seeds`` times for an extended epoch
+budget with early stopping on validation. Each trained model is scored once on the test split,
+which the search never saw. The seed with the lowest validation loss is saved (validation
+chooses, never test); the spread over seeds is reported. Baselines are scored on the same test
+windows: the majority class (decided on the *training* labels), the zero-return forecast and
+previous-direction persistence. An exact binomial test says whether a model's test accuracy beats
+the majority-class rate. A shuffled-label control (the rank-1 configuration trained on training
+labels permuted within each symbol) must land at the baseline; if it beats it, the pipeline leaks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from scipy.stats import binomtest
+from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
+
+from .checkpoint import checkpoint_meta, save_checkpoint
+from .config import OptimizationConfig, TrainingConfig, build_config
+from .data import load_frames
+from .errors import HPOError, TrialDiverged
+from .features import direction_classes
+from .model import HybridCNNLSTM, ModelConfig, model_size_mb
+from .objectives import evaluate_predictions
+from .predict import class_names
+from .results import ranked_pareto, write_json
+from .train import EpochResult, Trainer, resolve_device
+from .windows import Split, WindowedData
+
+log = logging.getLogger("cnn_lstm_hpo")
+
+DEFAULT_EPOCHS = 100  # the guide's "extended training" stage, sized for a CPU; early stopping ends most runs sooner
+DEFAULT_SEEDS = 3
+RESULTS_FILE = "retrained_models_results.json"
+CHAMPION_ALPHA = 0.05  # champion only if test accuracy beats the majority-class rate at this level
+# The control is one run judged by one test; a stricter level keeps false leak alarms at 1 in 100.
+LEAK_ALPHA = 0.01
+METRICS = ("accuracy", "balanced_accuracy", "mcc", "composite", "return_mse", "directional_accuracy", "cross_entropy")
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    top_k: int = 3
+    epochs: int = DEFAULT_EPOCHS
+    seeds: int = DEFAULT_SEEDS
+    register: bool = True
+    registry_uri: str | None = None  # default: sqlite:///<save_dir>/mlflow.db
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "epochs", "seeds"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise HPOError(f"retrain {name} must be an integer >= 1, but got {name}={value!r}")
+
+
+@dataclass
+class RetrainReport:
+    results: dict[str, Any]  # what retrained_models_results.json holds
+    path: Path
+    lines: list[str]  # the human-readable summary
+    leak: bool
+    registry_error: str | None = None
+
+
+# --- loading a finished study's config, study and data ---------------------------------------------
+def load_saved_study(save_dir: Path) -> tuple[OptimizationConfig, optuna.Study]:
+    """The config a study ran with (``resolved_config.yaml``) and the study from its storage."""
+    save_dir = Path(save_dir)
+    resolved = save_dir / "resolved_config.yaml"
+    if not resolved.is_file():
+        raise HPOError(f"{save_dir}: no resolved_config.yaml (is this the --save-dir of a study?)")
+    # The folder may have moved since the study ran: the save dir given now wins.
+    config = build_config(str(resolved), {"save_dir": save_dir})
+    url = config.resolved_storage
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise HPOError(f"study storage not found: {url.removeprefix('sqlite:///')}")
+    try:
+        study = optuna.load_study(study_name=config.resolved_study_name, storage=url)
+    except KeyError:
+        raise HPOError(f"no study named {config.resolved_study_name!r} in {_redact(url)}") from None
+    except Exception as error:  # SQLAlchemy/driver errors: an unreachable or broken storage
+        raise HPOError(f"cannot open storage {_redact(url)}: {str(error).splitlines()[0]}") from None
+    return config, study
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+# --- metrics and baselines ------------------------------------------------------------------------
+def split_metrics(probs: np.ndarray, rets: np.ndarray, split: Split, training: TrainingConfig) -> dict[str, float]:
+    """Everything reported for one model on one split, from its probabilities and returns."""
+    y, r = split.y_class.numpy(), split.y_return.numpy().astype(np.float64)
+    pred = probs.argmax(axis=1)
+    evaluation = evaluate_predictions(
+        loss=float("nan"),
+        y_class=y,
+        pred_class=pred,
+        y_return=r,
+        pred_return=rets.astype(np.float64),
+        metric=training.classification_metric,
+        classification_weight=training.classification_weight,
+        regression_weight=training.regression_weight,
+    )
+    return {
+        "accuracy": evaluation.accuracy,
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "mcc": float(matthews_corrcoef(y, pred)),
+        "composite": evaluation.composite,
+        "return_mse": float(np.mean((rets - r) ** 2)),
+        # Sign of the return forecast vs the realised sign (0 counts as not up, as in the classes).
+        "directional_accuracy": float(np.mean((rets > 0) == (r > 0))),
+        "cross_entropy": float(-np.mean(np.log(probs[np.arange(len(y)), y] + 1e-12))),
+    }
+
+
+def accuracy_test(correct: int, n: int, rate: float) -> dict[str, Any]:
+    """Exact binomial test of ``correct``/``n`` against ``rate`` (one-sided: better), with a 95 % CI."""
+    one_sided = binomtest(correct, n, rate, alternative="greater")
+    ci = binomtest(correct, n, rate).proportion_ci(confidence_level=0.95, method="exact")
+    return {
+        "test": "exact binomial, H1: accuracy > majority-class rate",
+        "correct": correct,
+        "n": n,
+        "accuracy": correct / n,
+        "majority_class_rate": rate,
+        "p_value": float(one_sided.pvalue),
+        "ci95_low": float(ci.low),
+        "ci95_high": float(ci.high),
+    }
+
+
+def past_returns(config: OptimizationConfig, split: Split) -> np.ndarray | None:
+    """log(close[t] / close[t - horizon]) at each sample's decision bar: what was known at t.
+
+    None when the samples carry no symbols/dates (user-supplied loaders).
+    """
+    if not split.symbols or not split.dates:
+        return None
+    h = config.data.horizon
+    symbols = np.asarray(split.symbols)
+    frames = load_frames(config.data.source, sorted(set(split.symbols)), start=config.data.start, end=config.data.end)
+    out = np.full(len(symbols), np.nan)
+    for symbol, frame in frames.items():
+        mask = symbols == symbol
+        rows = frame.index.get_indexer([d for d, m in zip(split.dates, mask) if m])
+        log_close = np.log(frame["close"].to_numpy(dtype=np.float64))
+        valid = rows >= h
+        values = np.full(len(rows), np.nan)
+        values[valid] = log_close[rows[valid]] - log_close[rows[valid] - h]
+        out[mask] = values
+    return out
+
+
+def baselines(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
+    """Naive forecasts scored on the test windows; the majority class comes from training labels."""
+    test, training = data.test, config.training
+    y, r = test.y_class.numpy(), test.y_return.numpy().astype(np.float64)
+    majority = int(torch.bincount(data.train.y_class).argmax())
+    constant = evaluate_predictions(
+        loss=float("nan"),
+        y_class=y,
+        pred_class=np.full(len(y), majority),
+        y_return=r,
+        pred_return=np.zeros(len(y)),
+        metric=training.classification_metric,
+        classification_weight=training.classification_weight,
+        regression_weight=training.regression_weight,
+    )
+    result: dict[str, Any] = {
+        "test_windows": len(y),
+        "training_majority_class": majority,
+        "training_majority_class_name": class_names(data.num_classes)[majority] if data.num_classes <= 3 else None,
+        "majority_class_rate": constant.accuracy,
+        "zero_return_mse": float(np.mean(r**2)),
+        "majority_and_zero_return_composite": constant.composite,
+        "persistence": None,
+    }
+    past = past_returns(config, test)
+    if past is not None and np.isfinite(past).all():
+        pred = direction_classes(past, data.num_classes, config.data.direction_threshold)
+        result["persistence"] = {
+            "rule": f"predict the direction of the last {config.data.horizon}-bar return",
+            "accuracy": float(np.mean(pred == y)),
+            "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+            "mcc": float(matthews_corrcoef(y, pred)),
+        }
+    return result
+
+
+def _summary(values: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean, sample std and standard error of each metric over seeds."""
+    out = {}
+    for name in METRICS:
+        xs = np.array([v[name] for v in values], dtype=np.float64)
+        std = float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
+        out[name] = {"mean": float(xs.mean()), "std": std, "sem": std / math.sqrt(len(xs))}
+    return out
+
+
+# --- training ---------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    seed: int
+    trainer: Trainer
+    record: dict[str, Any]
+    val_loss: float
+    test_probs: np.ndarray
+
+
+def _epoch_logger(label: str, epochs: int):
+    def on_epoch(e: EpochResult) -> None:
+        log.info(
+            "%s epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.4f%s",
+            label, e.epoch, epochs, e.train_loss, e.val.loss, e.val.accuracy,
+            " (early stop)" if e.last and e.epoch < epochs else "",
+        )
+
+    return on_epoch
+
+
+def _train(
+    config: OptimizationConfig, data: WindowedData, params: dict[str, Any], seed: int, epochs: int,
+    device: torch.device, label: str, train: Split | None = None,
+) -> _Run:
+    torch.manual_seed(seed)  # the initial weights
+    model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=data.num_classes)
+    model = HybridCNNLSTM(model_config)
+    trainer = Trainer(model, train or data.train, data.val, params, config.training, device=device, seed=seed)
+    result = trainer.fit(epochs, on_epoch=_epoch_logger(label, epochs))  # ends with the best-validation weights
+    val_probs, val_rets = trainer.predict(data.val.x)
+    test_probs, test_rets = trainer.predict(data.test.x)  # the one look at the test split for this model
+    record = {
+        "seed": seed,
+        "epochs_trained": len(result.epochs),
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "wall_seconds": result.wall_seconds,
+        "cpu_seconds": result.cpu_seconds,
+        "validation": split_metrics(val_probs, val_rets, data.val, config.training),
+        "test": split_metrics(test_probs, test_rets, data.test, config.training),
+    }
+    return _Run(seed, trainer, record, result.best.val.loss, test_probs)
+
+
+def _shuffled_within_symbol(split: Split, seed: int) -> Split:
+    """The same windows with (class, return) labels permuted among each symbol's samples."""
+    rng = np.random.default_rng(seed)
+    groups = np.asarray(split.symbols) if split.symbols else np.zeros(len(split), dtype=int)
+    order = np.arange(len(split))
+    for group in np.unique(groups):
+        idx = np.flatnonzero(groups == group)
+        order[idx] = rng.permutation(idx)
+    index = torch.from_numpy(order)
+    return dataclasses.replace(split, y_class=split.y_class[index], y_return=split.y_return[index])
+
+
+def shuffled_label_control(
+    config: OptimizationConfig, data: WindowedData, params: dict[str, Any], *, epochs: int,
+    device: torch.device, majority_rate: float,
+) -> dict[str, Any]:
+    seed = config.seed
+    run = _train(
+        config, data, params, seed, epochs, device, "control (shuffled labels)",
+        train=_shuffled_within_symbol(data.train, seed),
+    )
+    y = data.test.y_class.numpy()
+    correct = int((run.test_probs.argmax(axis=1) == y).sum())
+    test = accuracy_test(correct, len(y), majority_rate)
+    leak = test["p_value"] < LEAK_ALPHA
+    verdict = (
+        f"LEAK: trained on shuffled labels the model still beats the majority-class rate on test "
+        f"(accuracy {test['accuracy']:.4f} vs {majority_rate:.4f}, p={test['p_value']:.2g} < {LEAK_ALPHA}); "
+        "the pipeline leaks information into the test split and its test numbers cannot be trusted"
+        if leak
+        else f"at baseline: accuracy {test['accuracy']:.4f} vs majority-class rate {majority_rate:.4f} "
+        f"(p={test['p_value']:.2g}, not below {LEAK_ALPHA})"
+    )
+    return {"params_of": "rank 1", **run.record, "significance": test, "leak": leak, "verdict": verdict}
+
+
+# --- the whole stage --------------------------------------------------------------------------------
+def retrain_top_k(
+    config: OptimizationConfig,
+    study: optuna.Study,
+    data: WindowedData,
+    settings: RetrainSettings,
+) -> RetrainReport:
+    """Retrain, test once, save ``retrained_model_<k>/`` and ``retrained_models_results.json``, register."""
+    save_dir = Path(config.save_dir)
+    ranked = ranked_pareto(study, config.objectives, config.objective_weights)
+    if not ranked:
+        raise HPOError(f"study {study.study_name!r} has no feasible Pareto-optimal trials to retrain")
+    chosen = ranked[: settings.top_k]
+    device = resolve_device(config.training.device)
+    base = baselines(config, data)
+    majority_rate = base["majority_class_rate"]
+    y_test = data.test.y_class.numpy()
+    fingerprint = study.user_attrs.get("fingerprint")  # recorded by the study when it has one
+    models: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for k, best in enumerate(chosen, start=1):
+        params = best["params"]
+        runs: list[_Run] = []
+        failures: list[dict[str, Any]] = []
+        for j in range(settings.seeds):
+            seed = config.seed + j
+            label = f"model {k}/{len(chosen)} (trial {best['trial_number']}) seed {j + 1}/{settings.seeds}"
+            try:
+                runs.append(_train(config, data, params, seed, settings.epochs, device, label))
+            except TrialDiverged as error:  # one diverged seed is a result, not a crash
+                failures.append({"seed": seed, "error": str(error)})
+                log.warning("%s diverged: %s", label, error)
+        if not runs:
+            models.append({"k": k, "rank": best["rank"], "trial_number": best["trial_number"],
+                           "hyperparameters": params, "failed_seeds": failures, "model_path": None})
+            lines.append(f"model {k} (trial {best['trial_number']}): every seed diverged; nothing saved")
+            continue
+        selected = min(runs, key=lambda run: run.val_loss)  # validation picks the seed to keep
+        model = selected.trainer.model.cpu()
+        correct = int((selected.test_probs.argmax(axis=1) == y_test).sum())
+        significance = accuracy_test(correct, len(y_test), majority_rate)
+        significance["alpha"] = CHAMPION_ALPHA
+        significance["significant"] = significance["p_value"] < CHAMPION_ALPHA
+        n_params = sum(p.numel() for p in model.parameters())
+        folder = save_dir / f"retrained_model_{k}"
+        entry: dict[str, Any] = {
+            "k": k,
+            "rank": best["rank"],
+            "trial_number": best["trial_number"],
+            "study_objectives": best["objectives"],
+            "hyperparameters": params,
+            "model_path": str(folder),
+            "selected_seed": selected.seed,
+            "validation_results": _summary([r.record["validation"] for r in runs]),
+            "test_results": _summary([r.record["test"] for r in runs]),
+            "selected_model": {"validation": selected.record["validation"], "test": selected.record["test"]},
+            "significance": significance,
+            "n_parameters": n_params,
+            "model_size_mb": model_size_mb(model),
+            "training_time_minutes": float(np.mean([r.record["wall_seconds"] for r in runs])) / 60,
+            "training_cpu_minutes": float(np.mean([r.record["cpu_seconds"] for r in runs])) / 60,
+            "seeds": [r.record for r in runs],
+            "failed_seeds": failures,
+        }
+        model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=data.num_classes)
+        meta = checkpoint_meta(
+            model_config,
+            hyperparameters=params,
+            feature_names=data.feature_names,
+            sequence_length=data.sequence_length,
+            horizon=config.data.horizon,
+            direction_threshold=config.data.direction_threshold,
+            scaler=data.scaler,
+            return_scale=selected.trainer.return_scale,
+            fingerprint=fingerprint,
+            origin={"study_name": study.study_name, "trial_number": best["trial_number"], "rank": best["rank"],
+                    "seed": selected.seed, "data": config.data.model_dump(mode="json"), "symbols": sorted(set(data.train.symbols))},
+        )
+        metrics = {key: entry[key] for key in ("selected_model", "validation_results", "test_results", "significance",
+                                                "n_parameters", "model_size_mb", "training_time_minutes")}
+        save_checkpoint(folder, model, meta, metrics)
+        models.append(entry)
+        acc = entry["test_results"]["accuracy"]
+        lines.append(
+            f"model {k} (trial {best['trial_number']}, rank {best['rank']}): test accuracy {acc['mean']:.4f} "
+            f"± {acc['std']:.4f} over {len(runs)} seed(s); saved seed {selected.seed}: "
+            f"{significance['accuracy']:.4f} vs majority-class rate {majority_rate:.4f}, "
+            f"p={significance['p_value']:.3g}, 95% CI [{significance['ci95_low']:.4f}, {significance['ci95_high']:.4f}]; "
+            f"{n_params:,} parameters -> {folder.name}/"
+        )
+    control = shuffled_label_control(
+        config, data, chosen[0]["params"], epochs=settings.epochs, device=device, majority_rate=majority_rate
+    )
+    lines.append(f"shuffled-label control: {control['verdict']}")
+    persistence = base["persistence"]
+    lines.insert(
+        0,
+        f"baselines on {base['test_windows']} test windows: majority class ({base['training_majority_class_name']}, "
+        f"from training labels) {majority_rate:.4f}"
+        + (f"; persistence {persistence['accuracy']:.4f}" if persistence else "")
+        + f"; zero-return MSE {base['zero_return_mse']:.3g}",
+    )
+    results: dict[str, Any] = {
+        "study_name": study.study_name,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fingerprint,
+        "settings": {
+            "top_k": settings.top_k, "epochs": settings.epochs, "seeds": settings.seeds,
+            "early_stopping_patience": config.training.early_stopping_patience,
+            "classification_metric": config.training.classification_metric, "device": str(device),
+            "champion_alpha": CHAMPION_ALPHA, "leak_alpha": LEAK_ALPHA,
+        },
+        "baselines": base,
+        "models": models,
+        "shuffled_label_control": control,
+        "pipeline_leaks": control["leak"],
+        "registry": None,
+    }
+    path = save_dir / RESULTS_FILE
+    write_json(path, results)
+    report = RetrainReport(results=results, path=path, lines=lines, leak=control["leak"])
+    if settings.register:
+        _register(report, config, study.study_name, settings)
+    return report
+
+
+def _register(report: RetrainReport, config: OptimizationConfig, study_name: str, settings: RetrainSettings) -> None:
+    """Log and register the saved models; the local files are kept whatever happens here."""
+    from .registry import RegistryError, RegistryNotInstalled, register_retrained
+
+    uri = settings.registry_uri or f"sqlite:///{(Path(config.save_dir) / 'mlflow.db').resolve()}"
+    try:
+        outcome = register_retrained(report.results["models"], name=study_name, tracking_uri=uri)
+    except RegistryNotInstalled as missing:
+        report.results["registry"] = {"uri": uri, "registered": False, "reason": str(missing)}
+        report.lines.append(f"registry: not used ({missing})")
+    except RegistryError as error:
+        report.registry_error = f"model registry at {_redact(uri)} unreachable ({error}); local models kept in {config.save_dir}"
+        report.results["registry"] = {"uri": _redact(uri), "registered": False, "reason": str(error)}
+        report.lines.append(f"registry: {report.registry_error}")
+    else:
+        report.results["registry"] = {"uri": _redact(uri), "registered": True, **outcome}
+        report.lines.append(f"registry: {outcome['message']}")
+    write_json(report.path, report.results)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import warnings
 from collections import Counter
 from typing import Any, Callable
 
@@ -32,6 +33,8 @@ ALPHA = 0.05
 # means look-ahead (a label or a future bar inside the window), not skill.
 LEAKAGE_ACCURACY = 0.65
 TOP_K = 5
+# Fewer trials than this give importances that are noise (PED-ANOVA compares the best 10% with the rest).
+MIN_IMPORTANCE_TRIALS = 10
 UNITS = {"accuracy": "score 0-1", "training_time": "minutes", "model_size": "MB"}
 EVALUATORS = ("ped_anova", "fanova")
 _PRUNED_AT = re.compile(r"pruned at epoch (\d+)")
@@ -207,15 +210,18 @@ def _evaluator(name: str) -> optuna.importance.BaseImportanceEvaluator:
 
 def _importances(study: optuna.Study, target: Callable[[FrozenTrial], float], evaluator: str, n: int) -> dict[str, Any]:
     """Importances of ``study``'s complete trials for ``target`` (lower is better), or a note why not."""
-    if n < 2:
-        return {"n_trials": n, "note": f"needs at least 2 trials, has {n}"}
+    if n < MIN_IMPORTANCE_TRIALS:
+        return {"n_trials": n, "note": f"needs at least {MIN_IMPORTANCE_TRIALS} trials, has {n}"}
     varying = _varying_params(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if not varying:
         return {"n_trials": n, "note": "no parameter takes more than one value"}
     try:
-        result = optuna.importance.get_param_importances(
-            study, evaluator=_evaluator(evaluator), params=varying, target=target, normalize=True
-        )
+        with warnings.catch_warnings():
+            # PED-ANOVA warns that it treats low targets as good: our targets are oriented so.
+            warnings.filterwarnings("ignore", message=".*low `target` values", category=UserWarning)
+            result = optuna.importance.get_param_importances(
+                study, evaluator=_evaluator(evaluator), params=varying, target=target, normalize=True
+            )
     except (ValueError, RuntimeError, ZeroDivisionError) as error:  # Optuna refuses degenerate inputs
         return {"n_trials": n, "note": f"not computable: {error}"}
     importances = {k: float(v) for k, v in result.items() if math.isfinite(v)}

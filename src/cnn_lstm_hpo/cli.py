@@ -118,29 +118,59 @@ def optimize(
 
 @app.command("data")
 def data_command(
-    data: str = typer.Option("sample", "--data", help="sample, synthetic, or a file/folder path."),
-    symbols: Optional[list[str]] = typer.Option(None, "--symbols"),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="sample, synthetic, yfinance, or a file/folder path (default: the scenario's)."
+    ),
+    symbols: Optional[list[str]] = typer.Option(None, "--symbols", help="Symbols to show (space, comma or repeat)."),
     start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
     end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
-    scenario: str = typer.Option("default", "--scenario", help="Takes window/split settings from here."),
+    scenario: Optional[str] = typer.Option(
+        None, "--scenario", "-s",
+        help="Show exactly what `optimize --scenario` would use (symbols, dates, windows); default: every symbol.",
+    ),
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
-    """Show what a data source yields: bars per symbol and windows per split."""
+    """Show what a data source yields: per symbol bars, frequency, gaps and repairs; windows per split."""
     with _user_errors(debug):
-        from .data import load_frames
-        from .windows import build_windows
+        from .data import format_time, load_bars, resolve_symbols, summarize
+        from .windows import SPLITS, build_windows
 
-        cfg = build_config(scenario).data.model_copy(
-            update={"source": data, "start": start and start.date(), "end": end and end.date()}
+        overrides: dict[str, Any] = {
+            "data": {
+                k: v
+                for k, v in {"source": data, "start": start and start.date(), "end": end and end.date()}.items()
+                if v is not None
+            }
+        }
+        if symbols:
+            overrides["symbols"] = _split_list(symbols)
+        elif scenario is None:
+            overrides["symbols"] = None  # no scenario named: every symbol the source has
+        # Validated like optimize's config, so the dates and settings are the ones optimize uses.
+        config = build_config(scenario or "default", overrides)
+        cfg = config.data
+        chosen, notice = resolve_symbols(cfg.source, config.symbols, explicit=bool(symbols))
+        if notice:
+            typer.echo(f"note: {notice}", err=True)
+        loaded = load_bars(cfg.source, chosen, start=cfg.start, end=cfg.end, resample=cfg.resample, cache_dir=cfg.cache_dir)
+        for symbol, frame in loaded.frames.items():
+            typer.echo(summarize(frame, symbol, loaded.repairs.get(symbol)).line())
+            for note in loaded.repairs.get(symbol, []):
+                typer.echo(f"  repaired: {note}")
+        windows = build_windows(loaded.frames, cfg)
+        typer.echo(
+            f"windows (sequence_length={cfg.sequence_length}, horizon={cfg.horizon}, "
+            f"embargo {cfg.embargo_bars} bars):"
         )
-        frames = load_frames(cfg.source, _split_list(symbols), start=cfg.start, end=cfg.end)
-        for symbol, frame in frames.items():
-            first, last = (f"{d:%Y-%m-%d}" if len(frame) else "-" for d in (frame.index.min(), frame.index.max()))
-            typer.echo(f"{symbol}: {len(frame)} bars, {first} .. {last}")
-        windows = build_windows(frames, cfg)
-        for split in ("train", "val", "test"):
+        for split in SPLITS:
             part = getattr(windows, split)
             typer.echo(f"{split}: {len(part)} windows, majority-class rate {part.majority_rate():.4f}")
+            for symbol, bounds in windows.boundaries.items():
+                count = sum(1 for s in part.symbols if s == symbol)
+                typer.echo(
+                    f"  {symbol}: {count} windows, bars {format_time(bounds[f'{split}_start'])} .. "
+                    f"{format_time(bounds[f'{split}_end'])}"
+                )
 
 
 def _retrain_and_report(config: Any, study: Any, data: Any, settings: Any) -> None:
@@ -205,6 +235,31 @@ def predict(
         typer.echo(f"{len(table)} predictions for {table['symbol'].nunique()} symbol(s) written to {output}")
 
 
+@app.command()
+def analyze(
+    save_dir: Path = typer.Option(..., "--save-dir", help="Where to write; its study.db is read unless --storage."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL of the study storage."),
+    study_name: Optional[str] = typer.Option(None, "--study-name", help="Needed when the storage holds several studies."),
+    importance: str = typer.Option("ped_anova", "--importance", help="Importance evaluator: ped_anova or fanova."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Rebuild optimization_analysis.json, plots/, optimization_summary.txt and report.html from a stored
+    study (read-only: workers still running on it are not disturbed)."""
+    _setup_logging(quiet=True)
+    with _user_errors(debug):
+        from .analysis import EVALUATORS
+        from .report import open_stored_study, stored_config, write_analysis_outputs
+
+        if importance not in EVALUATORS:
+            raise HPOError(f"--importance must be one of {', '.join(EVALUATORS)}, but got {importance!r}")
+        study = open_stored_study(save_dir, storage, study_name)
+        problems = write_analysis_outputs(study, save_dir, config=stored_config(save_dir), evaluator=importance)
+    typer.echo(f"analysis of study {study.study_name!r} written to {save_dir}/: optimization_analysis.json, "
+               "plots/, optimization_summary.txt, report.html")
+    if problems:  # already logged as warnings; the parts that worked are written
+        raise typer.Exit(1)
+
+
 @scenarios_app.command("list")
 def scenarios_list() -> None:
     """Names of the shipped scenarios."""
@@ -219,5 +274,52 @@ def scenarios_show(name: str, debug: bool = typer.Option(False, "--debug")) -> N
         typer.echo(scenario_text(name).rstrip())
 
 
-def main() -> None:
-    app()
+# Options that take several values, as the guide writes them: ``--symbols AAPL GOOGL MSFT``.
+_LIST_OPTIONS = ("--symbols", "--objectives")
+# Commands without positional arguments, where every bare word after such an option is one of its values.
+_LIST_COMMANDS = ("optimize", "data")
+
+
+def join_list_options(args: list[str]) -> list[str]:
+    """``--symbols A B --n-trials 3`` -> ``--symbols A,B --n-trials 3`` (click takes one value per flag)."""
+    if not args or args[0] not in _LIST_COMMANDS:
+        return list(args)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        out.append(args[i])
+        if args[i] in _LIST_OPTIONS:
+            values = []
+            while i + 1 < len(args) and not args[i + 1].startswith("-"):
+                values.append(args[i + 1])
+                i += 1
+            if values:
+                out.append(",".join(values))
+        i += 1
+    return out
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """The console script: click's usage errors (bad flag, bad type) become one ``error:`` line too."""
+    from typer.exceptions import TyperException  # the public base of click's usage errors
+
+    args = join_list_options(sys.argv[1:] if argv is None else argv)
+    try:
+        code = app(args, standalone_mode=False, prog_name="cnn-lstm-hpo")
+    except TyperException as error:
+        ctx = getattr(error, "ctx", None)
+        if type(error).__name__ == "NoArgsIsHelpError" and ctx is not None:  # a bare command: its help
+            typer.echo(ctx.get_help())
+            sys.exit(0)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        message = " ".join(error.format_message().split())  # type: ignore[attr-defined]  # one line
+        typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(getattr(error, "exit_code", EXIT_BAD_INPUT))
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from .analysis import analyze_study, complete_trials, history, objective_names, unit
 from .config import OptimizationConfig, validate_config
 from .errors import HPOError
-from .monitor import multi_objective_pruner
+from .pruning import ParetoRungPruner
 from .plots import write_plots
 from .results import atomic_write_text, ranked_pareto, summary_text, write_json
 from .space import decode_params
@@ -64,17 +64,13 @@ def _axis(name: str) -> str:
 
 
 def pareto_figure(study: optuna.Study) -> go.Figure | str:
-    """Optuna's Pareto plot (3-D with three objectives), infeasible trials greyed by the constraints."""
+    """Optuna's Pareto plot (3-D with three objectives); it greys infeasible trials by ``trial.constraints``."""
     objectives = objective_names(study)
     if len(objectives) < 2:
         return "one objective: no trade-off to show"
     if not complete_trials(study):
         return "no complete trial yet"
-    return optuna.visualization.plot_pareto_front(
-        study,
-        target_names=[_axis(o) for o in objectives],
-        constraints_func=lambda t: [max(t.constraints.values(), default=0.0)],
-    )
+    return optuna.visualization.plot_pareto_front(study, target_names=[_axis(o) for o in objectives])
 
 
 def importance_figure(analysis: dict[str, Any]) -> go.Figure | str:
@@ -252,8 +248,11 @@ def run_context(study: optuna.Study, config: OptimizationConfig | None) -> dict[
 
 
 def planned_rungs(config: OptimizationConfig | None) -> list[int]:
-    pruner = multi_objective_pruner(config) if config is not None else None
-    return sorted({r for bracket in pruner.brackets for r in bracket}) if pruner is not None else []
+    """Decision epochs of our multi-objective pruner (Optuna's single-objective Hyperband ones are
+    found from the trials it pruned)."""
+    if config is None or not config.pruning.enabled or len(config.objectives) < 2:
+        return []
+    return sorted({r for bracket in ParetoRungPruner(config).brackets for r in bracket})
 
 
 def write_analysis_outputs(
@@ -268,6 +267,8 @@ def write_analysis_outputs(
     problems: list[str] = []
     try:
         objectives = objective_names(study)
+        if config is not None and config.objectives != objectives:
+            config = None  # a resolved_config.yaml of some other study
         weights = config.objective_weights if config is not None else DEFAULT_WEIGHTS
         weights = {o: weights.get(o, 1.0) for o in objectives}
         analysis = analyze_study(study, weights=weights, rungs=planned_rungs(config), evaluator=evaluator)
@@ -290,6 +291,43 @@ def write_analysis_outputs(
             problems.append(f"{name} not written ({type(error).__name__}: {error})")
             log.warning("warning: %s", problems[-1])
     return problems
+
+
+def open_stored_study(save_dir: Path, storage: str | None = None, study_name: str | None = None) -> optuna.Study:
+    """Load a study for reading only: no table creation, no sampler state, nothing written, so
+    workers still running on the same storage are undisturbed."""
+    url = storage or f"sqlite:///{(Path(save_dir) / 'study.db').resolve()}"
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        # SQLite would silently create an empty database file here.
+        raise HPOError(f"no study storage at {url.removeprefix('sqlite:///')}; pass --storage URL or the --save-dir of a study")
+    try:
+        rdb = optuna.storages.RDBStorage(url, skip_table_creation=True, engine_kwargs=_engine_kwargs(url))
+        names = optuna.study.get_all_study_names(storage=rdb)
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver and schema errors all mean "cannot read"
+        root: BaseException = error
+        while root.__cause__ is not None or root.__context__ is not None:  # Optuna wraps the driver's words
+            root = root.__cause__ or root.__context__  # type: ignore[assignment]
+        first = (str(root).splitlines() or [type(root).__name__])[0]
+        raise HPOError(f"cannot read storage {_redact(url)}: {first}") from None
+    if study_name is None:
+        if len(names) != 1:
+            raise HPOError(f"storage {_redact(url)} holds {len(names)} studies ({', '.join(names) or 'none'}); pass --study-name")
+        study_name = names[0]
+    if study_name not in names:
+        raise HPOError(f"no study {study_name!r} in {_redact(url)}; it holds: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=study_name, storage=rdb, sampler=optuna.samplers.RandomSampler())
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    # Wait for a writer's lock instead of failing at once while workers write.
+    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
 
 
 def _summary(study: optuna.Study, objectives: list[str], weights: dict[str, float], analysis: dict[str, Any],

@@ -15,6 +15,7 @@ from .config import OptimizationConfig
 from .errors import HPOError
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .objectives import directions
+from .paths import writable_dir
 from .monitor import TimeLimitExceeded, TrialMonitor, multi_objective_pruner, single_objective_pruner
 from .progress import ProgressLine
 from .results import atomic_write_text, trial_record, write_json, write_study_outputs
@@ -29,11 +30,11 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 def open_study(config: OptimizationConfig) -> optuna.Study:
     """Create the study or load it by name; refuses one whose objectives differ."""
     url = config.resolved_storage
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as error:
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError, OSError) as error:
         raise HPOError(f"cannot open storage {_redact(url)}: {str(error).splitlines()[0]}") from None
     name = config.resolved_study_name
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
@@ -163,7 +164,7 @@ class MultiObjectiveOptimizer:
     def optimize(self) -> optuna.Study:
         """Run until ``n_trials`` trials have finished in the study (counting earlier runs) or timeout."""
         cfg = self.config
-        self.save_dir.mkdir(parents=True, exist_ok=True)
+        writable_dir(self.save_dir)  # a file or a read-only folder: one line, before anything is written
         study = self.study = open_study(cfg)
         finished = len(study.get_trials(deepcopy=False, states=FINISHED))
         atomic_write_text(self.save_dir / "resolved_config.yaml", cfg.to_yaml())

@@ -1,0 +1,243 @@
+"""analysis.py on studies with known structure, built with ask/tell in memory."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from _studies import OBJECTIVES, brute_force_front, planted_study
+from cnn_lstm_hpo.analysis import (
+    LEAKAGE_ACCURACY,
+    analyze_study,
+    baseline_part,
+    correlation_part,
+    feasible_front,
+    hypervolume_part,
+    importance_part,
+    pruning_part,
+    trial_states,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def planted() -> optuna.Study:
+    return planted_study()
+
+
+def _told(study: optuna.Study, values: list[float] | None, *, feasible: bool = True, state: TrialState = TrialState.COMPLETE,
+          attrs: dict | None = None, x: float | None = None) -> None:
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1) if x is None else trial.suggest_float("x", x, x)
+    trial.set_constraint("model_size_mb", -1.0 if feasible else 1.0)
+    for key, value in (attrs or {}).items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, values, state=state) if state == TrialState.COMPLETE else study.tell(trial, state=state)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_feasible_front_equals_brute_force_with_ties_and_infeasible(seed):
+    rng = np.random.default_rng(seed)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    for _ in range(40):
+        # A coarse grid: many exact ties and duplicates, where a sloppy dominance test goes wrong.
+        _told(study, rng.integers(0, 4, size=3).astype(float).tolist(), feasible=rng.random() > 0.2)
+    feasible = [t for t in study.trials if all(v <= 0 for v in t.constraints.values())]
+    expected = {feasible[i].number for i in brute_force_front([tuple(t.values) for t in feasible], [True, False, False])}
+    assert {t.number for t in feasible_front(study)} == expected
+
+
+def test_known_front_skips_the_infeasible_dominator():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for values, feasible in [([0.6, 1.0], True), ([0.5, 2.0], True), ([0.7, 3.0], True), ([0.9, 0.1], False)]:
+        _told(study, values, feasible=feasible)
+    assert [t.number for t in feasible_front(study)] == [0, 2]  # trial 3 dominates all but is infeasible
+
+
+def test_hypervolume_by_hand_and_reference_point_stated():
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_user_attr("objectives", ["training_time", "model_size"])
+    for values in ([1.0, 3.0], [3.0, 1.0], [2.0, 2.0], [3.0, 3.0]):
+        _told(study, values)
+    part = hypervolume_part(study, ["training_time", "model_size"])
+    # Worst 3 + 10% of the range 2 -> 3.2 on both; rectangles of the staircase (1,3), (2,2), (3,1):
+    assert part["reference_point"] == pytest.approx({"training_time": 3.2, "model_size": 3.2})
+    assert "worst value among feasible complete trials" in part["reference_rule"] and part["units"] == "minutes x MB"
+    two = 2 * (2.2 * 0.2) - 0.2 * 0.2  # two boxes minus their overlap
+    expected = [2.2 * 0.2, two, 0.2 * 1 + 1.2 * 1 + 2.2 * 0.2, 1.84]  # the last trial is dominated
+    assert [h["hypervolume"] for h in part["history"]] == pytest.approx(expected)
+    assert [h["trial_number"] for h in part["history"]] == [0, 1, 2, 3]
+
+
+def test_states_and_stop_reasons(planted):
+    states = trial_states(planted)
+    assert states["by_state"]["COMPLETE"] == 40 and states["by_state"]["PRUNED"] == 6 and states["by_state"]["FAIL"] == 1
+    assert states["stop_reasons"] == {
+        "pruned at epoch 2": 6,
+        "failed: TrialDiverged: loss became nan at epoch 1": 1,
+    }
+    assert states["complete_but_infeasible"] == [3]
+
+
+def test_stop_reasons_name_the_limits():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    # The texts study.py and monitor.py store.
+    _told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "model size 612.0 MB > max_model_size_mb 500.0"})
+    _told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "time limit: 3.10 min projected > 2.0 min"})
+    _told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "pruned at epoch 4"})
+    _told(study, None, state=TrialState.PRUNED)
+    _told(study, None, state=TrialState.FAIL)
+    assert trial_states(study)["stop_reasons"] == {
+        "model size limit": 1, "time limit": 1, "pruned at epoch 4": 1,
+        "pruned: no reason recorded": 1, "failed: no reason recorded": 1,
+    }
+
+
+def test_planted_correlation_significant_independent_not(planted):
+    part = correlation_part(planted, OBJECTIVES)
+    cells = {(c["param"], c["objective"]): c for c in part["cells"]}
+    assert cells["learning_rate", "accuracy"]["significant"] and cells["learning_rate", "accuracy"]["effect"] > 0.9
+    assert cells["lstm_hidden_dim", "model_size"]["significant"]
+    assert not any(cells["dropout_rate", o]["significant"] for o in OBJECTIVES)
+    assert all(cells["dropout_rate", o]["p_adjusted"] > 0.05 for o in OBJECTIVES)
+    # The test is stated per kind: ranks for numbers, Kruskal-Wallis for labels.
+    assert cells["lstm_hidden_dim", "accuracy"]["kind"] == "ordinal" and cells["lstm_hidden_dim", "accuracy"]["test"] == "spearman"
+    assert cells["cnn_filter_sizes", "accuracy"]["test"] == "kruskal-wallis"
+    assert cells["lstm_bidirectional", "accuracy"]["test"] == "kruskal-wallis"
+    assert "Benjamini-Hochberg" in part["correction"] and "Kruskal-Wallis" in part["tests"]["categorical"]
+    # Corrected p-values are never below the raw ones.
+    assert all(c["p_adjusted"] >= c["p_value"] - 1e-15 for c in part["cells"])
+
+
+def test_correlation_of_a_categorical_driver_is_found():
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    rng = np.random.default_rng(1)
+    for i in range(30):
+        trial = study.ask()
+        opt = trial.suggest_categorical("optimizer", ["adam", "sgd", "rmsprop"])
+        noise = trial.suggest_float("noise", 0, 1)
+        trial.set_constraint("model_size_mb", -1.0)
+        study.tell(trial, [{"adam": 0.6, "sgd": 0.5, "rmsprop": 0.55}[opt] + rng.normal(0, 0.005), noise])
+    cells = {(c["param"], c["objective"]): c for c in correlation_part(study, ["accuracy", "model_size"])["cells"]}
+    assert cells["optimizer", "accuracy"]["test"] == "kruskal-wallis" and cells["optimizer", "accuracy"]["significant"]
+    assert not cells["optimizer", "model_size"]["significant"]
+
+
+def test_importance_highest_for_the_driving_parameter(planted):
+    part = importance_part(planted, OBJECTIVES, rungs=[2])
+    assert "PED-ANOVA" in part["evaluator"]
+    accuracy = part["complete_trials"]["accuracy"]["importances"]
+    assert max(accuracy, key=accuracy.get) == "learning_rate"
+    size = part["complete_trials"]["model_size"]["importances"]
+    assert max(size, key=size.get) == "lstm_hidden_dim"
+    rung = part["first_rung"]
+    assert rung["epoch"] == 2 and rung["n_trials"] == 46  # the 6 pruned trials count here
+    assert max(rung["importances"], key=rung["importances"].get) == "learning_rate"
+
+
+def test_fanova_as_an_option(planted):
+    part = importance_part(planted, ["accuracy", "training_time", "model_size"], evaluator="fanova")
+    accuracy = part["complete_trials"]["accuracy"]["importances"]
+    assert "fANOVA" in part["evaluator"] and max(accuracy, key=accuracy.get) == "learning_rate"
+    with pytest.raises(ValueError, match="evaluator must be one of"):
+        importance_part(planted, OBJECTIVES, evaluator="shap")
+
+
+def _baseline_study(accuracies: list[float], *, n: int = 400, majority: float = 0.55) -> optuna.Study:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["accuracy", "model_size"])
+    for i, acc in enumerate(accuracies):
+        _told(study, [acc, 1.0 + i], attrs={
+            "val_accuracy": acc, "val_majority_rate": majority,
+            "val_metrics": {"accuracy": acc, "majority_rate": majority, "regression_score": 0.5, "n_samples": n},
+        })
+    return study
+
+
+def test_nothing_beats_the_majority_class_is_flagged():
+    part = baseline_part(_baseline_study([0.55, 0.56]), ["accuracy", "model_size"], {"accuracy": 1.0, "model_size": 0.0})
+    assert part["nothing_beats_baseline"] is True and "none of the top configurations" in part["note"]
+    top = part["configurations"][0]
+    assert top["trial_number"] == 1 and top["correct"] == 224 and top["n_val_samples"] == 400
+    assert top["ci95"][0] < 0.56 < top["ci95"][1] and top["p_holm"] >= top["p_value"]
+    assert part["leakage_warning"] is None
+
+
+def test_a_real_edge_beats_the_baseline_and_a_leak_is_warned():
+    part = baseline_part(_baseline_study([0.62, 0.70]), ["accuracy", "model_size"], {"accuracy": 1.0, "model_size": 0.0})
+    assert part["nothing_beats_baseline"] is False
+    assert all(row["beats_majority"] for row in part["configurations"])
+    assert part["configurations"][0]["p_value"] < 1e-6
+    assert f"above {LEAKAGE_ACCURACY} in trials [1]" in part["leakage_warning"]
+
+
+def test_no_sample_count_means_no_test_and_a_note():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _told(study, [0.6, 1.0], attrs={"val_accuracy": 0.6, "val_majority_rate": 0.5})
+    part = baseline_part(study, ["accuracy", "model_size"], {"accuracy": 1.0, "model_size": 0.0})
+    assert "p_value" not in part["configurations"][0] and "sample count" in part["note"]
+    assert part["nothing_beats_baseline"] is False  # not tested is not "tested and failed"
+
+
+def test_pruning_diagnostics_per_rung(planted):
+    part = pruning_part(planted, [2, 4])
+    rung2, rung4 = part["rungs"]
+    assert (rung2["reached"], rung2["continued"], rung2["pruned_here"], rung2["finished"]) == (46, 40, 6, 40)
+    assert rung2["spearman_rho"] > 0.9  # the planted curves keep their order
+    assert (rung4["reached"], rung4["continued"], rung4["pruned_here"]) == (40, 40, 0)
+
+
+def test_rungs_come_from_pruned_trials_without_a_config(planted):
+    analysis = analyze_study(planted)
+    assert [r["epoch"] for r in analysis["pruning"]["rungs"]] == [2]
+    assert analysis["importance"]["first_rung"]["epoch"] == 2
+
+
+def _degenerate_studies() -> dict[str, optuna.Study]:
+    empty = optuna.create_study(directions=["maximize", "minimize"])
+    one = optuna.create_study(directions=["maximize", "minimize"])
+    _told(one, [0.5, 1.0])
+    single = optuna.create_study(direction="maximize")
+    for v in (0.5, 0.6, 0.7):
+        _told(single, [v])
+    stopped = optuna.create_study(directions=["maximize", "minimize"])
+    _told(stopped, None, state=TrialState.PRUNED, attrs={"stop_reason": "pruned at epoch 1",
+                                                         "epoch_history": [{"epoch": 1, "val_score": 0.5}]})
+    _told(stopped, None, state=TrialState.FAIL, attrs={"fail_reason": "RuntimeError: out of memory"})
+    constant = optuna.create_study(directions=["maximize", "minimize"])
+    for v in (0.5, 0.6, 0.7, 0.8):
+        _told(constant, [v, 1 - v], x=0.3)
+    return {"empty": empty, "one complete": one, "one objective": single, "only pruned and failed": stopped,
+            "constant parameter": constant}
+
+
+@pytest.mark.parametrize("name", ["empty", "one complete", "one objective", "only pruned and failed", "constant parameter"])
+def test_degenerate_studies_get_notes_not_crashes(name):
+    study = _degenerate_studies()[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no silent NaN arithmetic
+        analysis = analyze_study(study)
+    importance = analysis["importance"]["complete_trials"]
+    assert all("note" in part for part in importance.values())
+    if name in ("empty", "only pruned and failed"):
+        assert "no feasible complete trial" in analysis["pareto_front"]["note"]
+        assert "no feasible complete trial" in analysis["hypervolume"]["note"]
+        assert analysis["baselines"]["note"].startswith("no feasible complete trial")
+    if name == "one objective":
+        assert "one objective" in analysis["pareto_front"]["note"]
+    if name == "constant parameter":
+        assert analysis["correlations"]["notes"] == ["x: constant (0.3) in the complete trials, not tested"]
+    if name in ("empty", "one complete", "only pruned and failed"):
+        assert "needs at least 3 complete trials" in analysis["correlations"]["note"]
+
+
+def test_front_agrees_with_optuna_best_trials(planted):
+    """Our front comes from the values, Optuna's from its own code: on feasible trials they agree."""
+    ours = {t.number for t in feasible_front(planted)}
+    optunas = {t.number for t in planted.best_trials if all(v <= 0 for v in t.constraints.values())}
+    assert ours == optunas and ours

@@ -243,13 +243,14 @@ def _train(
     model = HybridCNNLSTM(model_config)
     trainer = Trainer(model, train or data.train, data.val, params, config.training, device=device, seed=seed)
     result = trainer.fit(epochs, on_epoch=_epoch_logger(label, epochs))  # ends with the best-validation weights
-    val_probs, val_rets = trainer.predict(data.val.x)
-    test_probs, test_rets = trainer.predict(data.test.x)  # the one look at the test split for this model
+    val_probs, val_rets = trainer.predict(data.val)
+    test_probs, test_rets = trainer.predict(data.test)  # the one look at the test split for this model
     record = {
         "seed": seed,
         "epochs_trained": len(result.epochs),
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
+        "best_val_loss": result.best.val.loss,  # what early stopping and the seed choice minimise
         "wall_seconds": result.wall_seconds,
         "cpu_seconds": result.cpu_seconds,
         "validation": split_metrics(val_probs, val_rets, data.val, config.training),

@@ -1,0 +1,355 @@
+"""Retraining the top-k, the once-only test evaluation, saved models, predict and the shuffled-label control."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
+from cnn_lstm_hpo.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
+from cnn_lstm_hpo.cli import app
+from cnn_lstm_hpo.config import DataConfig
+from cnn_lstm_hpo.data import load_frames
+from cnn_lstm_hpo.features import FEATURE_NAMES, compute_features
+from cnn_lstm_hpo.model import HybridCNNLSTM, ModelConfig
+from cnn_lstm_hpo.predict import predict_frames
+from cnn_lstm_hpo import retrain as retrain_module
+from cnn_lstm_hpo.retrain import METRICS, RESULTS_FILE, baselines
+from cnn_lstm_hpo.train import Trainer
+from cnn_lstm_hpo.windows import Split, WindowedData, prepare_windows
+
+runner = CliRunner()
+
+# Small, fast models with a learning rate that learns the synthetic momentum within a few epochs.
+LEARNABLE_SPACE = {
+    "learning_rate": {"type": "loguniform", "low": 3e-3, "high": 1e-2},
+    "optimizer": {"type": "categorical", "choices": ["adam"]},
+    "scheduler": {"type": "categorical", "choices": ["none"]},
+    "cnn_num_filters": {"type": "categorical", "choices": [4, 8]},
+    "cnn_filter_sizes": {"type": "categorical", "choices": [[2, 3], [3]]},
+    "cnn_attention_heads": {"type": "categorical", "choices": [2]},
+    "lstm_hidden_dim": {"type": "categorical", "choices": [8, 16]},
+    "lstm_num_layers": {"type": "int", "low": 1, "high": 1},
+    "batch_size": {"type": "categorical", "choices": [128]},
+}
+
+
+def tiny_study(save_dir: Path, *, source: str = "synthetic", n_trials: int = 3, start: str | None = None):
+    config = create_optimization_config(
+        scenario="smoke",
+        study_name="retrain_test",
+        n_trials=n_trials,
+        max_epochs_per_trial=2,
+        save_dir=save_dir,
+        search_space=LEARNABLE_SPACE,
+        # A larger test split than the default: significance on ~800 windows, not ~400.
+        data={"source": source, "sequence_length": 10, "start": start, "test_fraction": 0.3},
+        pruning={"enabled": False},
+    )
+    MultiObjectiveOptimizer(config, progress=False).optimize()
+    return config
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def copy_study(src: Path, dst: Path) -> Path:
+    """A fresh save dir holding only the study (storage + resolved config) of ``src``."""
+    dst.mkdir(parents=True)
+    for name in ("study.db", "resolved_config.yaml", "best_configurations.json"):
+        shutil.copy(src / name, dst / name)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    """A tiny study on the learnable synthetic data, retrained through the CLI (top 2, 2 seeds)."""
+    save = tmp_path_factory.mktemp("synthetic") / "run"
+    config = tiny_study(save)
+    result = invoke("retrain", "--save-dir", save, "--top-k", 2, "--epochs", 10, "--seeds", 2)
+    return config, save, result
+
+
+def test_synthetic_retrain_beats_baseline_with_spread_and_sets_champion(synthetic_run):
+    config, save, result = synthetic_run
+    assert result.exit_code == 0, result.output
+    results = json.loads((save / RESULTS_FILE).read_text())
+    best = json.loads((save / "best_configurations.json").read_text())
+    # The top-k of best_configurations.json, in rank order, with their hyperparameters.
+    assert [m["trial_number"] for m in results["models"]] == [b["trial_number"] for b in best[:2]]
+    assert [m["hyperparameters"] for m in results["models"]] == [b["params"] for b in best[:2]]
+    majority = results["baselines"]["majority_class_rate"]
+    for model in results["models"]:
+        assert len(model["seeds"]) == 2 and model["selected_seed"] in {s["seed"] for s in model["seeds"]}
+        for split in ("validation_results", "test_results"):
+            assert set(model[split]) == set(METRICS)
+        for name in METRICS:
+            per_seed = [s["test"][name] for s in model["seeds"]]
+            assert model["test_results"][name]["mean"] == pytest.approx(np.mean(per_seed))
+            assert model["test_results"][name]["std"] == pytest.approx(np.std(per_seed, ddof=1))
+        # Validation picks the saved seed, never test.
+        chosen = min(model["seeds"], key=lambda s: s["best_val_loss"])
+        assert model["selected_model"]["test"] == chosen["test"]
+        assert model["n_parameters"] > 0 and model["model_size_mb"] > 0 and model["training_time_minutes"] > 0
+        # Learnable data: clearly above the majority-class rate, and significant.
+        assert model["test_results"]["accuracy"]["mean"] > majority + 0.03
+        sig = model["significance"]
+        assert sig["significant"] and sig["p_value"] < 0.05
+        assert sig["ci95_low"] < sig["accuracy"] < sig["ci95_high"]
+        # The exact one-sided binomial tail, computed independently of scipy.
+        n, k, p = sig["n"], sig["correct"], sig["majority_class_rate"]
+        tail = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+        assert sig["p_value"] == pytest.approx(tail, rel=1e-6)
+    assert "alias 'champion' -> version" in result.stdout
+    first_significant = next(v for v in results["registry"]["versions"] if v["significant"])
+    assert results["registry"]["champion_version"] == first_significant["version"]
+
+
+def test_baselines_are_those_of_the_same_test_windows(synthetic_run):
+    config, save, _ = synthetic_run
+    results = json.loads((save / RESULTS_FILE).read_text())
+    data, _ = prepare_windows(config.data, config.symbols)
+    y = data.test.y_class.numpy()
+    base = results["baselines"]
+    assert base["test_windows"] == len(y)
+    train_majority = int(np.bincount(data.train.y_class.numpy()).argmax())
+    assert base["training_majority_class"] == train_majority
+    assert base["majority_class_rate"] == pytest.approx(np.mean(y == train_majority))
+    assert base["zero_return_mse"] == pytest.approx(np.mean(data.test.y_return.numpy().astype(float) ** 2))
+    # Persistence, computed another way: the previous bar's close-to-close direction from the frames.
+    frames = load_frames("synthetic")
+    previous_up = {
+        (symbol, date): up
+        for symbol, frame in frames.items()
+        for date, up in (np.log(frame["close"]).diff() > 0).items()
+    }
+    guess = np.array([previous_up[(s, d)] for s, d in zip(data.test.symbols, data.test.dates)], dtype=int)
+    assert base["persistence"]["accuracy"] == pytest.approx(np.mean(guess == y))
+    assert base["persistence"]["accuracy"] > base["majority_class_rate"]  # AR(1) momentum: persistence works
+
+
+def test_majority_class_is_decided_on_training_labels(small_data_config):
+    # Training says "up" (1); test says "down" (0): the baseline must predict up and score 1/4.
+    def split(labels: list[int]) -> Split:
+        n = len(labels)
+        return Split.from_windows(torch.zeros(n, 2, 3), torch.tensor(labels), torch.full((n,), 0.01))
+
+    data = WindowedData(split([1, 1, 1, 0]), split([1, 0]), split([0, 0, 0, 1]), scaler=None, num_classes=2)
+    config = create_optimization_config(scenario="smoke", data={"source": "synthetic"})
+    base = baselines(config, data)
+    assert base["training_majority_class"] == 1
+    assert base["majority_class_rate"] == pytest.approx(0.25)
+    assert base["persistence"] is None  # no symbols/dates: nothing to persist from
+
+
+def test_shuffled_label_control_lands_at_baseline(synthetic_run):
+    _, save, result = synthetic_run
+    results = json.loads((save / RESULTS_FILE).read_text())
+    control = results["shuffled_label_control"]
+    assert results["pipeline_leaks"] is False and control["leak"] is False
+    assert control["significance"]["p_value"] >= retrain_module.LEAK_ALPHA
+    best = max(m["test_results"]["accuracy"]["mean"] for m in results["models"])
+    assert control["test"]["accuracy"] < best
+    assert "shuffled-label control: at baseline" in result.stdout
+
+
+def test_unshuffled_control_is_reported_as_a_leak_and_exits_non_zero(synthetic_run, tmp_path, monkeypatch):
+    # A control that is not really shuffled keeps the signal: exactly what a leaking pipeline looks like.
+    monkeypatch.setattr(retrain_module, "_shuffled_within_symbol", lambda split, seed: split)
+    save = copy_study(synthetic_run[1], tmp_path / "leaky")
+    result = invoke("retrain", "--save-dir", save, "--top-k", 1, "--epochs", 10, "--seeds", 1, "--no-registry")
+    assert result.exit_code == 3, result.output
+    assert "the pipeline leaks" in result.stderr
+    results = json.loads((save / RESULTS_FILE).read_text())
+    assert results["pipeline_leaks"] is True and "LEAK" in results["shuffled_label_control"]["verdict"]
+
+
+def test_shuffle_permutes_labels_within_each_symbol_only():
+    n = 40
+    symbols = ["A"] * 20 + ["B"] * 20
+    y = torch.tensor([0] * 15 + [1] * 5 + [1] * 18 + [0] * 2)
+    r = torch.arange(n, dtype=torch.float32)
+    split = Split.from_windows(torch.zeros(n, 2, 3), y, r, symbols, [pd.Timestamp("2020-01-01")] * n)
+    shuffled = retrain_module._shuffled_within_symbol(split, seed=0)
+    order = shuffled.y_return.long()  # the returns were 0..n-1: they name where each label came from
+    assert sorted(order[:20].tolist()) == list(range(20)) and sorted(order[20:].tolist()) == list(range(20, 40))
+    assert not torch.equal(order, torch.arange(n))
+    assert torch.equal(shuffled.y_class, y[order])  # class and return moved together
+
+
+def test_saved_model_folder_is_complete_and_loads_without_pickle(synthetic_run):
+    config, save, _ = synthetic_run
+    folder = save / "retrained_model_1"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.json", "metrics.json", "model.safetensors"]
+    assert not [p for p in save.iterdir() if p.name.startswith(".retrained_model")]  # no temp folders left
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    data, _ = prepare_windows(config.data, config.symbols)
+    assert meta["feature_names"] == list(FEATURE_NAMES)
+    assert (meta["sequence_length"], meta["horizon"], meta["num_classes"]) == (10, 1, 2)
+    assert meta["scaler"]["mean"] == pytest.approx(data.scaler.mean_.tolist())  # fitted on training only
+    assert meta["scaler"]["scale"] == pytest.approx(data.scaler.scale_.tolist())
+    assert "fingerprint" in meta
+    state = load_file(str(folder / "model.safetensors"))
+    saved = load_checkpoint(folder)
+    assert all(torch.equal(state[k], v) for k, v in saved.model.state_dict().items())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    results = json.loads((save / RESULTS_FILE).read_text())
+    assert metrics["significance"] == results["models"][0]["significance"]
+
+
+def _trained_checkpoint(tmp_path: Path) -> tuple[Path, HybridCNNLSTM, dict, Trainer, WindowedData]:
+    cfg = DataConfig(source="synthetic", sequence_length=10)
+    data, _ = prepare_windows(cfg, None)
+    params = {
+        "learning_rate": 3e-3, "weight_decay": 0.0, "optimizer": "adam", "scheduler": "none", "batch_size": 128,
+        "cnn_num_filters": 4, "cnn_filter_sizes": [2, 3], "cnn_attention_heads": 2, "lstm_hidden_dim": 8,
+        "lstm_num_layers": 1, "lstm_bidirectional": False, "dropout_rate": 0.1,
+    }
+    model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=2)
+    torch.manual_seed(0)
+    model = HybridCNNLSTM(model_config)
+    config = create_optimization_config(scenario="smoke")
+    trainer = Trainer(model, data.train, data.val, params, config.training, device=torch.device("cpu"), seed=0)
+    trainer.fit(1)
+    meta = checkpoint_meta(
+        model_config, hyperparameters=params, feature_names=data.feature_names, sequence_length=10, horizon=1,
+        direction_threshold=0.0, scaler=data.scaler, return_scale=trainer.return_scale,
+    )
+    folder = save_checkpoint(tmp_path / "model", model, meta)
+    return folder, model, meta, trainer, data
+
+
+def test_reloaded_model_predicts_bit_identically_in_a_new_process(tmp_path):
+    from cnn_lstm_hpo.checkpoint import SavedModel
+
+    folder, model, meta, trainer, data = _trained_checkpoint(tmp_path)
+    before = predict_frames(SavedModel(model, meta), load_frames("synthetic"))  # the model before saving
+    out = tmp_path / "pred.csv"
+    code = "import sys; from cnn_lstm_hpo.cli import main; sys.argv[0] = 'cnn-lstm-hpo'; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "predict", "--model", str(folder), "--data", "synthetic", "--output", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    after = pd.read_csv(out, parse_dates=["date"])
+    assert list(after["symbol"]) == list(before["symbol"]) and list(after["date"]) == list(before["date"])
+    for column in ("prob_down", "prob_up", "predicted_return"):
+        assert np.array_equal(after[column].to_numpy(), before[column].to_numpy()), column
+    assert np.array_equal(after["predicted_class"].to_numpy(), before["predicted_class"].to_numpy())
+    # predict's own windows and scaling reproduce the training pipeline's test windows.
+    probs, rets = trainer.predict(data.test.x)
+    keyed = before.set_index(["symbol", "date"])
+    rows = keyed.loc[list(zip(data.test.symbols, data.test.dates))]
+    np.testing.assert_allclose(rows["prob_up"].to_numpy(), probs[:, 1], atol=1e-6)
+    np.testing.assert_allclose(rows["predicted_return"].to_numpy(), rets, atol=1e-7)
+
+
+def test_interrupted_save_keeps_the_previous_model(tmp_path, monkeypatch):
+    folder, model, meta, _, _ = _trained_checkpoint(tmp_path)
+    original = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cnn_lstm_hpo.checkpoint._write_json", interrupted)  # after the weights, before the JSON
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(folder, HybridCNNLSTM(ModelConfig(**{**meta["model_config"], "cnn_filter_sizes": (2, 3)})), meta)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == original
+    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_predict_on_bundled_data_and_on_a_csv_folder(synthetic_run, csv_folder, tmp_path):
+    model = synthetic_run[1] / "retrained_model_1"
+    out = tmp_path / "sample.csv"
+    result = invoke("predict", "--model", model, "--data", "sample", "--symbols", "SP500", "--output", out)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, parse_dates=["date"])
+    frame = load_frames("sample", ["SP500"])["SP500"]
+    assert set(table["symbol"]) == {"SP500"}
+    assert table["date"].is_monotonic_increasing and table["date"].iloc[-1] == frame.index[-1]  # up to the latest bar
+    warm_up = int(np.argmax(np.isfinite(compute_features(frame).to_numpy()).all(axis=1)))
+    assert len(table) == len(frame) - warm_up - 10 + 1  # every window the bars allow
+    np.testing.assert_allclose(table["prob_down"] + table["prob_up"], 1.0, atol=1e-6)
+    assert (table["predicted_class"] == (table["prob_up"] > table["prob_down"]).astype(int)).all()
+    assert f"{len(table)} predictions" in result.stdout
+
+    out = tmp_path / "folder.csv"
+    result = invoke("predict", "--model", model, "--data", csv_folder, "--output", out)
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(out)["symbol"]) == {"SYN_A", "SYN_B"}
+
+
+def test_predict_refuses_data_missing_a_needed_column(synthetic_run, synthetic_frames, write_csv_folder, tmp_path):
+    folder = write_csv_folder(synthetic_frames)
+    for path in folder.iterdir():
+        pd.read_csv(path).drop(columns=["Volume"]).to_csv(path, index=False)
+    out = tmp_path / "never.csv"
+    result = invoke("predict", "--model", synthetic_run[1] / "retrained_model_1", "--data", folder, "--output", out)
+    assert result.exit_code == 2
+    assert "missing column 'volume'" in result.stderr and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_predict_refuses_a_mismatched_feature_set(synthetic_run, tmp_path):
+    model = tmp_path / "old_model"
+    shutil.copytree(synthetic_run[1] / "retrained_model_1", model)
+    meta = json.loads((model / "checkpoint.json").read_text())
+    meta["feature_names"] = [*meta["feature_names"][:-1], "obv_ratio"]
+    (model / "checkpoint.json").write_text(json.dumps(meta))
+    result = invoke("predict", "--model", model, "--data", "synthetic", "--output", tmp_path / "p.csv")
+    assert result.exit_code == 2
+    assert "feature set mismatch" in result.stderr and "missing here: obv_ratio" in result.stderr
+
+
+def test_retrain_on_bundled_real_data_sets_champion_only_if_significant(tmp_path):
+    save = tmp_path / "sample"
+    tiny_study(save, source="sample", n_trials=2, start="2014-01-01")
+    result = invoke("retrain", "--save-dir", save, "--top-k", 1, "--epochs", 3, "--seeds", 2)
+    assert result.exit_code == 0, result.output
+    results = json.loads((save / RESULTS_FILE).read_text())
+    model = results["models"][0]
+    significant = model["significance"]["p_value"] < 0.05
+    assert model["significance"]["significant"] == significant
+    mlflow = pytest.importorskip("mlflow")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{save / 'mlflow.db'}")
+    aliases = client.get_registered_model("retrain_test").aliases
+    if significant:
+        assert aliases == {"champion": results["registry"]["versions"][0]["version"]}
+    else:
+        assert aliases == {}
+        assert "alias 'champion' not moved: no model's test accuracy beats the majority-class rate" in result.stdout
+
+
+def test_retrain_bad_input_is_one_line_exit_2(tmp_path, synthetic_run):
+    result = invoke("retrain", "--save-dir", tmp_path / "nothing_here")
+    assert result.exit_code == 2 and "no resolved_config.yaml" in result.stderr
+    result = invoke("retrain", "--save-dir", synthetic_run[1], "--top-k", 0)
+    assert result.exit_code == 2 and "top_k must be an integer >= 1, but got top_k=0" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_optimize_retrain_top_k_retrains_at_the_end(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("cnn_lstm_hpo.cli._retrain_and_report", lambda config, study, data, settings: calls.append((study, settings)))
+    save = tmp_path / "run"
+    result = invoke(
+        "optimize", "--scenario", "smoke", "--data", "synthetic", "--n-trials", 1, "--max-epochs-per-trial", 1,
+        "--save-dir", save, "--retrain-top-k", 2, "-q",
+    )
+    assert result.exit_code == 0, result.output
+    (study, settings), = calls
+    assert settings.top_k == 2 and len(study.trials) == 1
+    result = invoke("optimize", "--scenario", "smoke", "--save-dir", tmp_path / "x", "--retrain-top-k", 0)
+    assert result.exit_code == 2 and "top_k" in result.stderr and not (tmp_path / "x").exists()

@@ -241,3 +241,26 @@ def test_front_agrees_with_optuna_best_trials(planted):
     ours = {t.number for t in feasible_front(planted)}
     optunas = {t.number for t in planted.best_trials if all(v <= 0 for v in t.constraints.values())}
     assert ours == optunas and ours
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_small_sample_spearman_p_is_exact(seed):
+    """Four trials in perfect rank order: exact p = 2/4! = 1/12, not the t approximation's 0."""
+    from scipy import stats
+
+    from cnn_lstm_hpo.analysis import spearman
+
+    assert spearman(np.arange(4.0), -np.arange(4.0)) == (-1.0, pytest.approx(1 / 12))
+    rng = np.random.default_rng(seed)
+    x, y = rng.integers(0, 4, size=7).astype(float), rng.normal(size=7)  # ties in x
+    exact = stats.permutation_test((x,), lambda a: stats.spearmanr(a, y).statistic,
+                                   permutation_type="pairings", n_resamples=np.inf).pvalue
+    assert spearman(x, y)[1] == pytest.approx(exact)
+
+
+def test_four_trials_in_perfect_order_are_not_significant():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for v in (0.1, 0.2, 0.3, 0.4):
+        _told(study, [v, 1.0 + v], x=v)
+    cells = correlation_part(study, ["accuracy", "model_size"])["cells"]
+    assert [c["effect"] for c in cells] == [1.0, 1.0] and not any(c["significant"] for c in cells)

@@ -10,6 +10,8 @@ a part that the study is too small for carries a ``note`` instead of numbers.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import math
 import re
 import warnings
@@ -37,6 +39,9 @@ TOP_K = 5
 MIN_IMPORTANCE_TRIALS = 10
 UNITS = {"accuracy": "score 0-1", "training_time": "minutes", "model_size": "MB"}
 EVALUATORS = ("ped_anova", "fanova")
+# Up to this many trials Spearman's p-value is exact (every ordering of the ranks, 8! = 40320); the
+# t approximation scipy uses otherwise says p = 0 for a perfect rank order of 4 trials (exact: 1/12).
+EXACT_SPEARMAN_MAX_N = 8
 _PRUNED_AT = re.compile(r"pruned at epoch (\d+)")
 
 
@@ -286,11 +291,29 @@ def param_kind(distribution: BaseDistribution) -> str:
     return "ordinal" if numbers else "categorical"
 
 
+@functools.cache
+def _orderings(n: int) -> np.ndarray:
+    return np.array(list(itertools.permutations(range(n))), dtype=np.int8)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(rho, two-sided p): exact permutation p-value (ties kept) up to EXACT_SPEARMAN_MAX_N pairs,
+    scipy's t approximation above."""
+    result = stats.spearmanr(x, y)
+    rho = float(result.statistic)
+    n = len(y)
+    if n > EXACT_SPEARMAN_MAX_N or not math.isfinite(rho):
+        return rho, float(result.pvalue)
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    null = ry[_orderings(n)] @ rx / (np.linalg.norm(rx) * np.linalg.norm(ry))
+    return rho, float(np.mean(np.abs(null) >= abs(rho) - 1e-12))
+
+
 def _test(x: list[Any], y: np.ndarray, kind: str) -> tuple[str, float, float]:
     """(test name, effect, p-value): Spearman's rho, or Kruskal-Wallis with epsilon^2 = H / (n - 1)."""
     if kind in ("numeric", "ordinal"):
-        result = stats.spearmanr(np.asarray(x, dtype=float), y)
-        return "spearman", float(result.statistic), float(result.pvalue)
+        return "spearman", *spearman(np.asarray(x, dtype=float), y)
     groups = [y[[repr(v) == key for v in x]] for key in sorted({repr(v) for v in x})]
     h, p = stats.kruskal(*groups)
     return "kruskal-wallis", float(h) / (len(y) - 1), float(p)
@@ -302,6 +325,7 @@ def correlation_part(study: optuna.Study, objectives: list[str]) -> dict[str, An
         "tests": {
             "numeric": "Spearman rank correlation (effect = rho, -1..1)",
             "ordinal": "Spearman rank correlation on the choice's value (effect = rho, -1..1)",
+            "spearman_p": f"exact permutation p-value up to {EXACT_SPEARMAN_MAX_N} trials, t approximation above",
             "categorical": "Kruskal-Wallis H test (effect = epsilon^2 = H / (n - 1), 0..1, no sign)",
         },
         "correction": "Benjamini-Hochberg false discovery rate over all tests below (statsmodels)",
@@ -448,8 +472,8 @@ def pruning_part(study: optuna.Study, rungs: list[int]) -> dict[str, Any]:
         at = np.array([score_at(t, rung) for t in finished], dtype=float)
         final = np.array([final_score(t) for t in finished], dtype=float)
         if len(finished) >= 3 and np.ptp(at) > 0 and np.ptp(final) > 0:
-            result = stats.spearmanr(at, final)
-            row.update(spearman_rho=_num(result.statistic), p_value=_num(result.pvalue))
+            rho, p = spearman(at, final)
+            row.update(spearman_rho=_num(rho), p_value=_num(p))
         else:
             row["note"] = "needs 3 finished trials with varying scores for a rank correlation"
         part["rungs"].append(row)

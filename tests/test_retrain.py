@@ -45,10 +45,12 @@ LEARNABLE_SPACE = {
 }
 
 
-def tiny_study(save_dir: Path, *, source: str = "synthetic", n_trials: int = 3, start: str | None = None):
+def tiny_study(
+    save_dir: Path, *, source: str = "synthetic", n_trials: int = 2, start: str | None = None, name: str = "retrain_test"
+):
     config = create_optimization_config(
         scenario="smoke",
-        study_name="retrain_test",
+        study_name=name,
         n_trials=n_trials,
         max_epochs_per_trial=2,
         save_dir=save_dir,
@@ -57,7 +59,9 @@ def tiny_study(save_dir: Path, *, source: str = "synthetic", n_trials: int = 3, 
         data={"source": source, "sequence_length": 10, "start": start, "test_fraction": 0.3},
         pruning={"enabled": False},
     )
-    MultiObjectiveOptimizer(config, progress=False).optimize()
+    with pytest.MonkeyPatch.context() as patch:  # the plots and report.html are not under test here
+        patch.setattr("cnn_lstm_hpo.report.write_analysis_outputs", lambda *args, **kwargs: None)
+        MultiObjectiveOptimizer(config, progress=False).optimize()
     return config
 
 
@@ -75,10 +79,10 @@ def copy_study(src: Path, dst: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
-    """A tiny study on the learnable synthetic data, retrained through the CLI (top 2, 2 seeds)."""
+    """A tiny study on the learnable synthetic data, retrained through the CLI (top 2, 2 seeds), registered."""
     save = tmp_path_factory.mktemp("synthetic") / "run"
     config = tiny_study(save)
-    result = invoke("retrain", "--save-dir", save, "--top-k", 2, "--epochs", 10, "--seeds", 2)
+    result = invoke("retrain", "--save-dir", save, "--top-k", 2, "--epochs", 4, "--seeds", 2)
     return config, save, result
 
 
@@ -115,6 +119,17 @@ def test_synthetic_retrain_beats_baseline_with_spread_and_sets_champion(syntheti
     assert "alias 'champion' -> version" in result.stdout
     first_significant = next(v for v in results["registry"]["versions"] if v["significant"])
     assert results["registry"]["champion_version"] == first_significant["version"]
+    # What MLflow itself holds: one version per retrained model, champion on the rank-1 (significant) one.
+    mlflow = pytest.importorskip("mlflow")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{save / 'mlflow.db'}")
+    versions = sorted(client.search_model_versions("name='retrain_test'"), key=lambda v: int(v.version))
+    assert [int(v.version) for v in versions] == [1, 2]
+    assert [v.tags["trial_number"] for v in versions] == [str(m["trial_number"]) for m in results["models"]]
+    assert client.get_registered_model("retrain_test").aliases == {"champion": 1}
+    run = client.get_run(versions[0].run_id)
+    assert run.data.params["learning_rate"] == str(results["models"][0]["hyperparameters"]["learning_rate"])
+    assert run.data.metrics["significance.p_value"] == pytest.approx(results["models"][0]["significance"]["p_value"])
+    assert "model/model.safetensors" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
 
 
 def test_baselines_are_those_of_the_same_test_windows(synthetic_run):
@@ -169,7 +184,7 @@ def test_unshuffled_control_is_reported_as_a_leak_and_exits_non_zero(synthetic_r
     # A control that is not really shuffled keeps the signal: exactly what a leaking pipeline looks like.
     monkeypatch.setattr(retrain_module, "_shuffled_within_symbol", lambda split, seed: split)
     save = copy_study(synthetic_run[1], tmp_path / "leaky")
-    result = invoke("retrain", "--save-dir", save, "--top-k", 1, "--epochs", 10, "--seeds", 1, "--no-registry")
+    result = invoke("retrain", "--save-dir", save, "--top-k", 1, "--epochs", 4, "--seeds", 1, "--no-registry")
     assert result.exit_code == 3, result.output
     assert "the pipeline leaks" in result.stderr
     results = json.loads((save / RESULTS_FILE).read_text())
@@ -313,18 +328,21 @@ def test_predict_refuses_a_mismatched_feature_set(synthetic_run, tmp_path):
     assert "feature set mismatch" in result.stderr and "missing here: obv_ratio" in result.stderr
 
 
-def test_retrain_on_bundled_real_data_sets_champion_only_if_significant(tmp_path):
+def test_retrain_on_bundled_real_data_sets_champion_only_if_significant(synthetic_run, tmp_path):
     save = tmp_path / "sample"
-    tiny_study(save, source="sample", n_trials=2, start="2014-01-01")
-    result = invoke("retrain", "--save-dir", save, "--top-k", 1, "--epochs", 3, "--seeds", 2)
+    tiny_study(save, source="sample", n_trials=2, start="2014-01-01", name="retrain_real")
+    # Any tracking URI: here the synthetic run's store (a fresh SQLite store costs seconds of migrations).
+    store = f"sqlite:///{synthetic_run[1] / 'mlflow.db'}"
+    result = invoke("retrain", "--save-dir", save, "--top-k", 1, "--epochs", 2, "--seeds", 1, "--registry-uri", store)
     assert result.exit_code == 0, result.output
     results = json.loads((save / RESULTS_FILE).read_text())
     model = results["models"][0]
     significant = model["significance"]["p_value"] < 0.05
     assert model["significance"]["significant"] == significant
     mlflow = pytest.importorskip("mlflow")
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{save / 'mlflow.db'}")
-    aliases = client.get_registered_model("retrain_test").aliases
+    client = mlflow.MlflowClient(tracking_uri=store)
+    assert len(client.search_model_versions("name='retrain_real'")) == 1
+    aliases = client.get_registered_model("retrain_real").aliases
     if significant:
         assert aliases == {"champion": results["registry"]["versions"][0]["version"]}
     else:
@@ -341,6 +359,7 @@ def test_retrain_bad_input_is_one_line_exit_2(tmp_path, synthetic_run):
 
 
 def test_optimize_retrain_top_k_retrains_at_the_end(tmp_path, monkeypatch):
+    monkeypatch.setattr("cnn_lstm_hpo.report.write_analysis_outputs", lambda *args, **kwargs: None)
     calls = []
     monkeypatch.setattr("cnn_lstm_hpo.cli._retrain_and_report", lambda config, study, data, settings: calls.append((study, settings)))
     save = tmp_path / "run"
@@ -353,3 +372,29 @@ def test_optimize_retrain_top_k_retrains_at_the_end(tmp_path, monkeypatch):
     assert settings.top_k == 2 and len(study.trials) == 1
     result = invoke("optimize", "--scenario", "smoke", "--save-dir", tmp_path / "x", "--retrain-top-k", 0)
     assert result.exit_code == 2 and "top_k" in result.stderr and not (tmp_path / "x").exists()
+
+
+def test_unreachable_registry_keeps_local_models_and_ends_with_one_line(synthetic_run, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a closed port fails at once, not after backoff
+    save = copy_study(synthetic_run[1], tmp_path / "offline")
+    result = invoke("retrain", "--save-dir", save, "--top-k", 1, "--epochs", 1, "--seeds", 1,
+                    "--registry-uri", "http://127.0.0.1:9", "-q")
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "Traceback" not in result.output
+    assert errors[0].startswith("error: model registry at http://127.0.0.1:9 unreachable (")
+    assert errors[0].endswith(f"; local models kept in {save}")
+    assert load_checkpoint(save / "retrained_model_1").meta["sequence_length"] == 10
+    results = json.loads((save / RESULTS_FILE).read_text())
+    assert results["registry"]["registered"] is False and results["models"][0]["model_path"]
+
+
+def test_retrain_without_mlflow_works_and_says_how_to_enable(synthetic_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` now raises ImportError
+    save = copy_study(synthetic_run[1], tmp_path / "no_mlflow")
+    result = invoke("retrain", "--save-dir", save, "--top-k", 1, "--epochs", 1, "--seeds", 1, "-q")
+    assert result.exit_code == 0, result.output
+    assert 'registry: not used (mlflow is not installed; install the registry extra to enable it: pip install -e ".[registry]")' in result.stdout
+    assert (save / "retrained_model_1" / "model.safetensors").is_file() and not (save / "mlflow.db").exists()
+    assert json.loads((save / RESULTS_FILE).read_text())["registry"]["registered"] is False

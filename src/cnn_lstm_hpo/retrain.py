@@ -8,7 +8,8 @@ chooses, never test); the spread over seeds is reported. Baselines are scored on
 windows: the majority class (decided on the *training* labels), the zero-return forecast and
 previous-direction persistence. An exact binomial test says whether a model's test accuracy beats
 the majority-class rate. A shuffled-label control (the rank-1 configuration trained on training
-labels permuted within each symbol) must land at the baseline; if it beats it, the pipeline leaks.
+labels permuted within each symbol, early-stopped on validation labels permuted the same way) must
+land at the baseline; if it beats it, the pipeline leaks.
 """
 
 from __future__ import annotations
@@ -236,12 +237,13 @@ def _epoch_logger(label: str, epochs: int):
 
 def _train(
     config: OptimizationConfig, data: WindowedData, params: dict[str, Any], seed: int, epochs: int,
-    device: torch.device, label: str, train: Split | None = None,
+    device: torch.device, label: str, train: Split | None = None, val: Split | None = None,
 ) -> _Run:
     torch.manual_seed(seed)  # the initial weights
     model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=data.num_classes)
     model = HybridCNNLSTM(model_config)
-    trainer = Trainer(model, train or data.train, data.val, params, config.training, device=device, seed=seed)
+    # ``val`` (the control's shuffled validation labels) steers early stopping only; metrics use data.val.
+    trainer = Trainer(model, train or data.train, val or data.val, params, config.training, device=device, seed=seed)
     result = trainer.fit(epochs, on_epoch=_epoch_logger(label, epochs))  # ends with the best-validation weights
     val_probs, val_rets = trainer.predict(data.val)
     test_probs, test_rets = trainer.predict(data.test)  # the one look at the test split for this model
@@ -276,9 +278,12 @@ def shuffled_label_control(
     device: torch.device, majority_rate: float,
 ) -> dict[str, Any]:
     seed = config.seed
+    # Early stopping on the real validation labels would let the control pick, among its epochs, the
+    # noise model that happens to fit validation best: a little real signal. Its validation labels are
+    # shuffled too, so nothing it learns or selects has seen a true label.
     run = _train(
         config, data, params, seed, epochs, device, "control (shuffled labels)",
-        train=_shuffled_within_symbol(data.train, seed),
+        train=_shuffled_within_symbol(data.train, seed), val=_shuffled_within_symbol(data.val, seed + 1),
     )
     y = data.test.y_class.numpy()
     correct = int((run.test_probs.argmax(axis=1) == y).sum())

@@ -398,3 +398,35 @@ def test_retrain_without_mlflow_works_and_says_how_to_enable(synthetic_run, tmp_
     assert 'registry: not used (mlflow is not installed; install the registry extra to enable it: pip install -e ".[registry]")' in result.stdout
     assert (save / "retrained_model_1" / "model.safetensors").is_file() and not (save / "mlflow.db").exists()
     assert json.loads((save / RESULTS_FILE).read_text())["registry"]["registered"] is False
+
+
+def test_control_never_sees_a_true_label_not_even_for_early_stopping(monkeypatch):
+    n = 60
+    symbols = ["A"] * 30 + ["B"] * 30
+
+    def split(offset: int) -> Split:
+        y = torch.tensor([(i * 7 + offset) % 3 % 2 for i in range(n)])
+        return Split.from_windows(torch.zeros(n, 2, 3), y, torch.arange(n, dtype=torch.float32), symbols,
+                                  [pd.Timestamp("2020-01-01")] * n)
+
+    data = WindowedData(split(0), split(1), split(2), scaler=None, num_classes=2)
+    seen = {}
+
+    def fake_train(config, data, params, seed, epochs, device, label, train=None, val=None):
+        seen.update(train=train, val=val)
+        probs = np.tile([0.9, 0.1], (n, 1))  # always class 0
+        return retrain_module._Run(seed, None, {"test": {}}, 0.0, probs)
+
+    monkeypatch.setattr(retrain_module, "_train", fake_train)
+    config = create_optimization_config(scenario="smoke")
+    control = retrain_module.shuffled_label_control(
+        config, data, {}, epochs=1, device=torch.device("cpu"), majority_rate=0.5
+    )
+    for name, true in (("train", data.train), ("val", data.val)):
+        given = seen[name]
+        assert given is not None, name
+        origin = given.y_return.long()  # returns were 0..n-1: where each label came from
+        assert not torch.equal(origin, torch.arange(n)), name
+        assert sorted(origin[:30].tolist()) == list(range(30)), name  # permuted within symbol A only
+        assert torch.equal(given.y_class, true.y_class[origin]), name
+    assert control["significance"]["n"] == n

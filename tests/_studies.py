@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import numpy as np
 import optuna
@@ -74,3 +75,40 @@ def brute_force_front(points: list[tuple[float, ...]], maximise: list[bool]) -> 
         if not dominated:
             front.add(i)
     return front
+
+
+def told(study: optuna.Study, values: list[float] | None, *, feasible: bool = True, state: TrialState = TrialState.COMPLETE,
+         attrs: dict | None = None, x: float | None = None) -> None:
+    """One trial with a parameter ``x`` (fixed at ``x`` when given), a size constraint, and these attrs."""
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1) if x is None else trial.suggest_float("x", x, x)
+    trial.set_constraint("model_size_mb", -1.0 if feasible else 1.0)
+    for key, value in (attrs or {}).items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, values, state=state) if state == TrialState.COMPLETE else study.tell(trial, state=state)
+
+
+DEGENERATE = ["empty", "one complete", "one objective", "only pruned and failed", "constant parameter"]
+
+
+def degenerate_studies(storage: Callable[[str], str] | None = None) -> dict[str, optuna.Study]:
+    """Studies too small for some part of the analysis, by the names in DEGENERATE; in memory, or
+    each in the storage ``storage(name)`` gives."""
+    def create(name: str, **directions: Any) -> optuna.Study:
+        return optuna.create_study(study_name=name.replace(" ", "-"), storage=storage and storage(name), **directions)
+
+    empty = create("empty", directions=["maximize", "minimize"])
+    one = create("one complete", directions=["maximize", "minimize"])
+    told(one, [0.5, 1.0])
+    single = create("one objective", direction="maximize")
+    for v in (0.5, 0.6, 0.7):
+        told(single, [v])
+    stopped = create("only pruned and failed", directions=["maximize", "minimize"])
+    told(stopped, None, state=TrialState.PRUNED, attrs={"stop_reason": "pruned at epoch 1",
+                                                        "epoch_history": [{"epoch": 1, "val_score": 0.5}]})
+    told(stopped, None, state=TrialState.FAIL, attrs={"fail_reason": "RuntimeError: out of memory"})
+    constant = create("constant parameter", directions=["maximize", "minimize"])
+    for v in (0.5, 0.6, 0.7, 0.8):
+        told(constant, [v, 1 - v], x=0.3)
+    return dict(zip(DEGENERATE, [empty, one, single, stopped, constant]))
+

@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from _studies import OBJECTIVES, brute_force_front, planted_study
+from _studies import DEGENERATE, OBJECTIVES, brute_force_front, degenerate_studies, planted_study, told
 from cnn_lstm_hpo.analysis import (
     LEAKAGE_ACCURACY,
     analyze_study,
@@ -30,23 +30,13 @@ def planted() -> optuna.Study:
     return planted_study()
 
 
-def _told(study: optuna.Study, values: list[float] | None, *, feasible: bool = True, state: TrialState = TrialState.COMPLETE,
-          attrs: dict | None = None, x: float | None = None) -> None:
-    trial = study.ask()
-    trial.suggest_float("x", 0, 1) if x is None else trial.suggest_float("x", x, x)
-    trial.set_constraint("model_size_mb", -1.0 if feasible else 1.0)
-    for key, value in (attrs or {}).items():
-        trial.set_user_attr(key, value)
-    study.tell(trial, values, state=state) if state == TrialState.COMPLETE else study.tell(trial, state=state)
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_feasible_front_equals_brute_force_with_ties_and_infeasible(seed):
     rng = np.random.default_rng(seed)
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     for _ in range(40):
         # A coarse grid: many exact ties and duplicates, where a sloppy dominance test goes wrong.
-        _told(study, rng.integers(0, 4, size=3).astype(float).tolist(), feasible=rng.random() > 0.2)
+        told(study, rng.integers(0, 4, size=3).astype(float).tolist(), feasible=rng.random() > 0.2)
     feasible = [t for t in study.trials if all(v <= 0 for v in t.constraints.values())]
     expected = {feasible[i].number for i in brute_force_front([tuple(t.values) for t in feasible], [True, False, False])}
     assert {t.number for t in feasible_front(study)} == expected
@@ -55,7 +45,7 @@ def test_feasible_front_equals_brute_force_with_ties_and_infeasible(seed):
 def test_known_front_skips_the_infeasible_dominator():
     study = optuna.create_study(directions=["maximize", "minimize"])
     for values, feasible in [([0.6, 1.0], True), ([0.5, 2.0], True), ([0.7, 3.0], True), ([0.9, 0.1], False)]:
-        _told(study, values, feasible=feasible)
+        told(study, values, feasible=feasible)
     assert [t.number for t in feasible_front(study)] == [0, 2]  # trial 3 dominates all but is infeasible
 
 
@@ -63,7 +53,7 @@ def test_hypervolume_by_hand_and_reference_point_stated():
     study = optuna.create_study(directions=["minimize", "minimize"])
     study.set_user_attr("objectives", ["training_time", "model_size"])
     for values in ([1.0, 3.0], [3.0, 1.0], [2.0, 2.0], [3.0, 3.0]):
-        _told(study, values)
+        told(study, values)
     part = hypervolume_part(study, ["training_time", "model_size"])
     # Worst 3 + 10% of the range 2 -> 3.2 on both; rectangles of the staircase (1,3), (2,2), (3,1):
     assert part["reference_point"] == pytest.approx({"training_time": 3.2, "model_size": 3.2})
@@ -87,11 +77,11 @@ def test_states_and_stop_reasons(planted):
 def test_stop_reasons_name_the_limits():
     study = optuna.create_study(directions=["maximize", "minimize"])
     # The texts study.py and monitor.py store.
-    _told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "model size 612.0 MB > max_model_size_mb 500.0"})
-    _told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "time limit: 3.10 min projected > 2.0 min"})
-    _told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "pruned at epoch 4"})
-    _told(study, None, state=TrialState.PRUNED)
-    _told(study, None, state=TrialState.FAIL)
+    told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "model size 612.0 MB > max_model_size_mb 500.0"})
+    told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "time limit: 3.10 min projected > 2.0 min"})
+    told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "pruned at epoch 4"})
+    told(study, None, state=TrialState.PRUNED)
+    told(study, None, state=TrialState.FAIL)
     assert trial_states(study)["stop_reasons"] == {
         "model size limit": 1, "time limit": 1, "pruned at epoch 4": 1,
         "pruned: no reason recorded": 1, "failed: no reason recorded": 1,
@@ -152,7 +142,7 @@ def _baseline_study(accuracies: list[float], *, n: int = 400, majority: float = 
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr("objectives", ["accuracy", "model_size"])
     for i, acc in enumerate(accuracies):
-        _told(study, [acc, 1.0 + i], attrs={
+        told(study, [acc, 1.0 + i], attrs={
             "val_accuracy": acc, "val_majority_rate": majority,
             "val_metrics": {"accuracy": acc, "majority_rate": majority, "regression_score": 0.5, "n_samples": n},
         })
@@ -178,7 +168,7 @@ def test_a_real_edge_beats_the_baseline_and_a_leak_is_warned():
 
 def test_no_sample_count_means_no_test_and_a_note():
     study = optuna.create_study(directions=["maximize", "minimize"])
-    _told(study, [0.6, 1.0], attrs={"val_accuracy": 0.6, "val_majority_rate": 0.5})
+    told(study, [0.6, 1.0], attrs={"val_accuracy": 0.6, "val_majority_rate": 0.5})
     part = baseline_part(study, ["accuracy", "model_size"], {"accuracy": 1.0, "model_size": 0.0})
     assert "p_value" not in part["configurations"][0] and "sample count" in part["note"]
     assert part["nothing_beats_baseline"] is False  # not tested is not "tested and failed"
@@ -198,27 +188,9 @@ def test_rungs_come_from_pruned_trials_without_a_config(planted):
     assert analysis["importance"]["first_rung"]["epoch"] == 2
 
 
-def _degenerate_studies() -> dict[str, optuna.Study]:
-    empty = optuna.create_study(directions=["maximize", "minimize"])
-    one = optuna.create_study(directions=["maximize", "minimize"])
-    _told(one, [0.5, 1.0])
-    single = optuna.create_study(direction="maximize")
-    for v in (0.5, 0.6, 0.7):
-        _told(single, [v])
-    stopped = optuna.create_study(directions=["maximize", "minimize"])
-    _told(stopped, None, state=TrialState.PRUNED, attrs={"stop_reason": "pruned at epoch 1",
-                                                         "epoch_history": [{"epoch": 1, "val_score": 0.5}]})
-    _told(stopped, None, state=TrialState.FAIL, attrs={"fail_reason": "RuntimeError: out of memory"})
-    constant = optuna.create_study(directions=["maximize", "minimize"])
-    for v in (0.5, 0.6, 0.7, 0.8):
-        _told(constant, [v, 1 - v], x=0.3)
-    return {"empty": empty, "one complete": one, "one objective": single, "only pruned and failed": stopped,
-            "constant parameter": constant}
-
-
-@pytest.mark.parametrize("name", ["empty", "one complete", "one objective", "only pruned and failed", "constant parameter"])
+@pytest.mark.parametrize("name", DEGENERATE)
 def test_degenerate_studies_get_notes_not_crashes(name):
-    study = _degenerate_studies()[name]
+    study = degenerate_studies()[name]
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no silent NaN arithmetic
         analysis = analyze_study(study)
@@ -261,6 +233,6 @@ def test_small_sample_spearman_p_is_exact(seed):
 def test_four_trials_in_perfect_order_are_not_significant():
     study = optuna.create_study(directions=["maximize", "minimize"])
     for v in (0.1, 0.2, 0.3, 0.4):
-        _told(study, [v, 1.0 + v], x=v)
+        told(study, [v, 1.0 + v], x=v)
     cells = correlation_part(study, ["accuracy", "model_size"])["cells"]
     assert [c["effect"] for c in cells] == [1.0, 1.0] and not any(c["significant"] for c in cells)

@@ -11,6 +11,7 @@ import html
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import plotly.offline
 import yaml
 from optuna.trial import TrialState
 
-from .analysis import analyze_study, complete_trials, history, objective_names, unit
+from .analysis import analyze_study, complete_trials, feasible_front, history, is_feasible, objective_names, unit
 from .config import OptimizationConfig, validate_config
 from .errors import HPOError
 from .pruning import ParetoRungPruner
@@ -70,7 +71,31 @@ def pareto_figure(study: optuna.Study) -> go.Figure | str:
         return "one objective: no trade-off to show"
     if not complete_trials(study):
         return "no complete trial yet"
-    return optuna.visualization.plot_pareto_front(study, target_names=[_axis(o) for o in objectives])
+    fig = optuna.visualization.plot_pareto_front(study, target_names=[_axis(o) for o in objectives])
+    # Optuna's hover text is the whole trial as JSON (epoch histories included) and its traces are
+    # unnamed: name each trace by what it holds and hover a short card per trial.
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    front = {t.number for t in feasible_front(study)}
+    for trace in fig.data:
+        numbers = [int(m.group(1)) for h in (trace.text or ()) if (m := _NUMBER.search(h))]
+        if not numbers or len(numbers) != len(trace.text):
+            continue
+        trials = [by_number[n] for n in numbers]
+        name = ("Pareto front (feasible)" if set(numbers) <= front
+                else "infeasible (a limit broken)" if not any(map(is_feasible, trials)) else "dominated")
+        trace.update(name=name, showlegend=True, text=[_hover(t, objectives) for t in trials])
+    fig.update_layout(legend={"x": 0, "y": 1, "bgcolor": "rgba(255,255,255,0.7)"})
+    return fig
+
+
+_NUMBER = re.compile(r'"number": (\d+)')
+
+
+def _hover(trial: optuna.trial.FrozenTrial, objectives: list[str]) -> str:
+    lines = [f"<b>trial {trial.number}</b>"]
+    lines += [f"{o}: {v:.4g} ({unit(o)})" for o, v in zip(objectives, trial.values)]
+    lines += [f"{k}: {_fmt(v, 3)}" for k, v in decode_params(trial.params).items()]
+    return "<br>".join(lines)
 
 
 def importance_figure(analysis: dict[str, Any]) -> go.Figure | str:

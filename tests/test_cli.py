@@ -87,10 +87,13 @@ def test_explicit_unknown_symbol_names_the_available_ones(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--n-trials", "0"], "n_trials"),
-        (["--objectives", "accuracy,speed"], "objectives"),
-        (["--data", "/no/such/folder"], "data path not found"),
-        (["--storage", "notadb://x"], "cannot open storage"),
+        (["--n-trials", "0"], "error: invalid config (scenario smoke): n_trials: Input should be greater than or equal to 1\n"),
+        (
+            ["--objectives", "accuracy,speed"],
+            "error: invalid config (scenario smoke): objectives.1: Input should be 'accuracy', 'training_time' or 'model_size'\n",
+        ),
+        (["--data", "/no/such/folder"], "error: data path not found: /no/such/folder\n"),
+        (["--storage", "notadb://x"], "error: cannot open storage notadb://x: Can't load plugin: sqlalchemy.dialects:notadb\n"),
     ],
 )
 def test_bad_input_exits_2_and_keeps_earlier_results(tmp_path, args, message):
@@ -99,7 +102,7 @@ def test_bad_input_exits_2_and_keeps_earlier_results(tmp_path, args, message):
     before = {p.name: p.read_bytes() for p in save.iterdir() if p.is_file()}
     result = invoke("optimize", "--scenario", "smoke", *FAST, "--save-dir", str(save), *args)
     assert result.exit_code == 2
-    assert message in result.stderr and "Traceback" not in result.output
+    assert result.stderr.endswith(message) and "Traceback" not in result.output
     assert {p.name: p.read_bytes() for p in save.iterdir() if p.is_file()} == before
 
 
@@ -108,7 +111,10 @@ def test_bad_yaml_field_names_dotted_path(tmp_path):
     scenario.write_text("mine:\n  n_trials: 2\n  search_space:\n    learning_rate: {type: loguniform, low: 0.1, high: 0.01}\n")
     result = invoke("optimize", "--scenario", str(scenario), "--save-dir", str(tmp_path / "r"))
     assert result.exit_code == 2
-    assert "search_space.learning_rate" in result.stderr and "low" in result.stderr
+    assert result.stderr == (
+        f"error: invalid config ({scenario}): search_space.learning_rate.loguniform: "
+        "low must be <= high, but got low=0.1 > high=0.01\n"
+    )
 
 
 def test_bad_data_file_names_file_column_and_row(tmp_path):
@@ -117,7 +123,7 @@ def test_bad_data_file_names_file_column_and_row(tmp_path):
     (folder / "ABC.csv").write_text("Date,Open,High,Low,Close,Volume\n2020-01-02,1,2,0.5,1.5,100\n2020-01-03,1,x,0.5,1.5,100\n")
     result = invoke("optimize", "--scenario", "smoke", "--data", str(folder), "--save-dir", str(tmp_path / "r"))
     assert result.exit_code == 2
-    assert "ABC.csv" in result.stderr and "'high'" in result.stderr and "2020-01-03" in result.stderr
+    assert result.stderr.endswith(f"error: {folder / 'ABC.csv'}: column 'high' row 2020-01-03: not a number ('x')\n")
 
 
 def test_data_command_reports_windows(tmp_path):
@@ -148,3 +154,19 @@ def test_guide_scripts_are_shims_over_the_cli(tmp_path):
     bad = _script("run_hyperparameter_optimization.py", "--scenario", "smoke", "--symbols", "AAPL",
                   "--save_dir", str(tmp_path / "s3"))
     assert bad.returncode == 2 and "AAPL" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_study_whose_every_trial_failed_exits_1_with_the_reason(tmp_path, monkeypatch):
+    from cnn_lstm_hpo.train import Trainer
+
+    def out_of_memory(self, *args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(Trainer, "fit", out_of_memory)
+    result = invoke("optimize", "--scenario", "smoke", *FAST, "--save-dir", str(tmp_path / "r"))
+    assert result.exit_code == 1
+    assert result.stderr.endswith(
+        "error: all 2 trials failed; most common reason (2 of 2): RuntimeError: CUDA out of memory. "
+        "Tried to allocate 2.00 GiB\n"
+    )
+    assert "Traceback" not in result.output

@@ -97,7 +97,7 @@ def test_prepare_windows_reports_the_fallback_notice():
     data, notice = prepare_windows(cfg, ["AAPL"])
     assert notice is not None and "SYN_A" in notice
     assert set(data.train.symbols) == {"SYN_A", "SYN_B"}
-    with pytest.raises(HPOError, match="AAPL"):
+    with pytest.raises(HPOError, match=r"^symbol AAPL is not in data source 'synthetic'; it has: SYN_A, SYN_B$"):
         prepare_windows(cfg, ["AAPL"], explicit_symbols=True)
 
 
@@ -213,12 +213,14 @@ def test_non_numeric_cell(tmp_path, table):
 
 
 def test_missing_value(tmp_path, table):
-    table.loc[7, "Volume"] = None
+    # Two bars in a row with a missing value are refused; an isolated one is dropped
+    # (tests/test_data_formats.py).
+    table.loc[7:8, "Volume"] = None
     path = write(tmp_path / "d", "AAA.csv", table)
     message = load_error(path.parent)
     assert str(path) in message and "'volume'" in message
     assert f"{table.loc[7, 'Date']:%Y-%m-%d}" in message
-    assert "NaN" in message
+    assert "2 consecutive bars with a missing value (NaN)" in message
 
 
 def test_duplicate_date(tmp_path, table):
@@ -306,7 +308,7 @@ def test_non_finite_bars_are_reported(synthetic_frames):
     frame.iloc[200, frame.columns.get_loc("volume")] = -5.0  # log1p(-5) is NaN
     with pytest.raises(HPOError) as info:
         build_windows({"SYN_A": frame}, DataConfig(sequence_length=10))
-    assert "SYN_A" in str(info.value) and f"{frame.index[200]:%Y-%m-%d}" in str(info.value)
+    assert str(info.value) == f"symbol SYN_A: indicators are not finite at {frame.index[200]:%Y-%m-%d} (check the bars there)"
 
 
 def test_empty_date_cell(tmp_path, table):
@@ -452,7 +454,7 @@ def test_scaler_is_fitted_on_training_rows_only(synthetic_frames):
 
 
 def test_split_majority_rate():
-    split = Split(torch.zeros(5, 2, 1), torch.tensor([1, 1, 0, 1, 0]), torch.zeros(5))
+    split = Split.from_windows(torch.zeros(5, 2, 1), torch.tensor([1, 1, 0, 1, 0]), torch.zeros(5))
     assert split.majority_rate() == pytest.approx(0.6)
 
 
@@ -513,14 +515,63 @@ def test_bars_after_the_validation_segment_do_not_change_train_or_val_samples(sy
 def test_one_symbols_bars_do_not_change_another_symbols_samples(synthetic_frames):
     cfg = DataConfig(sequence_length=10)
     base = build_windows(synthetic_frames, cfg)
-    # Change only SYN_B's test-period bars: SYN_A's samples in every split stay the same.
+    # Change only the FIRST symbol's bars after its validation end: its rows lie just before the
+    # second symbol's in every split, so a window crossing symbols would carry the change over.
     perturbed = dict(synthetic_frames)
-    perturbed["SYN_B"] = _perturb_after(synthetic_frames["SYN_B"], base.boundaries["SYN_B"]["val_end"], seed=3)
+    perturbed["SYN_A"] = _perturb_after(synthetic_frames["SYN_A"], base.boundaries["SYN_A"]["val_end"], seed=3)
     again = build_windows(perturbed, cfg)
+    assert not torch.equal(base.test.x, again.test.x)  # the change is real
     for split in SPLITS:
         a, b = getattr(base, split), getattr(again, split)
-        idx = torch.as_tensor(_per_symbol(a, "SYN_A"))
+        idx = torch.as_tensor(_per_symbol(a, "SYN_B"))
+        assert len(idx) > 0
         assert torch.equal(a.x[idx], b.x[idx]) and torch.equal(a.y_return[idx], b.y_return[idx])
+        assert torch.equal(a.y_class[idx], b.y_class[idx])
+
+
+def _calendar(symbol: str, start: str, n_bars: int) -> pd.DataFrame:
+    frame = synthetic_frame(symbol, n_bars=n_bars)
+    frame.index = pd.bdate_range(start, periods=n_bars, name="date")
+    return frame
+
+
+@pytest.mark.parametrize("embargo", [0, 4])
+def test_symbols_with_different_calendars_are_cut_at_the_same_dates(embargo):
+    # A long history from 2005, a short one from 2011 that runs later, one fully inside.
+    frames = {"OLD": _calendar("OLD", "2005-01-03", 2400), "NEW": _calendar("NEW", "2011-01-03", 1200),
+              "MID": _calendar("MID", "2009-06-01", 1600)}
+    cfg = DataConfig(sequence_length=10, horizon=2, embargo_bars=embargo)
+    data = build_windows(frames, cfg)
+    b = data.boundaries
+    # Everything a training sample touches (window .. label bar) of any symbol precedes every
+    # validation bar of any symbol, and likewise validation before test.
+    assert max(b[s]["train_end"] for s in frames) < data.cuts["val_start"] <= min(b[s]["val_start"] for s in frames)
+    assert max(b[s]["val_end"] for s in frames) < data.cuts["test_start"] <= min(b[s]["test_start"] for s in frames)
+    for split, later in (("train", "val"), ("val", "test")):
+        last_label = max(
+            frames[s].index[frames[s].index.get_loc(d) + cfg.horizon]
+            for s, d in zip(getattr(data, split).symbols, getattr(data, split).dates)
+        )
+        first_window_bar = min(
+            frames[s].index[frames[s].index.get_loc(d) - cfg.sequence_length + 1]
+            for s, d in zip(getattr(data, later).symbols, getattr(data, later).dates)
+        )
+        assert last_label < first_window_bar
+    # The cuts split the union of dates (after warm-up) by the fractions.
+    union = sorted(set().union(*(frames[s].loc[b[s]["train_start"]:].index for s in frames)))
+    n = len(union)
+    assert data.cuts["test_start"] == union[n - int(n * cfg.test_fraction)]
+    assert data.cuts["val_start"] == union[n - int(n * cfg.test_fraction) - int(n * cfg.val_fraction)]
+    # The embargo counts each symbol's own bars after the cut.
+    for s in frames:
+        index = frames[s].index
+        assert index.get_loc(b[s]["val_start"]) - index.searchsorted(data.cuts["val_start"]) == embargo
+
+
+def test_a_symbol_without_bars_in_a_split_names_its_range():
+    frames = {"OLD": _calendar("OLD", "2005-01-03", 2400), "LATE": _calendar("LATE", "2013-06-03", 120)}
+    with pytest.raises(HPOError, match=r"symbol LATE: too few rows in the train split \(0 bars; the symbol has"):
+        build_windows(frames, DataConfig(sequence_length=10))
 
 
 # --- loaders ------------------------------------------------------------------------------------------

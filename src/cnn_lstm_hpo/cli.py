@@ -1,4 +1,4 @@
-"""The ``cnn-lstm-hpo`` command line. Thin commands; HPOError -> one line on stderr, exit 2."""
+"""The ``cnn-lstm-hpo`` command line. Thin commands; HPOError -> one line on stderr, exit 2 (StudyFailed: exit 1)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import optuna
 import typer
 
 from .config import build_config, scenario_names, scenario_text
-from .errors import HPOError
+from .errors import HPOError, StudyFailed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-objective HPO of CNN+LSTM market models.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="List and show the shipped scenarios.")
 app.add_typer(scenarios_app, name="scenarios")
 
+EXIT_STUDY_FAILED = 1  # every trial failed: nothing to report, the reason is on stderr
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 EXIT_LEAK = 3  # the shuffled-label control beat the baseline: the test numbers cannot be trusted
@@ -34,6 +35,11 @@ def _user_errors(debug: bool) -> Iterator[None]:
             raise
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except StudyFailed as error:
+        if debug:
+            raise
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_STUDY_FAILED) from None
 
 
 def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:

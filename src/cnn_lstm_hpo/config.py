@@ -113,10 +113,10 @@ class OptimizationConfig(_Section):
     max_training_time_minutes: float | None = Field(120.0, gt=0)
     pruning_warmup_steps: int = Field(10, ge=0)
     pruning_interval_steps: int = Field(1, ge=1)
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**31)  # numpy/Optuna seeds must be >= 0; later trials add their number
     save_dir: Path = Path("hyperopt_results")
     storage: str | None = None  # SQLAlchemy URL; default sqlite:///<save_dir>/study.db
-    study_name: str | None = None  # default: the scenario name
+    study_name: str | None = Field(None, min_length=1, max_length=512)  # default: the scenario name; 512: Optuna's column
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
@@ -240,10 +240,17 @@ def _unwrap_named(data: dict[str, Any], default_name: str) -> tuple[str, dict[st
 def load_scenario(name_or_path: str) -> dict[str, Any]:
     """Raw (unvalidated) fields of a shipped scenario or a user YAML file, with ``scenario`` set."""
     path = Path(name_or_path)
+    if path.is_dir():
+        raise HPOError(f"scenario {name_or_path} is a folder, not a YAML file or a scenario name")
     if name_or_path.endswith((".yaml", ".yml")) or path.is_file():
         if not path.is_file():
             raise HPOError(f"scenario file not found: {name_or_path}")
-        name, body = _unwrap_named(_read_yaml(path.read_text(), str(path)), path.stem)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise HPOError(f"cannot read scenario file {name_or_path}: {reason}") from None
+        name, body = _unwrap_named(_read_yaml(text, str(path)), path.stem)
         source = str(path)
     else:
         name, body = _unwrap_named(_read_yaml(scenario_text(name_or_path), name_or_path), name_or_path)

@@ -102,7 +102,7 @@ def bar_frequency(index: pd.DatetimeIndex) -> BarFrequency:
     """The median spacing, named; daily bars stay daily across weekends and holidays."""
     if len(index) < 2:
         return BarFrequency(None, "unknown")
-    step = pd.Timedelta(np.median(np.diff(index.asi8.astype(np.int64))), unit="ns")
+    step = pd.Timedelta((index[1:] - index[:-1]).median())
     if step >= pd.Timedelta(days=25):
         return BarFrequency(pd.Timedelta(days=30), "monthly")
     if step >= pd.Timedelta(days=5):
@@ -156,6 +156,46 @@ def resample_bars(frame: pd.DataFrame, rule: str) -> pd.DataFrame:
     out = frame.resample(rule).agg(_AGG)
     # Periods without any bar (nights, weekends, holidays) come out empty: they are not bars.
     return out.dropna(subset=["close"])
+
+
+def format_span(span: pd.Timedelta) -> str:
+    for unit, name in ((pd.Timedelta(days=1), "days"), (pd.Timedelta(hours=1), "hours"), (pd.Timedelta(minutes=1), "minutes")):
+        if span >= unit:
+            return f"{round(span / unit, 1):g} {name}"
+    return f"{span.total_seconds():g} seconds"
+
+
+@dataclass(frozen=True)
+class SymbolSummary:
+    """What one symbol's bars are: for the ``data`` command and for summaries elsewhere."""
+
+    symbol: str
+    rows: int
+    first: pd.Timestamp
+    last: pd.Timestamp
+    frequency: BarFrequency
+    gaps: Gaps
+    repairs: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        gaps = "none"
+        if self.gaps.count and self.gaps.largest is not None and self.gaps.largest_after is not None:
+            gaps = (
+                f"{self.gaps.count} longer than usual (largest {format_span(self.gaps.largest)} "
+                f"after {format_time(self.gaps.largest_after)})"
+            )
+        return (
+            f"{self.symbol}: {self.rows} bars, {format_time(self.first)} .. {format_time(self.last)}, "
+            f"{self.frequency.label}; gaps: {gaps}"
+        )
+
+
+def summarize(frame: pd.DataFrame, symbol: str, repairs: list[str] | None = None) -> SymbolSummary:
+    frequency = bar_frequency(frame.index)
+    return SymbolSummary(
+        symbol, len(frame), frame.index[0], frame.index[-1], frequency, bar_gaps(frame.index, frequency),
+        tuple(repairs or ()),
+    )
 
 
 # --- reading files --------------------------------------------------------------------------------

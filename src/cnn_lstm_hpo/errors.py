@@ -12,3 +12,7 @@ class HPOError(Exception):
 
 class TrialDiverged(Exception):
     """Raised inside a trial when the training loss becomes NaN/inf; the trial is recorded FAIL."""
+
+
+class StudyFailed(Exception):
+    """Every trial of the study failed: the CLI says why (the most common reason) and exits 1."""

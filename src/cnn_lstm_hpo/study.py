@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,7 +13,9 @@ import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import OptimizationConfig
-from .errors import HPOError
+from .errors import HPOError, StudyFailed
+from .fingerprint import USER_ATTR as FINGERPRINT
+from .fingerprint import fingerprint_differences, study_fingerprint
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .objectives import directions
 from .paths import writable_dir
@@ -27,15 +30,23 @@ log = logging.getLogger("cnn_lstm_hpo")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def open_study(config: OptimizationConfig) -> optuna.Study:
-    """Create the study or load it by name; refuses one whose objectives differ."""
-    url = config.resolved_storage
+def open_storage(url: str) -> optuna.storages.RDBStorage:
     try:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError, OSError) as error:
         raise HPOError(f"cannot open storage {_redact(url)}: {str(error).splitlines()[0]}") from None
+
+
+def open_study(
+    config: OptimizationConfig,
+    fingerprint: dict[str, Any] | None = None,
+    storage: optuna.storages.RDBStorage | None = None,
+) -> optuna.Study:
+    """Create the study or load it by name; refuses one whose objectives or fingerprint differ."""
+    url = config.resolved_storage
+    storage = storage or open_storage(url)
     name = config.resolved_study_name
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     if name in existing:
@@ -49,6 +60,8 @@ def open_study(config: OptimizationConfig) -> optuna.Study:
         storage=storage, study_name=name, directions=directions(config.objectives), load_if_exists=True
     )
     study.set_user_attr("objectives", config.objectives)
+    if fingerprint is not None:
+        _check_fingerprint(study, fingerprint, url)
     study.pruner = single_objective_pruner(config)
     # A resumed study must not replay the same random start-up points: offset the seed.
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -58,6 +71,23 @@ def open_study(config: OptimizationConfig) -> optuna.Study:
         constant_liar=True,  # several workers must not all propose the same point
     )
     return study
+
+
+def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str) -> None:
+    stored = study.user_attrs.get(FINGERPRINT)
+    if stored is None:  # a new study, or one from before fingerprints: from now on it has one
+        study.set_user_attr(FINGERPRINT, current)
+        return
+    differ = fingerprint_differences(stored, current)
+    if differ:
+        shown = [
+            f"{k} ({stored.get(k)!r} -> {current.get(k)!r})" if k != "search_space" and k != "data.digest" else k
+            for k in differ
+        ]
+        raise HPOError(
+            f"study {study.study_name!r} in {_redact(url)} was run with other settings: {'; '.join(shown)}; "
+            "its trials would not be comparable: resume with the same settings or use another --study-name"
+        )
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -70,6 +100,19 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def all_failed(study: optuna.Study) -> str | None:
+    """A one-line account when every finished trial failed (none completed or was pruned), else None."""
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    if not finished or any(t.state != TrialState.FAIL for t in finished):
+        return None
+    reasons = Counter(
+        t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason") or "no reason recorded" for t in finished
+    )
+    reason, count = reasons.most_common(1)[0]
+    first_line = str(reason).splitlines()[0] if str(reason).strip() else "no reason recorded"
+    return f"all {len(finished)} trials failed; most common reason ({count} of {len(finished)}): {first_line}"
 
 
 class MultiObjectiveOptimizer:
@@ -99,6 +142,7 @@ class MultiObjectiveOptimizer:
             self.data, self.notice = prepare_windows(config.data, config.symbols, explicit_symbols=explicit_symbols)
             if self.notice:
                 log.warning("note: %s", self.notice)
+        self.fingerprint = study_fingerprint(config, self.data)
         self.study: optuna.Study | None = None
         self.pruner = multi_objective_pruner(config)
 
@@ -165,7 +209,16 @@ class MultiObjectiveOptimizer:
         """Run until ``n_trials`` trials have finished in the study (counting earlier runs) or timeout."""
         cfg = self.config
         writable_dir(self.save_dir)  # a file or a read-only folder: one line, before anything is written
-        study = self.study = open_study(cfg)
+        storage = open_storage(cfg.resolved_storage)
+        try:
+            return self._optimize(open_study(cfg, self.fingerprint, storage))
+        finally:
+            # Pooled connections close; the engine reconnects if the returned study is used again.
+            storage.engine.dispose()
+
+    def _optimize(self, study: optuna.Study) -> optuna.Study:
+        cfg = self.config
+        self.study = study
         finished = len(study.get_trials(deepcopy=False, states=FINISHED))
         atomic_write_text(self.save_dir / "resolved_config.yaml", cfg.to_yaml())
         remaining = cfg.n_trials - finished
@@ -188,6 +241,9 @@ class MultiObjectiveOptimizer:
         from .report import write_analysis_outputs  # lazy: matplotlib and plotly load only here
 
         write_analysis_outputs(study, self.save_dir, config=cfg)  # never raises: the files above stay
+        failure = all_failed(study)
+        if failure:
+            raise StudyFailed(failure)
         return study
 
     def retrain_best_models(
@@ -206,7 +262,7 @@ class MultiObjectiveOptimizer:
         """
         from .retrain import DEFAULT_EPOCHS, DEFAULT_SEEDS, RetrainSettings, retrain_top_k
 
-        study = self.study or open_study(self.config)
+        study = self.study or open_study(self.config, self.fingerprint)
         settings = RetrainSettings(
             top_k=top_k,
             epochs=epochs or DEFAULT_EPOCHS,

@@ -113,9 +113,8 @@ class Trainer:
         self.device = device
         self.seed = seed
         self.amp = device.type == "cuda"
-        self.x, self.y, self.r = (t.to(device) for t in (train.x, train.y_class, train.y_return))
-        self.val = val
-        self.val_x = val.x.to(device)
+        self.train = train.to(device)  # windows stay views over the bars; batches gather them
+        self.val = val.to(device)
         # Returns are ~1e-2: learn them in units of the training std so both losses matter.
         self.return_scale = float(train.y_return.std()) or 1.0
         self.loss_weights = (cfg.classification_weight, cfg.regression_weight)
@@ -131,7 +130,7 @@ class Trainer:
 
     def _train_epoch(self, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
         self.model.train()
-        n, batch = len(self.y), int(self.params["batch_size"])
+        n, batch = len(self.train), int(self.params["batch_size"])
         order = torch.randperm(n, generator=generator).to(self.device)
         total = torch.zeros((), device=self.device)
         started = time.perf_counter()
@@ -140,8 +139,8 @@ class Trainer:
                 probe, self.probe = self.probe, None
                 probe((time.perf_counter() - started) / PROBE_BATCHES * -(-n // batch))
             idx = order[start : start + batch]
-            logits, ret = self._forward(self.x[idx])
-            loss = self._loss(logits, ret, self.y[idx], self.r[idx])
+            logits, ret = self._forward(self.train.windows(idx))
+            loss = self._loss(logits, ret, self.train.y_class[idx], self.train.y_return[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.gradient_clip)
@@ -150,19 +149,21 @@ class Trainer:
         return float(total) / n
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Class probabilities (N, C) and forward returns (N,) in return units."""
+    def predict(self, data: Split | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities (N, C) and forward returns (N,) in return units, of a split or (N, L, F) windows."""
         self.model.eval()
+        split = data if isinstance(data, Split) else Split.from_windows(data, torch.zeros(len(data)), torch.zeros(len(data)))
+        split = split.to(self.device)
         probs, rets = [], []
-        for start in range(0, len(x), EVAL_BATCH):
-            logits, ret = self._forward(x[start : start + EVAL_BATCH].to(self.device))
+        for start in range(0, len(split), EVAL_BATCH):
+            logits, ret = self._forward(split.windows(slice(start, start + EVAL_BATCH)))
             probs.append(torch.softmax(logits.float(), dim=-1).cpu())
             rets.append(ret.float().cpu() * self.return_scale)
         return torch.cat(probs).numpy(), torch.cat(rets).numpy()
 
-    def evaluate(self, split: Split, x: torch.Tensor | None = None) -> Evaluation:
-        probs, rets = self.predict(split.x if x is None else x)
-        y, r = split.y_class.numpy(), split.y_return.numpy()
+    def evaluate(self, split: Split) -> Evaluation:
+        probs, rets = self.predict(split)
+        y, r = split.y_class.cpu().numpy(), split.y_return.cpu().numpy()
         eps = 1e-12
         ce = float(-np.mean(np.log(probs[np.arange(len(y)), y] + eps)))
         mse = float(np.mean((rets / self.return_scale - r / self.return_scale) ** 2))
@@ -194,7 +195,7 @@ class Trainer:
             train_loss = self._train_epoch(optimizer, generator)
             if not np.isfinite(train_loss):
                 raise TrialDiverged(f"non-finite training loss at epoch {epoch}")
-            val = self.evaluate(self.val, self.val_x)
+            val = self.evaluate(self.val)
             if not np.isfinite(val.loss):
                 raise TrialDiverged(f"non-finite validation loss at epoch {epoch}")
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -1,14 +1,17 @@
-"""Chronological train/val/test splits with an embargo, and windows as in-memory tensors.
+"""Chronological train/val/test splits with an embargo, and windows as views over in-memory bars.
 
-Per symbol, the bars after the indicator warm-up are cut into three consecutive segments
-separated by ``embargo_bars``. A sample at bar t uses features of bars [t-L+1, t] and the label
-from bar t+h; it belongs to a segment only if all of those bars lie inside that segment, so no
-window or label straddles a boundary and windows never cross symbols. The scaler is fitted on
-the training segments only.
+Every symbol is cut at the same calendar dates: the fractions are taken over the union of all
+symbols' bar dates (after the indicator warm-up), so no training bar of any symbol is later than
+a validation or test bar of any other (same-day moves are correlated across markets). Each
+validation and test segment then starts ``embargo_bars`` of its symbol's bars after its cut. A
+sample at bar t uses features of bars [t-L+1, t] and the label from bar t+h; it belongs to a
+segment only if all of those bars lie inside that segment, so no window or label straddles a
+boundary and windows never cross symbols. The scaler is fitted on the training segments only.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -27,16 +30,65 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Split:
-    """One split's samples: x (N, L, F) float32, y_class (N,) int64, y_return (N,) float32."""
+    """One split's samples, each a window into ``rows`` rather than a copy of its L bars.
 
-    x: torch.Tensor
-    y_class: torch.Tensor
-    y_return: torch.Tensor
+    rows (M, F) float32: the scaled bars of this split's segments, symbols one after another;
+    ends (N,) int64: the row of each sample's decision bar; sample i is rows[ends[i]-L+1 : ends[i]+1].
+    """
+
+    rows: torch.Tensor
+    ends: torch.Tensor
+    length: int
+    y_class: torch.Tensor  # (N,) int64
+    y_return: torch.Tensor  # (N,) float32
     symbols: list[str] = field(default_factory=list)  # per-sample symbol
     dates: list[pd.Timestamp] = field(default_factory=list)  # per-sample decision bar t
 
+    @classmethod
+    def from_windows(
+        cls,
+        x: torch.Tensor,
+        y_class: torch.Tensor,
+        y_return: torch.Tensor,
+        symbols: list[str] | None = None,
+        dates: list[pd.Timestamp] | None = None,
+    ) -> Split:
+        """A split from ready-made (N, L, F) windows (laid end to end as rows)."""
+        n, length, n_features = x.shape
+        return cls(
+            x.reshape(n * length, n_features), torch.arange(n) * length + length - 1, length,
+            y_class, y_return, symbols or [], dates or [],
+        )
+
     def __len__(self) -> int:
         return len(self.y_class)
+
+    def windows(self, index: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """(B, L, F) windows of the samples in ``index``; only they are gathered."""
+        if len(self.rows) < self.length:  # no sample at all
+            return self.rows.new_zeros((0, self.length, self.rows.shape[-1]))
+        starts = self.ends[index] - (self.length - 1)
+        return self.rows.unfold(0, self.length, 1)[starts].transpose(1, 2)  # unfold: (M-L+1, F, L)
+
+    @property
+    def x(self) -> torch.Tensor:
+        """All windows, materialised (N, L, F): for users and tests; training gathers per batch."""
+        return self.windows().contiguous()
+
+    def take(self, index: torch.Tensor) -> Split:
+        """A subset of the samples, sharing ``rows``."""
+        picked = index.tolist()
+        return Split(
+            self.rows, self.ends[index], self.length, self.y_class[index], self.y_return[index],
+            [self.symbols[i] for i in picked] if self.symbols else [],
+            [self.dates[i] for i in picked] if self.dates else [],
+        )
+
+    def to(self, device: torch.device) -> Split:
+        return Split(
+            self.rows.to(device), self.ends.to(device), self.length, self.y_class.to(device),
+            self.y_return.to(device), self.symbols, self.dates,
+        )
 
     def majority_rate(self) -> float:
         """Accuracy of always predicting the most frequent class of this split."""
@@ -53,14 +105,34 @@ class WindowedData:
     num_classes: int
     feature_names: tuple[str, ...] = FEATURE_NAMES
     boundaries: dict[str, dict[str, pd.Timestamp]] = field(default_factory=dict)
+    cuts: dict[str, pd.Timestamp] = field(default_factory=dict)  # val_start, test_start: shared dates
+    source_digest: str | None = None  # frames_digest of the bars these windows were built from
 
     @property
     def n_features(self) -> int:
-        return self.train.x.shape[-1]
+        return self.train.rows.shape[-1]
 
     @property
     def sequence_length(self) -> int:
-        return self.train.x.shape[1]
+        return self.train.length
+
+    def samples_digest(self) -> str:
+        """SHA-256 of every sample (windows, labels) of every split, for data given as loaders."""
+        h = hashlib.sha256()
+        for split in (self.train, self.val, self.test):
+            for tensor in (split.x, split.y_class, split.y_return):
+                h.update(np.ascontiguousarray(tensor.cpu().numpy()).tobytes())
+        return h.hexdigest()
+
+
+def frames_digest(frames: dict[str, pd.DataFrame]) -> str:
+    """SHA-256 of the bars loaded (symbols, dates, OHLCV): the same input on any machine, the same digest."""
+    h = hashlib.sha256()
+    for symbol, frame in frames.items():
+        h.update(symbol.encode())
+        h.update(np.ascontiguousarray(frame.index.asi8).tobytes())
+        h.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)).tobytes())
+    return h.hexdigest()
 
 
 @dataclass
@@ -68,16 +140,22 @@ class _SymbolRows:
     features: np.ndarray  # (n, F), warm-up rows removed
     returns: np.ndarray  # (n,)
     dates: pd.DatetimeIndex
-    segments: dict[str, tuple[int, int]]  # split -> [start, end) row range
 
 
-def segment_bounds(n_rows: int, cfg: DataConfig) -> dict[str, tuple[int, int]]:
-    n_test = int(n_rows * cfg.test_fraction)
-    n_val = int(n_rows * cfg.val_fraction)
-    n_train = n_rows - n_val - n_test - 2 * cfg.embargo_bars
-    val_start = n_train + cfg.embargo_bars
-    test_start = val_start + n_val + cfg.embargo_bars
-    return {"train": (0, n_train), "val": (val_start, val_start + n_val), "test": (test_start, n_rows)}
+def calendar_cuts(dates: list[pd.DatetimeIndex], cfg: DataConfig) -> dict[str, pd.Timestamp]:
+    """First validation date and first test date, by the split fractions of the union of dates."""
+    union = pd.DatetimeIndex(np.unique(np.concatenate([d.to_numpy() for d in dates])))
+    n = len(union)
+    n_test, n_val = int(n * cfg.test_fraction), int(n * cfg.val_fraction)
+    if n_test < 1 or n_val < 1:
+        raise HPOError(f"too few bars ({n} dates) to cut validation and test splits; use a longer date range")
+    return {"val_start": union[n - n_test - n_val], "test_start": union[n - n_test]}
+
+
+def segment_bounds(dates: pd.DatetimeIndex, cuts: dict[str, pd.Timestamp], embargo: int) -> dict[str, tuple[int, int]]:
+    """[start, end) rows of each split for one symbol: cut at the shared dates, embargo after each cut."""
+    val_cut, test_cut = (int(dates.searchsorted(cuts[k])) for k in ("val_start", "test_start"))
+    return {"train": (0, val_cut), "val": (val_cut + embargo, test_cut), "test": (test_cut + embargo, len(dates))}
 
 
 def sample_rows(start: int, end: int, cfg: DataConfig) -> np.ndarray:
@@ -95,44 +173,46 @@ def _symbol_rows(symbol: str, frame: pd.DataFrame, cfg: DataConfig) -> _SymbolRo
     if not finite[first_valid:].all():
         bad = frame.index[first_valid + int(np.argmin(finite[first_valid:]))]
         raise HPOError(f"symbol {symbol}: indicators are not finite at {bad:%Y-%m-%d} (check the bars there)")
-    features, returns, dates = features[first_valid:], returns[first_valid:], frame.index[first_valid:]
-    segments = segment_bounds(len(features), cfg)
+    if first_valid >= len(finite):
+        raise HPOError(f"symbol {symbol}: too few rows ({len(frame)} bars) to compute the indicators; use a longer date range")
+    return _SymbolRows(features[first_valid:], returns[first_valid:], frame.index[first_valid:])
+
+
+def _check_segments(symbol: str, r: _SymbolRows, segments: dict[str, tuple[int, int]], cfg: DataConfig) -> None:
     # Each split needs at least one full window plus its label.
     need = cfg.sequence_length + cfg.horizon
     for split, (start, end) in segments.items():
         if end - start < need:
             raise HPOError(
-                f"symbol {symbol}: too few rows ({len(frame)} bars, {len(features)} after indicator "
-                f"warm-up) for a {split} split with sequence_length={cfg.sequence_length} and "
-                f"horizon={cfg.horizon}; use a longer date range"
+                f"symbol {symbol}: too few rows in the {split} split ({max(end - start, 0)} bars; "
+                f"the symbol has {len(r.dates)} bars after indicator warm-up, {r.dates[0]:%Y-%m-%d} .. "
+                f"{r.dates[-1]:%Y-%m-%d}) for sequence_length={cfg.sequence_length} and horizon={cfg.horizon}; "
+                "use a longer date range"
             )
-    return _SymbolRows(features, returns, dates, segments)
-
-
-def _windows(values: np.ndarray, rows: np.ndarray, length: int) -> np.ndarray:
-    # (n_rows - L + 1, F, L) view -> the windows ending at each row in `rows`, as (N, L, F).
-    view = np.lib.stride_tricks.sliding_window_view(values, length, axis=0)
-    return np.ascontiguousarray(view[rows - length + 1].transpose(0, 2, 1), dtype=np.float32)
 
 
 def build_windows(frames: dict[str, pd.DataFrame], cfg: DataConfig) -> WindowedData:
     if not frames:
         raise HPOError("no symbols to train on")
     per_symbol = {symbol: _symbol_rows(symbol, frame, cfg) for symbol, frame in frames.items()}
+    cuts = calendar_cuts([r.dates for r in per_symbol.values()], cfg)
+    segments = {symbol: segment_bounds(r.dates, cuts, cfg.embargo_bars) for symbol, r in per_symbol.items()}
+    for symbol, r in per_symbol.items():
+        _check_segments(symbol, r, segments[symbol], cfg)
     scaler = StandardScaler().fit(
-        np.concatenate([r.features[slice(*r.segments["train"])] for r in per_symbol.values()])
+        np.concatenate([r.features[slice(*segments[s]["train"])] for s, r in per_symbol.items()])
     )
     parts: dict[str, list[tuple]] = {split: [] for split in SPLITS}
     boundaries: dict[str, dict[str, pd.Timestamp]] = {}
     for symbol, r in per_symbol.items():
-        scaled = scaler.transform(r.features)
         boundaries[symbol] = {}
-        for split, (start, end) in r.segments.items():
+        for split, (start, end) in segments[symbol].items():
             rows = sample_rows(start, end, cfg)
             returns = r.returns[rows]
             parts[split].append(
                 (
-                    _windows(scaled, rows, cfg.sequence_length),
+                    scaler.transform(r.features[start:end]).astype(np.float32),
+                    rows - start,  # decision bars, relative to the segment
                     direction_classes(returns, cfg.num_classes, cfg.direction_threshold),
                     returns.astype(np.float32),
                     [symbol] * len(rows),
@@ -141,8 +221,11 @@ def build_windows(frames: dict[str, pd.DataFrame], cfg: DataConfig) -> WindowedD
             )
             boundaries[symbol][f"{split}_start"] = r.dates[start]
             boundaries[symbol][f"{split}_end"] = r.dates[end - 1]
-    splits = {split: _concat(parts[split]) for split in SPLITS}
-    return WindowedData(**splits, scaler=scaler, num_classes=cfg.num_classes, boundaries=boundaries)
+    splits = {split: _concat(parts[split], cfg.sequence_length) for split in SPLITS}
+    return WindowedData(
+        **splits, scaler=scaler, num_classes=cfg.num_classes, boundaries=boundaries, cuts=cuts,
+        source_digest=frames_digest(frames),
+    )
 
 
 def prepare_windows(
@@ -154,13 +237,16 @@ def prepare_windows(
     return build_windows(frames, cfg), notice
 
 
-def _concat(parts: list[tuple]) -> Split:
+def _concat(parts: list[tuple], length: int) -> Split:
+    offsets = np.cumsum([0] + [len(p[0]) for p in parts[:-1]])
     return Split(
-        x=torch.from_numpy(np.concatenate([p[0] for p in parts])),
-        y_class=torch.from_numpy(np.concatenate([p[1] for p in parts])),
-        y_return=torch.from_numpy(np.concatenate([p[2] for p in parts])),
-        symbols=[s for p in parts for s in p[3]],
-        dates=[d for p in parts for d in p[4]],
+        rows=torch.from_numpy(np.concatenate([p[0] for p in parts])),
+        ends=torch.from_numpy(np.concatenate([p[1] + offset for p, offset in zip(parts, offsets)]).astype(np.int64)),
+        length=length,
+        y_class=torch.from_numpy(np.concatenate([p[2] for p in parts])),
+        y_return=torch.from_numpy(np.concatenate([p[3] for p in parts])),
+        symbols=[s for p in parts for s in p[4]],
+        dates=[d for p in parts for d in p[5]],
     )
 
 
@@ -185,7 +271,7 @@ class WindowLoader:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)) if self.shuffle else torch.arange(n)
         for i in range(0, n, self.batch_size):
             idx = order[i : i + self.batch_size]
-            yield self.split.x[idx], self.split.y_class[idx], self.split.y_return[idx]
+            yield self.split.windows(idx), self.split.y_class[idx], self.split.y_return[idx]
 
 
 def split_from_loader(loader: object) -> Split:
@@ -197,4 +283,4 @@ def split_from_loader(loader: object) -> Split:
         xs, ys, rs = zip(*batches)
     except (TypeError, ValueError):
         raise HPOError("data_loaders must yield (x, y_class, y_return) batches") from None
-    return Split(torch.cat(xs).float(), torch.cat(ys).long(), torch.cat(rs).float().reshape(-1))
+    return Split.from_windows(torch.cat(xs).float(), torch.cat(ys).long(), torch.cat(rs).float().reshape(-1))

@@ -1,0 +1,35 @@
+"""What makes two trials comparable, stored with the study so that a resume cannot mix incomparable ones.
+
+Trials are comparable when they were trained on the same samples (data source, the symbols actually
+loaded, dates, window and split settings, the bars themselves), drew from the same search space, had
+the same epoch budget and pruning rule, and scored the same way (training settings). Limits that only
+mark a trial infeasible (size, time) and where it runs (device, workers) may change between runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import OptimizationConfig
+from .windows import WindowedData
+
+USER_ATTR = "fingerprint"
+
+
+def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
+    """A flat mapping of dotted field names to JSON values."""
+    cfg = config.model_dump(mode="json")
+    fields: dict[str, Any] = {f"data.{k}": v for k, v in cfg["data"].items() if k != "cache_dir"}
+    # Loaders give samples, not bars: their digest is of the samples; files and sources, of the bars.
+    fields["data.symbols_loaded"] = sorted(data.boundaries) or None
+    fields["data.digest"] = data.source_digest or data.samples_digest()
+    fields["search_space"] = cfg["search_space"]
+    fields["max_epochs_per_trial"] = cfg["max_epochs_per_trial"]
+    fields.update({f"pruning.{k}": v for k, v in cfg["pruning"].items()})
+    fields.update({f"training.{k}": v for k, v in cfg["training"].items() if k != "device"})
+    return fields
+
+
+def fingerprint_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The dotted names of the fields whose values differ (or exist on one side only), sorted."""
+    return sorted(k for k in set(stored) | set(current) if stored.get(k, "<absent>") != current.get(k, "<absent>"))

@@ -226,3 +226,12 @@ def test_analyze_leaves_a_running_study_untouched(tmp_path):
     assert "1 running" in (tmp_path / "optimization_summary.txt").read_text()
     study.tell(running, [0.8, 0.2])
     assert [t.state for t in optuna.load_study(study_name="live", storage=url).trials][-1] == optuna.trial.TrialState.COMPLETE
+
+
+def test_summary_reads_for_a_person(planted_dir):
+    summary = (planted_dir / "optimization_summary.txt").read_text()
+    assert "Trials: 47 total; 40 complete, 6 pruned, 1 failed, 0 running; 1 infeasible" in summary
+    assert "Why trials stopped early: pruned at epoch 2: 6; failed: TrialDiverged: loss became nan at epoch 1: 1" in summary
+    assert "Rank 1: trial " in summary and "vs majority-class rate 0.5500" in summary
+    importance = summary.split("Most important parameters")[1]
+    assert "accuracy: learning_rate" in importance and "model_size: lstm_hidden_dim" in importance

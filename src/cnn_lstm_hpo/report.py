@@ -8,7 +8,6 @@ stored study: optimization_analysis.json, plots/, optimization_summary.txt and r
 from __future__ import annotations
 
 import html
-import json
 import logging
 import math
 import re
@@ -31,6 +30,8 @@ from .space import decode_params
 
 log = logging.getLogger("cnn_lstm_hpo")
 DEFAULT_WEIGHTS = {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2}
+SOURCES = {"sample": "sample (real S&P 500 and NASDAQ Composite daily bars shipped by the arch package)",
+           "synthetic": "synthetic (generated series with a planted, learnable signal)"}
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -84,7 +85,8 @@ def pareto_figure(study: optuna.Study) -> go.Figure | str:
         name = ("Pareto front (feasible)" if set(numbers) <= front
                 else "infeasible (a limit broken)" if not any(map(is_feasible, trials)) else "dominated")
         trace.update(name=name, showlegend=True, text=[_hover(t, objectives) for t in trials])
-    fig.update_layout(legend={"x": 0, "y": 1, "bgcolor": "rgba(255,255,255,0.7)"})
+    fig.update_layout(legend={"x": 0, "y": 1, "bgcolor": "rgba(255,255,255,0.7)"},
+                      height=700 if len(objectives) == 3 else 500)
     return fig
 
 
@@ -183,7 +185,7 @@ def render_report(study: optuna.Study, analysis: dict[str, Any], summary: str) -
         [r["rank"], r["trial_number"], *[r["objectives"][o] for o in objectives], r["val_accuracy"], r["majority_rate"],
          r.get("n_val_samples"), r.get("p_holm"), r.get("ci95") and f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
          r.get("beats_majority"), r["regression_score"],
-         json.dumps(decode_params(by_number[r["trial_number"]].params))]
+         ", ".join(f"{k}={_fmt(v, 3)}" for k, v in decode_params(by_number[r["trial_number"]].params).items())]
         for r in base["configurations"]
     ]
     best_table = _table(
@@ -260,10 +262,14 @@ def run_context(study: optuna.Study, config: OptimizationConfig | None) -> dict[
         context["trial_minutes"] = sum(t.duration.total_seconds() for t in trials if t.duration) / 60
     if config is not None:
         data = config.data
+        # The symbols the data actually gave, where the study recorded them (its fingerprint).
+        fingerprint = study.user_attrs.get("fingerprint")
+        loaded = fingerprint.get("data.symbols_loaded") if isinstance(fingerprint, dict) else None
         context.update(
             scenario=config.scenario,
-            data=f"{data.source}" + (f" from {data.start}" if data.start else "") + (f" to {data.end}" if data.end else ""),
-            symbols=", ".join(config.symbols) if config.symbols else "all in the source",
+            data=SOURCES.get(data.source, data.source)
+            + (f" from {data.start}" if data.start else "") + (f" to {data.end}" if data.end else ""),
+            symbols=", ".join(config.symbols or loaded or []) or "all in the source",
             budget=f"{config.n_trials} trials, up to {config.max_epochs_per_trial} epochs each, "
             f"timeout {config.timeout_hours} h, max model {config.max_model_size_mb} MB, "
             f"max training {config.max_training_time_minutes} min per trial",

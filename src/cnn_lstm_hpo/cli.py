@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -57,6 +58,8 @@ def _setup_logging(quiet: bool) -> None:
     logger.propagate = False
     # Our progress line replaces Optuna's per-trial INFO lines.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna's notices about its own experimental arguments are not the user's business: one line stays one line.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 @app.command()

@@ -22,7 +22,6 @@ app.add_typer(scenarios_app, name="scenarios")
 
 EXIT_STUDY_FAILED = 1  # every trial failed: nothing to report, the reason is on stderr
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 EXIT_LEAK = 3  # the shuffled-label control beat the baseline: the test numbers cannot be trusted
 
 
@@ -50,14 +49,15 @@ def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
-def _setup_logging(quiet: bool) -> None:
+def _setup_logging(quiet: bool, debug: bool = False) -> None:
     # Our own handler on our logger, bound to the current stderr (each CLI call may have its own).
     logger = logging.getLogger("cnn_lstm_hpo")
     logger.handlers = [logging.StreamHandler(sys.stderr)]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
-    # Our progress line replaces Optuna's per-trial INFO lines.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Our progress line replaces Optuna's per-trial INFO lines; a failed trial's reason is recorded
+    # with it (and in the summary), so Optuna's traceback of it shows only with --debug.
+    optuna.logging.set_verbosity(optuna.logging.WARNING if debug else optuna.logging.ERROR)
     # Optuna's notices about its own experimental arguments are not the user's business: one line stays one line.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -81,11 +81,15 @@ def optimize(
     retrain_top_k: Optional[int] = typer.Option(
         None, "--retrain-top-k", help="After the study, retrain the top K configurations (as `retrain --top-k K`)."
     ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="Worker processes on this machine sharing the study (storage: a journal file)."
+    ),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per worker (default: cores / workers)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and the final summary."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Run (or resume) a multi-objective study and write the guide's result files."""
-    _setup_logging(quiet)
+    _setup_logging(quiet, debug)
     with _user_errors(debug):
         from .retrain import RetrainSettings
         from .study import MultiObjectiveOptimizer
@@ -103,6 +107,8 @@ def optimize(
             "study_name": study_name,
             "seed": seed,
             "pruning": {"enabled": False} if no_pruning else None,
+            "workers": workers,
+            "threads": threads,
             "data": {
                 k: v
                 for k, v in {"source": data, "start": start and start.date(), "end": end and end.date()}.items()
@@ -112,17 +118,53 @@ def optimize(
         # Only the flags the user gave override the scenario.
         config = build_config(scenario, {k: v for k, v in overrides.items() if v is not None})
         optimizer = MultiObjectiveOptimizer(config, explicit_symbols=bool(symbols), progress=not quiet)
-        try:
+        with _interrupts(f"run the same command again to resume study {config.resolved_study_name!r}"):
             optimizer.optimize()
-        except KeyboardInterrupt:
-            typer.echo(f"\ninterrupted; run the same command again to resume study {config.resolved_study_name!r}", err=True)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
         summary = (config.save_dir / "optimization_summary.txt").read_text()
         typer.echo(summary)
-        typer.echo(f"results in {config.save_dir}/ ; live view: optuna-dashboard {config.resolved_storage}")
+        where = f"--storage {config.storage}" if config.storage else f"--save-dir {config.save_dir}"
+        typer.echo(f"results in {config.save_dir}/ ; live view: cnn-lstm-hpo dashboard {where}")
         if retrain_settings is not None:
             assert optimizer.study is not None
             _retrain_and_report(config, optimizer.study, optimizer.data, retrain_settings)
+
+
+@contextlib.contextmanager
+def _interrupts(resume_hint: str) -> Iterator[None]:
+    """Ctrl-C / SIGTERM: the optimizer has recorded the trial and written the files; say how to go on."""
+    from .workers import exit_code_of
+
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        typer.echo(f"\ninterrupted; {resume_hint}", err=True)
+        raise typer.Exit(exit_code_of(interrupt)) from None
+
+
+@app.command()
+def worker(
+    storage: str = typer.Option(..., "--storage", help="The study's storage URL (journal:///... or postgresql://...)."),
+    study_name: str = typer.Option(..., "--study-name"),
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Where this worker writes (default: the study's)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
+    worker_id: Optional[int] = typer.Option(None, "--worker-id", help="Distinct per worker (default: from host and pid)."),
+    no_outputs: bool = typer.Option(False, "--no-outputs", help="Leave the study-level files to another process."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Join a running study from another process or machine, with the configuration stored in it."""
+    _setup_logging(quiet, debug)
+    with _user_errors(debug):
+        from .study import MultiObjectiveOptimizer, stored_study_config
+        from .workers import default_worker_id
+
+        config = stored_study_config(storage, study_name, save_dir=save_dir, threads=threads)
+        optimizer = MultiObjectiveOptimizer(
+            config, progress=not quiet, worker_id=default_worker_id() if worker_id is None else worker_id,
+            write_outputs=not no_outputs,
+        )
+        with _interrupts(f"run the same command again to rejoin study {study_name!r}"):
+            optimizer.optimize()
 
 
 @app.command("data")
@@ -210,7 +252,7 @@ def retrain(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Retrain the study's top-k configurations, test each once, save retrained_model_<k>/ and register them."""
-    _setup_logging(quiet)
+    _setup_logging(quiet, debug)
     with _user_errors(debug):
         from .retrain import DEFAULT_EPOCHS, RetrainSettings, load_saved_study
         from .windows import prepare_windows
@@ -267,6 +309,20 @@ def analyze(
                "plots/, optimization_summary.txt, report.html")
     if problems:  # already logged as warnings; the parts that worked are written
         raise typer.Exit(1)
+
+
+@app.command()
+def dashboard(
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="A study's --save-dir (its study.db)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL (instead of --save-dir)."),
+    port: int = typer.Option(8080, "--port", help="Port on 127.0.0.1."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Live view of a study (running or finished) in optuna-dashboard, on 127.0.0.1 only."""
+    with _user_errors(debug):
+        from .dashboard import serve
+
+        serve(save_dir=save_dir, storage=storage, port=port)
 
 
 @scenarios_app.command("list")

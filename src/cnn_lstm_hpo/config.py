@@ -8,6 +8,7 @@ unknown keys and wrong types fail with the dotted path of the bad field.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import HPOError
+from .storage import default_url
 from .space import DEFAULT_SEARCH_SPACE, PARAM_NAMES, ParamSpec, check_spec
 
 Objective = Literal["accuracy", "training_time", "model_size"]
@@ -115,7 +117,11 @@ class OptimizationConfig(_Section):
     pruning_interval_steps: int = Field(1, ge=1)
     seed: int = Field(42, ge=0, lt=2**31)  # numpy/Optuna seeds must be >= 0; later trials add their number
     save_dir: Path = Path("hyperopt_results")
-    storage: str | None = None  # SQLAlchemy URL; default sqlite:///<save_dir>/study.db
+    storage: str | None = None  # SQLAlchemy URL or journal:///path; default: see storage.default_url
+    # Worker processes on this machine sharing the study, and torch threads in each (None: cores / workers).
+    workers: int = Field(1, ge=1)
+    threads: int | None = Field(None, ge=1)
+    heartbeat_seconds: int = Field(60, ge=1)  # RDB storages: a trial silent for 3 beats is failed
     study_name: str | None = Field(None, min_length=1, max_length=512)  # default: the scenario name; 512: Optuna's column
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -174,7 +180,12 @@ class OptimizationConfig(_Section):
 
     @property
     def resolved_storage(self) -> str:
-        return self.storage or f"sqlite:///{(self.save_dir / 'study.db').resolve()}"
+        return self.storage or default_url(self.save_dir, self.workers)
+
+    @property
+    def threads_per_worker(self) -> int:
+        """Workers x threads stays within the cores, so workers do not slow each other down."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

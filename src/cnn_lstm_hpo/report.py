@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from .analysis import analyze_study, complete_trials, feasible_front, history, is_feasible, objective_names, unit
 from .config import OptimizationConfig, validate_config
 from .errors import HPOError
+from .storage import default_url, first_line, open_storage, redact
 from .pruning import ParetoRungPruner
 from .plots import write_plots
 from .results import atomic_write_text, ranked_pareto, summary_text, write_json
@@ -327,38 +328,19 @@ def write_analysis_outputs(
 def open_stored_study(save_dir: Path, storage: str | None = None, study_name: str | None = None) -> optuna.Study:
     """Load a study for reading only: no table creation, no sampler state, nothing written, so
     workers still running on the same storage are undisturbed."""
-    url = storage or f"sqlite:///{(Path(save_dir) / 'study.db').resolve()}"
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        # SQLite would silently create an empty database file here.
-        raise HPOError(f"no study storage at {url.removeprefix('sqlite:///')}; pass --storage URL or the --save-dir of a study")
+    url = storage or default_url(Path(save_dir), workers=1)
+    store = open_storage(url, create=False)  # HPOError: no such file, not a database, unreachable
     try:
-        rdb = optuna.storages.RDBStorage(url, skip_table_creation=True, engine_kwargs=_engine_kwargs(url))
-        names = optuna.study.get_all_study_names(storage=rdb)
+        names = optuna.study.get_all_study_names(storage=store)
     except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver and schema errors all mean "cannot read"
-        root: BaseException = error
-        while root.__cause__ is not None or root.__context__ is not None:  # Optuna wraps the driver's words
-            root = root.__cause__ or root.__context__  # type: ignore[assignment]
-        first = (str(root).splitlines() or [type(root).__name__])[0]
-        raise HPOError(f"cannot read storage {_redact(url)}: {first}") from None
+        raise HPOError(f"cannot read storage {redact(url)}: {first_line(error)}") from None
     if study_name is None:
         if len(names) != 1:
-            raise HPOError(f"storage {_redact(url)} holds {len(names)} studies ({', '.join(names) or 'none'}); pass --study-name")
+            raise HPOError(f"storage {redact(url)} holds {len(names)} studies ({', '.join(names) or 'none'}); pass --study-name")
         study_name = names[0]
     if study_name not in names:
-        raise HPOError(f"no study {study_name!r} in {_redact(url)}; it holds: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=study_name, storage=rdb, sampler=optuna.samplers.RandomSampler())
-
-
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    # Wait for a writer's lock instead of failing at once while workers write.
-    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+        raise HPOError(f"no study {study_name!r} in {redact(url)}; it holds: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=study_name, storage=store, sampler=optuna.samplers.RandomSampler())
 
 
 def _summary(study: optuna.Study, objectives: list[str], weights: dict[str, float], analysis: dict[str, Any],

@@ -32,6 +32,7 @@ from .checkpoint import checkpoint_meta, save_checkpoint
 from .config import OptimizationConfig, TrainingConfig, build_config
 from .data import load_frames
 from .errors import HPOError, TrialDiverged
+from .storage import open_storage, redact
 from .features import direction_classes
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .objectives import evaluate_predictions
@@ -85,22 +86,12 @@ def load_saved_study(save_dir: Path) -> tuple[OptimizationConfig, optuna.Study]:
     # The folder may have moved since the study ran: the save dir given now wins.
     config = build_config(str(resolved), {"save_dir": save_dir})
     url = config.resolved_storage
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise HPOError(f"study storage not found: {url.removeprefix('sqlite:///')}")
+    storage = open_storage(url, create=False)
     try:
-        study = optuna.load_study(study_name=config.resolved_study_name, storage=url)
+        study = optuna.load_study(study_name=config.resolved_study_name, storage=storage)
     except KeyError:
-        raise HPOError(f"no study named {config.resolved_study_name!r} in {_redact(url)}") from None
-    except Exception as error:  # SQLAlchemy/driver errors: an unreachable or broken storage
-        raise HPOError(f"cannot open storage {_redact(url)}: {str(error).splitlines()[0]}") from None
+        raise HPOError(f"no study named {config.resolved_study_name!r} in {redact(url)}") from None
     return config, study
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 # --- metrics and baselines ------------------------------------------------------------------------
@@ -437,10 +428,10 @@ def _register(report: RetrainReport, config: OptimizationConfig, study_name: str
         report.results["registry"] = {"uri": uri, "registered": False, "reason": str(missing)}
         report.lines.append(f"registry: not used ({missing})")
     except RegistryError as error:
-        report.registry_error = f"model registry at {_redact(uri)} unreachable ({error}); local models kept in {config.save_dir}"
-        report.results["registry"] = {"uri": _redact(uri), "registered": False, "reason": str(error)}
+        report.registry_error = f"model registry at {redact(uri)} unreachable ({error}); local models kept in {config.save_dir}"
+        report.results["registry"] = {"uri": redact(uri), "registered": False, "reason": str(error)}
         report.lines.append(f"registry: {report.registry_error}")
     else:
-        report.results["registry"] = {"uri": _redact(uri), "registered": True, **outcome}
+        report.results["registry"] = {"uri": redact(uri), "registered": True, **outcome}
         report.lines.append(f"registry: {outcome['message']}")
     write_json(report.path, report.results)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
 import optuna
 import torch
-import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import OptimizationConfig
+from .config import OptimizationConfig, validate_config
 from .errors import HPOError, StudyFailed
 from .fingerprint import USER_ATTR as FINGERPRINT
 from .fingerprint import fingerprint_differences, study_fingerprint
@@ -23,50 +23,52 @@ from .monitor import TimeLimitExceeded, TrialMonitor, multi_objective_pruner, si
 from .progress import ProgressLine
 from .results import atomic_write_text, trial_record, write_json, write_study_outputs
 from .space import suggest
+from .storage import check_url_for_workers, close_storage, open_storage, redact
 from .train import Trainer, resolve_device
 from .windows import WindowedData, prepare_windows, split_from_loader
+from .workers import (
+    OUTPUT_LOCK, SLOT_LOCK, FileLock, exit_code_of, fail_dead_local_trials, ignore_further_signals, raise_on_sigterm,
+    spawn_workers, this_worker, wait_for, worker_seed,
+)
 
 log = logging.getLogger("cnn_lstm_hpo")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    try:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError, OSError) as error:
-        raise HPOError(f"cannot open storage {_redact(url)}: {str(error).splitlines()[0]}") from None
-
-
 def open_study(
     config: OptimizationConfig,
     fingerprint: dict[str, Any] | None = None,
-    storage: optuna.storages.RDBStorage | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
+    *,
+    worker_id: int = 0,
 ) -> optuna.Study:
-    """Create the study or load it by name; refuses one whose objectives or fingerprint differ."""
+    """Create the study or load it by name; refuses one whose objectives or fingerprint differ.
+
+    The config is stored with the study, so ``cnn-lstm-hpo worker`` can join it from anywhere.
+    """
     url = config.resolved_storage
-    storage = storage or open_storage(url)
+    storage = storage or open_storage(url, heartbeat_seconds=config.heartbeat_seconds)
     name = config.resolved_study_name
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     if name in existing:
         stored = existing[name].user_attrs.get("objectives")
         if stored is not None and stored != config.objectives:
             raise HPOError(
-                f"study {name!r} in {_redact(url)} optimises {stored}, not {config.objectives}; "
+                f"study {name!r} in {redact(url)} optimises {stored}, not {config.objectives}; "
                 "use another --study-name or the same objectives"
             )
     study = optuna.create_study(
         storage=storage, study_name=name, directions=directions(config.objectives), load_if_exists=True
     )
-    study.set_user_attr("objectives", config.objectives)
-    if fingerprint is not None:
+    if fingerprint is not None:  # first: a refused resume must not write anything into the study
         _check_fingerprint(study, fingerprint, url)
+    study.set_user_attr("objectives", config.objectives)
+    study.set_user_attr("config", config.model_dump(mode="json", exclude={"workers", "threads"}))
     study.pruner = single_objective_pruner(config)
-    # A resumed study must not replay the same random start-up points: offset the seed.
+    # A resumed study and each worker must not replay the same random start-up points.
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     study.sampler = optuna.samplers.TPESampler(
-        seed=config.seed + finished,
+        seed=worker_seed(config.seed, finished, worker_id),
         n_startup_trials=config.sampler.n_startup_trials,
         constant_liar=True,  # several workers must not all propose the same point
     )
@@ -85,21 +87,29 @@ def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str) -
             for k in differ
         ]
         raise HPOError(
-            f"study {study.study_name!r} in {_redact(url)} was run with other settings: {'; '.join(shown)}; "
+            f"study {study.study_name!r} in {redact(url)} was run with other settings: {'; '.join(shown)}; "
             "its trials would not be comparable: resume with the same settings or use another --study-name"
         )
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    # SQLite waits for a lock instead of failing at once when a reader (e.g. the dashboard) holds it.
-    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+def stored_study_config(
+    url: str, study_name: str, *, save_dir: Path | None = None, threads: int | None = None
+) -> OptimizationConfig:
+    """The configuration a study was started with (stored in it), to join it as one more worker."""
+    storage = open_storage(url, create=False)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        raise HPOError(f"no study {study_name!r} in {redact(url)}; it holds: {', '.join(names) or 'none'}") from None
+    raw = study.user_attrs.get("config")
+    if raw is None:
+        raise HPOError(f"study {study_name!r} stores no configuration (not started by cnn-lstm-hpo optimize); run optimize for it")
+    close_storage(storage)
+    overrides = {"storage": url, "study_name": study_name, "workers": 1, "threads": threads}
+    if save_dir is not None:
+        overrides["save_dir"] = str(save_dir)
+    return validate_config({**raw, **overrides}, f"study {study_name!r}")
 
 
 def all_failed(study: optuna.Study) -> str | None:
@@ -128,8 +138,14 @@ class MultiObjectiveOptimizer:
         *,
         explicit_symbols: bool = False,
         progress: bool = True,
+        worker_id: int = 0,
+        write_outputs: bool = True,
     ) -> None:
+        if data_loaders is not None and config.workers > 1:
+            raise HPOError("--workers > 1 reads the data from the config: loaders cannot be shared with worker processes")
         self.config = config
+        self.worker_id = worker_id  # 0: the process the user started; 1..N: workers
+        self.write_outputs = write_outputs  # spawned workers leave the study-level files to their parent
         self.save_dir = Path(config.save_dir)
         self.device = resolve_device(config.training.device)
         self.progress = progress
@@ -206,45 +222,106 @@ class MultiObjectiveOptimizer:
         write_json(self.save_dir / f"trial_{trial.number}_result.json", trial_record(trial, self.config.objectives))
 
     def optimize(self) -> optuna.Study:
-        """Run until ``n_trials`` trials have finished in the study (counting earlier runs) or timeout."""
+        """Run until ``n_trials`` trials have finished in the study (counting earlier runs and every
+        worker's trials) or the run's timeout; with ``workers`` > 1, in that many processes."""
         cfg = self.config
         writable_dir(self.save_dir)  # a file or a read-only folder: one line, before anything is written
-        storage = open_storage(cfg.resolved_storage)
+        url = cfg.resolved_storage
+        check_url_for_workers(url, cfg.workers)
+        if cfg.threads or cfg.workers > 1:  # otherwise torch's own default (or the caller's setting)
+            torch.set_num_threads(cfg.threads_per_worker)
+        storage = open_storage(url, heartbeat_seconds=cfg.heartbeat_seconds)
         try:
-            return self._optimize(open_study(cfg, self.fingerprint, storage))
+            study = self.study = open_study(cfg, self.fingerprint, storage, worker_id=self.worker_id)
+            if self.write_outputs:
+                atomic_write_text(self.save_dir / "resolved_config.yaml", cfg.to_yaml())
+            raise_on_sigterm()
+            try:
+                if cfg.workers > 1:
+                    self._run_workers(study, url)
+                else:
+                    self._run_trials(study)
+            except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: the books first, then exit
+                ignore_further_signals()
+                fail_dead_local_trials(study)
+                self._write_unrecorded_results(study)
+                if self.write_outputs:
+                    self._write_study_files(study, analysis=False)
+                log.warning("interrupted (exit %d): the running trial is recorded as failed", exit_code_of(interrupt))
+                raise
+            if self.write_outputs:
+                self._write_study_files(study, analysis=True)
+            failure = all_failed(study)
+            if failure:
+                raise StudyFailed(failure)
+            return study
         finally:
-            # Pooled connections close; the engine reconnects if the returned study is used again.
-            storage.engine.dispose()
+            close_storage(storage)  # the engine reconnects if the returned study is used again
 
-    def _optimize(self, study: optuna.Study) -> optuna.Study:
+    def _run_trials(self, study: optuna.Study) -> None:
+        """Trials one after another until the study has ``n_trials`` or this run's time is up."""
         cfg = self.config
-        self.study = study
-        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-        atomic_write_text(self.save_dir / "resolved_config.yaml", cfg.to_yaml())
-        remaining = cfg.n_trials - finished
-        if remaining > 0:
-            callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
-                self._write_trial_result,
-                optuna.study.MaxTrialsCallback(cfg.n_trials, states=FINISHED),
-            ]
-            if self.progress:
-                callbacks.append(ProgressLine(cfg.n_trials, cfg.objectives))
-            study.optimize(
-                self.objective,
-                n_trials=remaining,
-                timeout=cfg.timeout,
-                callbacks=callbacks,
-                catch=(Exception,),
-                gc_after_trial=True,
-            )
-        write_study_outputs(study, cfg.objectives, cfg.objective_weights, self.save_dir)
-        from .report import write_analysis_outputs  # lazy: matplotlib and plotly load only here
+        started = time.monotonic()
+        callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [self._write_trial_result]
+        if self.progress:
+            callbacks.append(ProgressLine(cfg.n_trials, cfg.objectives))
+        while cfg.timeout is None or time.monotonic() - started < cfg.timeout:
+            with FileLock(self.save_dir / SLOT_LOCK) as slot:
+                fail_dead_local_trials(study)
+                if len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))) >= cfg.n_trials:
+                    return
+                # The slot is held until the trial exists (the objective's first step releases it).
+                study.optimize(
+                    lambda trial: self._objective_in_slot(trial, slot),
+                    n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=True,
+                )
 
-        write_analysis_outputs(study, self.save_dir, config=cfg)  # never raises: the files above stay
-        failure = all_failed(study)
-        if failure:
-            raise StudyFailed(failure)
-        return study
+    def _objective_in_slot(self, trial: optuna.Trial, slot: FileLock) -> list[float]:
+        slot.release()
+        trial.set_user_attr("worker", this_worker())
+        try:
+            return self.objective(trial)
+        except KeyboardInterrupt:
+            ignore_further_signals()
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+
+    def _run_workers(self, study: optuna.Study, url: str) -> None:
+        cfg = self.config
+        progress = ProgressLine(cfg.n_trials, cfg.objectives) if self.progress else None
+        seen = [-1]
+
+        def report() -> None:
+            finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+            if progress is not None and finished != seen[0] and finished > 0:
+                progress(study, None)  # type: ignore[arg-type]
+            seen[0] = finished
+
+        log.info("%d workers x %d torch threads on %s", cfg.workers, cfg.threads_per_worker, redact(url))
+        processes = spawn_workers(cfg.workers, lambda i: [
+            "worker", "--storage", url, "--study-name", study.study_name, "--save-dir", str(self.save_dir),
+            "--threads", str(cfg.threads_per_worker), "--worker-id", str(i), "--no-outputs", "--quiet",
+        ])
+        wait_for(processes, report)
+        fail_dead_local_trials(study)  # a worker killed mid-trial leaves nothing RUNNING
+        failed = [p.returncode for p in processes if p.returncode not in (0, 1)]  # 1: every trial failed
+        if failed:
+            log.warning("warning: %d worker(s) ended with exit codes %s", len(failed), failed)
+
+    def _write_unrecorded_results(self, study: optuna.Study) -> None:
+        """Result files of this save dir's finished trials that have none (an interrupted trial)."""
+        for trial in study.get_trials(deepcopy=False, states=FINISHED):
+            if not (self.save_dir / f"trial_{trial.number}_result.json").exists():
+                self._write_trial_result(study, trial)
+
+    def _write_study_files(self, study: optuna.Study, *, analysis: bool) -> None:
+        # Under a lock, read from storage inside it: whoever writes last writes the newest state.
+        with FileLock(self.save_dir / OUTPUT_LOCK):
+            write_study_outputs(study, self.config.objectives, self.config.objective_weights, self.save_dir)
+            if analysis:
+                from .report import write_analysis_outputs  # lazy: matplotlib and plotly load only here
+
+                write_analysis_outputs(study, self.save_dir, config=self.config)  # never raises
 
     def retrain_best_models(
         self,

@@ -1,0 +1,103 @@
+"""Study storages by URL: SQLite for one process, a journal file for several on one host, any
+SQLAlchemy database (PostgreSQL) for several machines.
+
+``journal:///abs/path/study.journal`` is our name for Optuna's journal file storage (appends under a
+file lock, safe for many processes on one file system). Every other URL goes to SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .errors import HPOError
+
+JOURNAL = "journal:///"
+SQLITE_FILE = "study.db"
+JOURNAL_FILE = "study.journal"
+
+
+def default_url(save_dir: Path, workers: int) -> str:
+    """Where a study lives when no --storage is given: the save dir's journal once one exists or
+    several workers share the study, its SQLite file otherwise."""
+    save_dir = Path(save_dir).resolve()
+    journal, sqlite = save_dir / JOURNAL_FILE, save_dir / SQLITE_FILE
+    if journal.exists() or (workers > 1 and not sqlite.exists()):
+        return f"{JOURNAL}{journal.as_posix().lstrip('/')}"
+    return f"sqlite:///{sqlite}"
+
+
+def check_url_for_workers(url: str, workers: int) -> None:
+    if workers > 1 and url.startswith("sqlite"):
+        raise HPOError(
+            f"--workers {workers} needs a storage several processes can write: SQLite ({redact(url)}) takes one; "
+            "use a new --save-dir (a journal file is made there), --storage journal:///path/study.journal, "
+            "or --storage postgresql://..."
+        )
+
+
+def is_journal(url: str) -> bool:
+    return url.startswith(JOURNAL)
+
+
+def journal_path(url: str) -> Path:
+    return Path("/" + url.removeprefix(JOURNAL).lstrip("/"))
+
+
+def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool = True) -> optuna.storages.BaseStorage:
+    """The storage behind ``url``; one HPOError line when it cannot be opened.
+
+    ``heartbeat_seconds``: RDB trials record a heartbeat this often, and a trial silent for 3 beats is
+    failed by the next worker that starts a trial (a killed worker leaves nothing RUNNING for good).
+    ``create=False`` opens read-only: nothing is created where nothing is, and errors say "cannot read".
+    """
+    try:
+        if is_journal(url):
+            path = journal_path(url)
+            if not create and not path.is_file():
+                raise HPOError(f"no study storage at {path}; pass --storage URL or the --save-dir of a study")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            if not create and not path.is_file():  # SQLite would silently create an empty file
+                raise HPOError(f"no study storage at {path}; pass --storage URL or the --save-dir of a study")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        beat: dict[str, Any] = {}
+        if heartbeat_seconds:
+            beat = {"heartbeat_interval": heartbeat_seconds, "grace_period": 3 * heartbeat_seconds}
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_table_creation=not create, **beat)
+    except HPOError:
+        raise
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver, schema and file errors all mean "cannot open"
+        raise HPOError(f"cannot {'open' if create else 'read'} storage {redact(url)}: {first_line(error)}") from None
+
+
+def close_storage(storage: optuna.storages.BaseStorage) -> None:
+    """Close pooled database connections; the engine reconnects if the storage is used again."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of the innermost error: Optuna and SQLAlchemy wrap the driver's words."""
+    root: BaseException = error
+    while root.__cause__ is not None or root.__context__ is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    return (str(root).splitlines() or [type(root).__name__])[0]
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    # SQLite waits for a lock instead of failing at once when a reader (e.g. the dashboard) holds it.
+    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

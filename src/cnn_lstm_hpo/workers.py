@@ -1,0 +1,153 @@
+"""Several processes on one study: trial slots, worker identity and seeds, dead workers, signals.
+
+- A **trial slot** is taken under a file lock in the save dir: count the study's trials, and only if
+  the target is not reached create the next one (the lock is released as soon as the trial exists).
+  So processes sharing a save dir reach ``n_trials`` exactly. Workers on other machines use their
+  own save dir: there the target can be passed by the trials that start at the same moment.
+- Each trial records the **worker** (host:pid) that runs it; a process starting on the same host
+  fails the RUNNING trials of workers that no longer exist. RDB storages also use Optuna's
+  heartbeats, which catch dead workers on any host.
+- **Signals**: SIGTERM raises :class:`Interrupted` (a KeyboardInterrupt), like Ctrl-C does, so the
+  running trial is recorded FAIL ("interrupted") and the result files are written before exit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+from types import FrameType
+from typing import Callable
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+SLOT_LOCK = ".trial-slots.lock"
+OUTPUT_LOCK = ".outputs.lock"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) received: finish the books and exit with 128 + signal."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def exit_code_of(interrupt: KeyboardInterrupt) -> int:
+    return interrupt.exit_code if isinstance(interrupt, Interrupted) else 128 + signal.SIGINT
+
+
+def raise_on_sigterm() -> None:
+    """SIGTERM -> Interrupted, in the main thread; also where SIGINT is ignored (background jobs)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def ignore_further_signals() -> None:
+    """After the first interrupt: let the result files be written whole."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class FileLock:
+    """An exclusive ``flock`` on a file in the save dir; released by ``release`` (idempotent) or on exit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: int | None = None
+
+    def __enter__(self) -> FileLock:
+        self.handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def release(self) -> None:
+        if self.handle is not None:
+            os.close(self.handle)  # closing drops the flock
+            self.handle = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def default_worker_id() -> int:
+    """A worker id for a process joining from anywhere: from its host and pid, never 0."""
+    return zlib.crc32(this_worker().encode()) or 1
+
+
+def worker_seed(seed: int, finished: int, worker_id: int) -> int:
+    """The sampler seed of one process: a resumed study and every worker draw a different stream.
+
+    Worker 0 (a single process) keeps ``seed + finished``; others mix in their identity.
+    """
+    if worker_id == 0:
+        return seed + finished
+    return int(np.random.SeedSequence([seed, finished, worker_id]).generate_state(1)[0] % 2**31)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials whose worker ran on this host and no longer exists; their numbers."""
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get("worker", ""))
+        worker_host, _, pid = worker.rpartition(":")
+        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        # The trial is not ours to hold, so set the reason through the storage, then end it.
+        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {worker} died")  # noqa: SLF001
+        study.tell(trial.number, state=TrialState.FAIL)
+        failed.append(trial.number)
+    return failed
+
+
+def spawn_workers(count: int, args: Callable[[int], list[str]]) -> list[subprocess.Popen]:
+    """``count`` worker processes of this CLI; worker ids 1..count."""
+    return [subprocess.Popen([sys.executable, "-m", "cnn_lstm_hpo.cli", *args(i)]) for i in range(1, count + 1)]
+
+
+def wait_for(processes: list[subprocess.Popen], on_tick: Callable[[], None], every: float = 2.0) -> None:
+    """Wait for every process; ``on_tick`` between checks. An interrupt is passed on to them, then waited out."""
+    try:
+        while any(p.poll() is None for p in processes):
+            on_tick()
+            time.sleep(every)
+    except KeyboardInterrupt as interrupt:
+        ignore_further_signals()
+        signum = interrupt.signum if isinstance(interrupt, Interrupted) else signal.SIGINT
+        for p in processes:
+            if p.poll() is None:
+                p.send_signal(signum)  # a terminal's Ctrl-C reached them already; a kill did not
+        for p in processes:
+            p.wait()
+        raise
+    on_tick()

@@ -143,7 +143,8 @@ def bar_gaps(index: pd.DatetimeIndex, frequency: BarFrequency | None = None) -> 
         same_day = pd.Series(index[1:].normalize() == index[:-1].normalize(), index=index[:-1])
         inside = same_day & (spacing > frequency.interval)
         counts = spacing[inside].value_counts()
-        recurring = counts[counts >= 0.1 * index.normalize().nunique()].index
+        # At least twice: with few days, one missing bar would otherwise count as a recurring break.
+        recurring = counts[counts >= max(2, 0.1 * index.normalize().nunique())].index
         is_gap = (inside & ~spacing.isin(recurring)) | (spacing > pd.Timedelta(days=4))
     gaps = spacing[is_gap]
     if gaps.empty:

@@ -162,3 +162,19 @@ def test_interrupt_mid_trial_records_it_and_exits_with_128_plus_signal(tmp_path,
     assert record["state"] == "FAIL" and record["fail_reason"] == "interrupted"
     json.loads((save / "best_configurations.json").read_text())  # complete, parseable
     assert "1 failed" in (save / "optimization_summary.txt").read_text()
+
+
+def test_three_workers_on_a_real_postgresql_server(tmp_path, postgres_url):
+    save = tmp_path / "run"
+    result = subprocess.run(
+        cli("optimize", "--scenario", str(scenario(tmp_path, 6, 1)), "--save-dir", str(save), "--workers", "3",
+            "--storage", postgres_url, "--study-name", "pg_workers", "--quiet"),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    trials = optuna.load_study(study_name="pg_workers", storage=postgres_url).get_trials()
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 3
+    first = sorted(trials, key=lambda t: t.datetime_start)[:3]
+    assert len({json.dumps(t.params, sort_keys=True) for t in first}) == 3

@@ -255,3 +255,22 @@ def test_optimize_closes_its_database_connections_and_files_honour_the_umask(tmp
         os.umask(old)
     for name in ("best_configurations.json", "trial_0_result.json", "optimization_summary.txt", "resolved_config.yaml"):
         assert stat.S_IMODE((config.save_dir / name).stat().st_mode) == 0o644, name
+
+
+@pytest.mark.parametrize(
+    ("kind", "sampler_class"),
+    [("tpe", optuna.samplers.TPESampler), ("gp", optuna.samplers.GPSampler),
+     ("nsga2", optuna.samplers.NSGAIISampler), ("random", optuna.samplers.RandomSampler)],
+)
+def test_sampler_choice_is_optunas_own_and_seeded(tmp_path, kind, sampler_class):
+    from cnn_lstm_hpo.study import open_study
+
+    config = tiny_config(tmp_path, sampler={"type": kind, "n_startup_trials": 0, "population_size": 4})
+    config.save_dir.mkdir(parents=True)
+    draws = []
+    for _ in range(2):  # the same seed draws the same first point
+        study = open_study(config.model_copy(update={"study_name": f"{kind}{len(draws)}"}))
+        assert type(study.sampler) is sampler_class
+        trial = study.ask()
+        draws.append(trial.suggest_float("x", 0.0, 1.0))
+    assert draws[0] == draws[1]

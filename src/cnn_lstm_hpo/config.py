@@ -86,7 +86,10 @@ class TrainingConfig(_Section):
 
 
 class SamplerConfig(_Section):
-    n_startup_trials: int = Field(10, ge=0)
+    # Optuna's samplers, seeded; all read the constraints recorded with trial.set_constraint.
+    type: Literal["tpe", "gp", "nsga2", "random"] = "tpe"
+    n_startup_trials: int = Field(10, ge=0)  # tpe, gp: random trials before the model takes over
+    population_size: int = Field(50, ge=2)  # nsga2
 
 
 class PruningConfig(_Section):

@@ -12,7 +12,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import OptimizationConfig, validate_config
+from .config import OptimizationConfig, SamplerConfig, validate_config
 from .errors import HPOError, StudyFailed
 from .fingerprint import USER_ATTR as FINGERPRINT
 from .fingerprint import fingerprint_differences, study_fingerprint
@@ -67,12 +67,19 @@ def open_study(
     study.pruner = single_objective_pruner(config)
     # A resumed study and each worker must not replay the same random start-up points.
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-    study.sampler = optuna.samplers.TPESampler(
-        seed=worker_seed(config.seed, finished, worker_id),
-        n_startup_trials=config.sampler.n_startup_trials,
-        constant_liar=True,  # several workers must not all propose the same point
-    )
+    study.sampler = make_sampler(config.sampler, worker_seed(config.seed, finished, worker_id))
     return study
+
+
+def make_sampler(cfg: SamplerConfig, seed: int) -> optuna.samplers.BaseSampler:
+    if cfg.type == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
+    if cfg.type == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=cfg.population_size)
+    if cfg.type == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant liar: several workers must not all propose the same point
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials, constant_liar=True)
 
 
 def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str) -> None:

@@ -10,6 +10,7 @@ import torch
 
 from cnn_lstm_hpo.config import DataConfig
 from cnn_lstm_hpo.data import synthetic_frame
+from postgres import postgres_server, postgres_url  # noqa: F401 - a real PostgreSQL server (tests/postgres.py)
 
 
 def _guide_headers(frame: pd.DataFrame) -> pd.DataFrame:

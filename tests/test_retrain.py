@@ -356,6 +356,8 @@ def test_retrain_bad_input_is_one_line_exit_2(tmp_path, synthetic_run):
     result = invoke("retrain", "--save-dir", synthetic_run[1], "--top-k", 0)
     assert result.exit_code == 2 and "top_k must be an integer >= 1, but got top_k=0" in result.stderr
     assert "Traceback" not in result.output
+    result = invoke("retrain", "--save-dir", synthetic_run[1], "--epochs", 0)  # not "the default"
+    assert result.exit_code == 2 and result.stderr == "error: retrain epochs must be an integer >= 1, but got epochs=0\n"
 
 
 def test_optimize_retrain_top_k_retrains_at_the_end(tmp_path, monkeypatch):

@@ -258,7 +258,7 @@ def retrain(
         from .windows import prepare_windows
 
         settings = RetrainSettings(
-            top_k=top_k, epochs=epochs or DEFAULT_EPOCHS, seeds=seeds, register=not no_registry, registry_uri=registry_uri
+            top_k=top_k, epochs=DEFAULT_EPOCHS if epochs is None else epochs, seeds=seeds, register=not no_registry, registry_uri=registry_uri
         )
         config, study = load_saved_study(save_dir)
         # The same data as the study: the resolved config's source, symbols, dates and windows.

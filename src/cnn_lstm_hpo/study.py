@@ -349,8 +349,8 @@ class MultiObjectiveOptimizer:
         study = self.study or open_study(self.config, self.fingerprint)
         settings = RetrainSettings(
             top_k=top_k,
-            epochs=epochs or DEFAULT_EPOCHS,
-            seeds=seeds or DEFAULT_SEEDS,
+            epochs=DEFAULT_EPOCHS if epochs is None else epochs,
+            seeds=DEFAULT_SEEDS if seeds is None else seeds,
             register=register,
             registry_uri=registry_uri,
         )

@@ -30,12 +30,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _small_study(folder: Path, n_trials: int = 2) -> optuna.Study:
-    """A study in ``folder/study.db`` made with ask/tell: what a CLI run leaves, without training."""
+def _small_study(folder: Path, n_trials: int = 2, kind: str = "sqlite") -> optuna.Study:
+    """A study in ``folder/study.db`` (one process) or ``folder/study.journal`` (what ``--workers N``
+    writes), made with ask/tell: what a CLI run leaves, without training."""
     folder.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(
-        storage=f"sqlite:///{folder / 'study.db'}", study_name=STUDY, directions=["maximize", "minimize"]
-    )
+    if kind == "sqlite":
+        storage = f"sqlite:///{folder / 'study.db'}"
+    else:
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "study.journal")))
+    study = optuna.create_study(storage=storage, study_name=STUDY, directions=["maximize", "minimize"])
     for i in range(n_trials):
         trial = study.ask()
         x = trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
@@ -72,8 +75,9 @@ def _listening(pid: int) -> list[tuple[str, int]]:
     return found
 
 
-def test_dashboard_serves_the_study_live_on_loopback_only(tmp_path):
-    study = _small_study(tmp_path / "run")
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_dashboard_serves_the_study_live_on_loopback_only(tmp_path, kind):
+    study = _small_study(tmp_path / "run", kind=kind)
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnn_lstm_hpo.cli", "dashboard", "--save-dir", str(tmp_path / "run"), "--port", str(port)],
@@ -118,7 +122,9 @@ def test_dashboard_serves_the_study_live_on_loopback_only(tmp_path):
             proc.kill()
             out, err = proc.communicate()
     assert proc.returncode == 0, err
-    assert f"optuna-dashboard for sqlite:///{(tmp_path / 'run' / 'study.db').resolve()} at {base}/ (Ctrl-C to stop)" in out
+    shown = {"sqlite": f"sqlite:///{(tmp_path / 'run' / 'study.db').resolve()}",
+             "journal": f"journal:///{str((tmp_path / 'run' / 'study.journal').resolve()).lstrip('/')}"}[kind]
+    assert f"optuna-dashboard for {shown} at {base}/ (Ctrl-C to stop)" in out
     assert "Traceback" not in err
 
 
@@ -171,5 +177,5 @@ def test_unreadable_storage_url_hides_the_password(tmp_path):
     result = runner.invoke(app, ["dashboard", "--storage", url, "--port", str(_free_port())])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: cannot read storage postgresql+psycopg2://hpo:***@127.0.0.1:{port}/hpo: ")
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot read storage postgresql+psycopg2://***@127.0.0.1:{port}/hpo: ")
     assert "s3cret-pw" not in result.output

@@ -11,66 +11,37 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+
+import optuna
 
 from .errors import HPOError
+from .storage import JOURNAL, default_url, first_line, open_storage, redact
 
 INSTALL_HINT = 'optuna-dashboard is not installed; pip install -e ".[dashboard]" (or pip install optuna-dashboard)'
 
 
 def resolve_storage(save_dir: Path | None, storage: str | None) -> str:
-    """``--storage`` wins; else the SQLite file of ``--save-dir``, which must exist (never a new empty one)."""
+    """``--storage`` wins (a plain journal file path is taken as ``journal:///path``); else the save dir's
+    journal file if workers wrote one, or its SQLite file. Nothing is created where nothing is."""
     if storage:
+        if "://" not in storage and Path(storage).is_file():
+            return f"{JOURNAL}{Path(storage).resolve().as_posix().lstrip('/')}"
         return storage
     if save_dir is None:
         raise HPOError("pass --save-dir DIR (a study's output folder) or --storage URL")
-    db = (Path(save_dir) / "study.db").resolve()
-    if not db.is_file():
-        raise HPOError(f"no study storage at {db}; pass --storage URL or the --save-dir of a study")
-    return f"sqlite:///{db}"
+    return default_url(Path(save_dir), workers=1)
 
 
-def redact(url: str) -> str:
-    """The URL without its password (for messages and the printed banner)."""
-    if "://" not in url or "@" not in url:
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not an SQLAlchemy URL: hide everything before the host
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-
-
-def _open(url: str) -> Any:
-    """An Optuna storage for ``url``, checked to be readable now (a clear error beats a blank page)."""
-    import optuna
-
-    if "://" not in url and Path(url).is_file():  # a journal file (JournalFileBackend)
-        from optuna.storages.journal import JournalFileBackend
-
-        try:
-            return optuna.storages.JournalStorage(JournalFileBackend(url))
-        except Exception as error:  # noqa: BLE001
-            raise HPOError(f"cannot read journal storage {url}: {_first_line(error)}") from None
+def _open(url: str) -> optuna.storages.BaseStorage:
+    """The storage, read-only, checked to be readable now (a clear error beats a blank page)."""
     if "://" not in url:
-        raise HPOError(f"no study storage at {url}; pass a storage URL (sqlite:///..., postgresql://...) or a journal file")
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise HPOError(f"no study storage at {url.removeprefix('sqlite:///')}; SQLite would create an empty one")
+        raise HPOError(f"no study storage at {url}; pass a storage URL (sqlite:///..., journal:///..., postgresql://...)")
+    opened = open_storage(url, create=False)  # HPOError "no study storage at ..." / "cannot read storage ..."
     try:
-        rdb = optuna.storages.RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
-        optuna.study.get_all_study_names(storage=rdb)
+        optuna.study.get_all_study_names(storage=opened)
     except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver and schema errors all mean "cannot read"
-        raise HPOError(f"cannot read storage {redact(url)}: {_first_line(error)}") from None
-    return rdb
-
-
-def _first_line(error: BaseException) -> str:
-    root = error
-    while root.__cause__ is not None or root.__context__ is not None:  # Optuna wraps the driver's words
-        root = root.__cause__ or root.__context__  # type: ignore[assignment]
-    return (str(root).strip().splitlines() or [type(root).__name__])[0]
+        raise HPOError(f"cannot read storage {redact(url)}: {first_line(error)}") from None
+    return opened
 
 
 def _free_port(host: str, port: int) -> int:
@@ -119,4 +90,4 @@ def serve(*, save_dir: Path | None, storage: str | None, port: int, host: str = 
     for error in failure:
         if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:  # lost the port after the check
             raise HPOError(f"port {port} on {host} is already in use; pass another --port") from None
-        raise HPOError(f"optuna-dashboard stopped: {_first_line(error)}") from None
+        raise HPOError(f"optuna-dashboard stopped: {first_line(error)}") from None

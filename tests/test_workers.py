@@ -166,9 +166,10 @@ def test_interrupt_mid_trial_records_it_and_exits_with_128_plus_signal(tmp_path,
 
 def test_three_workers_on_a_real_postgresql_server(tmp_path, postgres_url):
     save = tmp_path / "run"
+    plain = postgres_url.replace("postgresql+psycopg2://", "postgresql://")  # as a user writes it
     result = subprocess.run(
         cli("optimize", "--scenario", str(scenario(tmp_path, 6, 1)), "--save-dir", str(save), "--workers", "3",
-            "--storage", postgres_url, "--study-name", "pg_workers", "--quiet"),
+            "--storage", plain, "--study-name", "pg_workers", "--quiet"),
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr

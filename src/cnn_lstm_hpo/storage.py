@@ -65,6 +65,7 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
             if not create and not path.is_file():  # SQLite would silently create an empty file
                 raise HPOError(f"no study storage at {path}; pass --storage URL or the --save-dir of a study")
             path.parent.mkdir(parents=True, exist_ok=True)
+        url = _with_installed_driver(url)
         beat: dict[str, Any] = {}
         if heartbeat_seconds:
             beat = {"heartbeat_interval": heartbeat_seconds, "grace_period": 3 * heartbeat_seconds}
@@ -73,6 +74,16 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
         raise
     except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver, schema and file errors all mean "cannot open"
         raise HPOError(f"cannot {'open' if create else 'read'} storage {redact(url)}: {first_line(error)}") from None
+
+
+def _with_installed_driver(url: str) -> str:
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; the ``postgres`` extra installs psycopg2."""
+    if url.startswith("postgresql://"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
 
 
 def close_storage(storage: optuna.storages.BaseStorage) -> None:

@@ -65,11 +65,12 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
             if not create and not path.is_file():  # SQLite would silently create an empty file
                 raise HPOError(f"no study storage at {path}; pass --storage URL or the --save-dir of a study")
             path.parent.mkdir(parents=True, exist_ok=True)
-        url = _with_installed_driver(url)
         beat: dict[str, Any] = {}
         if heartbeat_seconds:
             beat = {"heartbeat_interval": heartbeat_seconds, "grace_period": 3 * heartbeat_seconds}
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_table_creation=not create, **beat)
+        return optuna.storages.RDBStorage(
+            _with_installed_driver(url), engine_kwargs=_engine_kwargs(url), skip_table_creation=not create, **beat
+        )
     except HPOError:
         raise
     except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver, schema and file errors all mean "cannot open"

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer
@@ -82,28 +81,6 @@ def test_explicit_unknown_symbol_names_the_available_ones(tmp_path):
     assert result.exit_code == 2
     assert "AAPL" in result.stderr and "SP500, NASDAQ" in result.stderr
     assert "Traceback" not in result.output
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--n-trials", "0"], "error: invalid config (scenario smoke): n_trials: Input should be greater than or equal to 1\n"),
-        (
-            ["--objectives", "accuracy,speed"],
-            "error: invalid config (scenario smoke): objectives.1: Input should be 'accuracy', 'training_time' or 'model_size'\n",
-        ),
-        (["--data", "/no/such/folder"], "error: data path not found: /no/such/folder\n"),
-        (["--storage", "notadb://x"], "error: cannot open storage notadb://x: Can't load plugin: sqlalchemy.dialects:notadb\n"),
-    ],
-)
-def test_bad_input_exits_2_and_keeps_earlier_results(tmp_path, args, message):
-    save = tmp_path / "run"
-    assert invoke("optimize", "--scenario", "smoke", *FAST, "--save-dir", str(save)).exit_code == 0
-    before = {p.name: p.read_bytes() for p in save.iterdir() if p.is_file()}
-    result = invoke("optimize", "--scenario", "smoke", *FAST, "--save-dir", str(save), *args)
-    assert result.exit_code == 2
-    assert result.stderr.endswith(message) and "Traceback" not in result.output
-    assert {p.name: p.read_bytes() for p in save.iterdir() if p.is_file()} == before
 
 
 def test_bad_yaml_field_names_dotted_path(tmp_path):

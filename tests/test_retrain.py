@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import shutil
 import subprocess
 import sys
@@ -283,6 +285,17 @@ def test_interrupted_save_keeps_the_previous_model(tmp_path, monkeypatch):
         save_checkpoint(folder, HybridCNNLSTM(ModelConfig(**{**meta["model_config"], "cnn_filter_sizes": (2, 3)})), meta)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == original
     assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_saved_model_folder_follows_the_umask(tmp_path):
+    folder, model, meta, _, _ = _trained_checkpoint(tmp_path)
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "shared", model, meta)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "shared").stat().st_mode) == 0o755  # not mkdtemp's 0700
+    assert stat.S_IMODE((tmp_path / "shared" / "checkpoint.json").stat().st_mode) == 0o644
 
 
 def test_predict_on_bundled_data_and_on_a_csv_folder(synthetic_run, csv_folder, tmp_path):

@@ -99,6 +99,7 @@ def save_checkpoint(
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the model folder follows the umask like any mkdir
         state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
         _write_json(tmp / CHECKPOINT_FILE, meta)
@@ -109,6 +110,12 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _write_json(path: Path, data: Any) -> None:

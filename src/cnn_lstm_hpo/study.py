@@ -106,13 +106,14 @@ def stored_study_config(
     storage = open_storage(url, create=False)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
+        raw = study.user_attrs.get("config")
     except KeyError:
         names = optuna.get_all_study_names(storage)
         raise HPOError(f"no study {study_name!r} in {redact(url)}; it holds: {', '.join(names) or 'none'}") from None
-    raw = study.user_attrs.get("config")
+    finally:
+        close_storage(storage)
     if raw is None:
         raise HPOError(f"study {study_name!r} stores no configuration (not started by cnn-lstm-hpo optimize); run optimize for it")
-    close_storage(storage)
     overrides = {"storage": url, "study_name": study_name, "workers": 1, "threads": threads}
     if save_dir is not None:
         overrides["save_dir"] = str(save_dir)

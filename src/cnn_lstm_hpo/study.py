@@ -28,7 +28,7 @@ from .train import Trainer, resolve_device
 from .windows import WindowedData, prepare_windows, split_from_loader
 from .workers import (
     OUTPUT_LOCK, SLOT_LOCK, FileLock, exit_code_of, fail_dead_local_trials, ignore_further_signals, raise_on_sigterm,
-    spawn_workers, this_worker, wait_for, worker_seed,
+    forward_interrupts, spawn_workers, this_worker, wait_for, worker_seed,
 )
 
 log = logging.getLogger("cnn_lstm_hpo")
@@ -177,6 +177,17 @@ class MultiObjectiveOptimizer:
     def create_model_config(self, params: dict[str, Any]) -> ModelConfig:
         return ModelConfig.from_params(params, n_features=self.data.n_features, num_classes=self.data.num_classes)
 
+    # --- what benchmarks/replay.py replaces: the model, its training, the clock ------------------
+    def build_model(self, params: dict[str, Any]) -> torch.nn.Module:
+        return HybridCNNLSTM(self.create_model_config(params))
+
+    def make_trainer(self, model: torch.nn.Module, params: dict[str, Any], seed: int) -> Trainer:
+        return Trainer(model, self.data.train, self.data.val, params, self.config.training, device=self.device, seed=seed)
+
+    def clock(self) -> float:
+        """Seconds, for the run's timeout."""
+        return time.monotonic()
+
     def _over_time(self, minutes: float) -> float:
         """The training-time constraint value: <= 0 is feasible, as Optuna defines it."""
         limit = self.config.max_training_time_minutes
@@ -186,7 +197,7 @@ class MultiObjectiveOptimizer:
         cfg = self.config
         params = self.suggest_hyperparameters(trial)
         torch.manual_seed(cfg.seed + trial.number)  # the initial weights too: same params, same trial
-        model = HybridCNNLSTM(self.create_model_config(params))
+        model = self.build_model(params)
         size = model_size_mb(model)
         trial.set_user_attr("model_size_mb", size)
         # Checked before any training: an oversized model costs no training time. The constraint
@@ -197,9 +208,7 @@ class MultiObjectiveOptimizer:
             trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
             raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
         monitor = TrialMonitor(trial, cfg, size, self.pruner)
-        trainer = Trainer(
-            model, self.data.train, self.data.val, params, cfg.training, device=self.device, seed=cfg.seed + trial.number
-        )
+        trainer = self.make_trainer(model, params, cfg.seed + trial.number)
         try:
             result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)
         except TimeLimitExceeded as stop:
@@ -269,11 +278,11 @@ class MultiObjectiveOptimizer:
     def _run_trials(self, study: optuna.Study) -> None:
         """Trials one after another until the study has ``n_trials`` or this run's time is up."""
         cfg = self.config
-        started = time.monotonic()
+        started = self.clock()
         callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [self._write_trial_result]
         if self.progress:
             callbacks.append(ProgressLine(cfg.n_trials, cfg.objectives))
-        while cfg.timeout is None or time.monotonic() - started < cfg.timeout:
+        while cfg.timeout is None or self.clock() - started < cfg.timeout:
             with FileLock(self.save_dir / SLOT_LOCK) as slot:
                 fail_dead_local_trials(study)
                 if len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))) >= cfg.n_trials:
@@ -295,22 +304,16 @@ class MultiObjectiveOptimizer:
             raise
 
     def _run_workers(self, study: optuna.Study, url: str) -> None:
+        """This process is worker 0 and runs trials too; ``workers - 1`` more processes join it."""
         cfg = self.config
-        progress = ProgressLine(cfg.n_trials, cfg.objectives) if self.progress else None
-        seen = [-1]
-
-        def report() -> None:
-            finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-            if progress is not None and finished != seen[0] and finished > 0:
-                progress(study, None)  # type: ignore[arg-type]
-            seen[0] = finished
-
         log.info("%d workers x %d torch threads on %s", cfg.workers, cfg.threads_per_worker, redact(url))
-        processes = spawn_workers(cfg.workers, lambda i: [
+        processes = spawn_workers(cfg.workers - 1, lambda i: [
             "worker", "--storage", url, "--study-name", study.study_name, "--save-dir", str(self.save_dir),
             "--threads", str(cfg.threads_per_worker), "--worker-id", str(i), "--no-outputs", "--quiet",
         ])
-        wait_for(processes, report)
+        with forward_interrupts(processes):
+            self._run_trials(study)
+            wait_for(processes)
         fail_dead_local_trials(study)  # a worker killed mid-trial leaves nothing RUNNING
         failed = [p.returncode for p in processes if p.returncode not in (0, 1)]  # 1: every trial failed
         if failed:

@@ -23,7 +23,8 @@ import time
 import zlib
 from pathlib import Path
 from types import FrameType
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 import optuna
@@ -131,16 +132,21 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
 
 
 def spawn_workers(count: int, args: Callable[[int], list[str]]) -> list[subprocess.Popen]:
-    """``count`` worker processes of this CLI; worker ids 1..count."""
+    """``count`` worker processes of this CLI; worker ids 1..count (0 is the process that starts them)."""
     return [subprocess.Popen([sys.executable, "-m", "cnn_lstm_hpo.cli", *args(i)]) for i in range(1, count + 1)]
 
 
-def wait_for(processes: list[subprocess.Popen], on_tick: Callable[[], None], every: float = 2.0) -> None:
-    """Wait for every process; ``on_tick`` between checks. An interrupt is passed on to them, then waited out."""
+def wait_for(processes: list[subprocess.Popen], every: float = 1.0) -> None:
+    """Wait for every process, polling, so that a signal reaches this process's handler meanwhile."""
+    while any(p.poll() is None for p in processes):
+        time.sleep(every)
+
+
+@contextmanager
+def forward_interrupts(processes: list[subprocess.Popen]) -> Iterator[None]:
+    """An interrupt of this process is passed on to the workers it started, then they are waited out."""
     try:
-        while any(p.poll() is None for p in processes):
-            on_tick()
-            time.sleep(every)
+        yield
     except KeyboardInterrupt as interrupt:
         ignore_further_signals()
         signum = interrupt.signum if isinstance(interrupt, Interrupted) else signal.SIGINT
@@ -150,4 +156,3 @@ def wait_for(processes: list[subprocess.Popen], on_tick: Callable[[], None], eve
         for p in processes:
             p.wait()
         raise
-    on_tick()

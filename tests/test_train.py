@@ -98,8 +98,6 @@ def test_callback_sees_every_epoch_in_order(synthetic_windows, small_params):
         assert math.isfinite(e.val.composite) and 0.0 <= e.val.composite <= 1.0
         assert 0.0 <= e.val.accuracy <= 1.0
         assert e.wall_seconds > 0 and e.cpu_seconds > 0
-    elapsed = [e.elapsed_wall_seconds for e in seen]
-    assert elapsed == sorted(elapsed) and elapsed[-1] >= sum(e.wall_seconds for e in seen) * 0.99
     assert result.wall_seconds == pytest.approx(sum(e.wall_seconds for e in seen))
     assert result.cpu_seconds == pytest.approx(sum(e.cpu_seconds for e in seen))
 

@@ -31,7 +31,6 @@ class EpochResult:
     val: Evaluation
     wall_seconds: float
     cpu_seconds: float
-    elapsed_wall_seconds: float  # since training started, including this epoch
     last: bool  # no further epoch follows (max_epochs reached or early stopping fires)
     epochs_since_best: int  # 0 when this epoch improved the validation loss
 
@@ -187,10 +186,9 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.seed)
         optimizer = make_optimizer(self.model, self.params)
         scheduler = make_scheduler(optimizer, self.params["scheduler"], max_epochs)
-        result = TrainResult()
-        best_loss, best_state, stale = float("inf"), None, 0
-        started = time.perf_counter()
-        for epoch in range(1, max_epochs + 1):
+        best_state: dict[str, Any] = {}
+
+        def step(epoch: int) -> EpochStep:
             wall0, cpu0 = time.perf_counter(), time.process_time()
             train_loss = self._train_epoch(optimizer, generator)
             if not np.isfinite(train_loss):
@@ -202,26 +200,61 @@ class Trainer:
                 scheduler.step(val.loss)
             elif scheduler is not None:
                 scheduler.step()
-            if val.loss < best_loss:
-                best_loss, stale, result.best_epoch = val.loss, 0, epoch
-                best_state = copy.deepcopy(self.model.state_dict())
-            else:
-                stale += 1
-            result.stopped_early = stale >= self.cfg.early_stopping_patience
-            now = time.perf_counter()
-            record = EpochResult(
-                epoch, train_loss, val, now - wall0, time.process_time() - cpu0, now - started,
-                last=result.stopped_early or epoch == max_epochs,
-                epochs_since_best=stale,
-            )
-            result.epochs.append(record)
-            if on_epoch is not None:
-                on_epoch(record)
-            if result.stopped_early:
-                break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+            return EpochStep(train_loss, val, time.perf_counter() - wall0, time.process_time() - cpu0)
+
+        def keep_best() -> None:
+            best_state["weights"] = copy.deepcopy(self.model.state_dict())
+
+        result = run_epochs(max_epochs, self.cfg.early_stopping_patience, step, on_epoch, keep_best)
+        if best_state:
+            self.model.load_state_dict(best_state["weights"])
         return result
+
+
+@dataclass(frozen=True)
+class EpochStep:
+    """What one epoch of training gives: trained on the training split, scored on validation."""
+
+    train_loss: float
+    val: Evaluation
+    wall_seconds: float
+    cpu_seconds: float
+
+
+def run_epochs(
+    max_epochs: int,
+    patience: int,
+    step: Callable[[int], EpochStep],
+    on_epoch: EpochCallback | None = None,
+    keep_best: Callable[[], None] | None = None,
+) -> TrainResult:
+    """The epoch loop of every trial: early stopping on validation loss, the callback after each epoch.
+
+    ``step(epoch)`` trains one epoch (or, in benchmarks/replay.py, replays a recorded one);
+    ``keep_best`` is called whenever the validation loss improves.
+    """
+    result = TrainResult()
+    best_loss, stale = float("inf"), 0
+    for epoch in range(1, max_epochs + 1):
+        done = step(epoch)
+        if done.val.loss < best_loss:
+            best_loss, stale, result.best_epoch = done.val.loss, 0, epoch
+            if keep_best is not None:
+                keep_best()
+        else:
+            stale += 1
+        result.stopped_early = stale >= patience
+        record = EpochResult(
+            epoch, done.train_loss, done.val, done.wall_seconds, done.cpu_seconds,
+            last=result.stopped_early or epoch == max_epochs,
+            epochs_since_best=stale,
+        )
+        result.epochs.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if result.stopped_early:
+            break
+    return result
 
 
 class CNNLSTMTrainer:

@@ -1,0 +1,171 @@
+"""Replay whole studies on recorded learning curves (benchmarks/curves): the goals of issue 11.
+
+The replay (src/cnn_lstm_hpo/replay.py) is the project's own study loop with epochs read from the
+table on a simulated clock; unrecorded configurations get the nearest recorded curve and a fitted
+epoch time, which is extrapolation: the table covers what benchmarks/curves/README.json says.
+
+Prints, over seeds:
+- P1: trial-epochs and hypervolume with pruning vs without, same trial count;
+- P2: hypervolume of the default (TPE + pruning + constraints) vs random search at the same
+  simulated time budget, and how often the default wins;
+- P4: the framework's own cost per trial (real seconds: sampler, pruner, storage, callbacks) as the
+  study grows, per storage, as a share of 5-second trials.
+
+    python benchmarks/replay.py [--table benchmarks/curves/synthetic.jsonl.gz] [--seeds 5] [--n-trials 300]
+        [--budget-hours 2] [--overhead-trials 100 1000] [--storages sqlite journal] [--postgres-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import moocore
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from cnn_lstm_hpo.config import OptimizationConfig, create_optimization_config
+from cnn_lstm_hpo.replay import CurveTable, load_rows, loaders_for, replay
+from cnn_lstm_hpo.results import is_feasible
+from cnn_lstm_hpo.windows import prepare_windows
+
+HERE = Path(__file__).resolve().parent
+DATA = {"synthetic": {"source": "synthetic"}, "sample": {"source": "sample", "start": "2011-01-01"}}
+
+
+# --- the goals ----------------------------------------------------------------------------------------
+MAXIMISE = [True, False, False]
+
+
+def trial_epochs(study: optuna.Study) -> int:
+    return sum(len(t.user_attrs.get("epoch_history", [])) for t in study.get_trials(deepcopy=False))
+
+
+def front_points(study: optuna.Study) -> np.ndarray:
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and is_feasible(t)]
+    return np.array([t.values for t in done], dtype=float).reshape(-1, 3)
+
+
+def hypervolumes(*points: np.ndarray) -> list[float]:
+    """Hypervolumes against one reference: the worst accuracy seen, 1.1 x the largest time and size."""
+    both = np.vstack(points)
+    if not len(both):
+        return [0.0 for _ in points]
+    ref = np.array([both[:, 0].min(), 1.1 * both[:, 1].max() + 1e-9, 1.1 * both[:, 2].max() + 1e-9])
+    out = []
+    for p in points:
+        inside = p[(p[:, 0] > ref[0]) & (p[:, 1:] < ref[1:]).all(axis=1)]
+        out.append(float(moocore.hypervolume(inside, ref=ref, maximise=MAXIMISE)) if len(inside) else 0.0)
+    return out
+
+
+def base_config(args: argparse.Namespace, seed: int, save_dir: Path, **overrides: Any) -> OptimizationConfig:
+    settings: dict[str, Any] = dict(
+        scenario="default", n_trials=args.n_trials, max_epochs_per_trial=args.max_epochs, seed=seed,
+        data=DATA[args.data], save_dir=save_dir, timeout_hours=None, max_training_time_minutes=args.time_limit,
+        study_name="replay",
+    )
+    return create_optimization_config(**{**settings, **overrides})
+
+
+def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
+    ratios, hv_ratios = [], []
+    for seed in range(args.seeds):
+        arms = {}
+        for pruning in (True, False):
+            cfg = base_config(args, seed, tmp / f"p1-{seed}-{pruning}", pruning={"enabled": pruning})
+            arms[pruning] = replay(cfg, table, loaders)[0]
+        epochs = {k: trial_epochs(s) for k, s in arms.items()}
+        hv_on, hv_off = hypervolumes(front_points(arms[True]), front_points(arms[False]))
+        ratios.append(epochs[False] / max(epochs[True], 1))
+        hv_ratios.append(hv_on / hv_off if hv_off else float("nan"))
+        print(f"  P1 seed {seed}: trial-epochs {epochs[True]} (pruning) vs {epochs[False]} (none) -> "
+              f"{ratios[-1]:.2f}x fewer; hypervolume ratio {hv_ratios[-1]:.3f}")
+    print(f"P1: {statistics.median(ratios):.2f}x fewer trial-epochs with pruning (goal >= 5x), hypervolume "
+          f"{statistics.median(hv_ratios):.3f} of the unpruned study (goal >= 0.95); medians over {args.seeds} seeds")
+
+
+def goal_p2(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
+    ratios = []
+    arms_spec = {"default": {}, "random": {"sampler": {"type": "random"}, "pruning": {"enabled": False}}}
+    for seed in range(args.seeds):
+        studies = {}
+        for name, extra in arms_spec.items():
+            cfg = base_config(args, seed, tmp / f"p2-{seed}-{name}", n_trials=100_000,
+                              timeout_hours=args.budget_hours, **extra)
+            studies[name] = replay(cfg, table, loaders)[0]
+        hv = dict(zip(studies, hypervolumes(*(front_points(s) for s in studies.values()))))
+        ratios.append(hv["default"] / hv["random"] if hv["random"] else float("inf"))
+        counts = {k: len(s.trials) for k, s in studies.items()}
+        print(f"  P2 seed {seed}: hypervolume default {hv['default']:.4g} vs random {hv['random']:.4g} -> "
+              f"{ratios[-1]:.3f}x; trials in {args.budget_hours} h: {counts['default']} vs {counts['random']}")
+    wins = sum(r > 1 for r in ratios)
+    print(f"P2: default / random hypervolume at {args.budget_hours} simulated hours: median "
+          f"{statistics.median(ratios):.3f}x (goal >= 1.10), default wins {wins} of {len(ratios)} seeds (goal >= 80 %)")
+
+
+def storage_url(kind: str, folder: Path, postgres_url: str | None) -> str | None:
+    if kind == "sqlite":
+        return f"sqlite:///{folder / 'study.db'}"
+    if kind == "journal":
+        return f"journal:///{(folder / 'study.journal').as_posix().lstrip('/')}"
+    return postgres_url
+
+
+def goal_p4(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
+    print("P4: the framework's real seconds per trial (trials replayed, so training costs nothing), "
+          "as a share of 5-second trials")
+    for kind in args.storages:
+        for n in args.overhead_trials:
+            folder = tmp / f"p4-{kind}-{n}"
+            url = storage_url(kind, folder, args.postgres_url)
+            if url is None:
+                print(f"  {kind}: skipped (pass --postgres-url)")
+                break
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"p4_{kind}_{n}_{time.time_ns()}"  # a fresh study on a shared server
+            cfg = base_config(args, 0, folder, n_trials=n, storage=url, study_name=name)
+            study, _, real = replay(cfg, table, loaders)
+            late = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)[-max(1, n // 10):]
+            late_ms = statistics.mean((t.datetime_complete - t.datetime_start).total_seconds() for t in late) * 1000
+            print(f"  {kind:10s} {n:5d} trials: {real / n * 1000:6.1f} ms/trial overall "
+                  f"({real / n / 5 * 100:.2f} % of 5 s), last tenth's trials {late_ms:.1f} ms in the objective")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, default=HERE / "curves" / "synthetic.jsonl.gz")
+    parser.add_argument("--data", choices=list(DATA), default=None, help="default: from the table's file name")
+    parser.add_argument("--goals", nargs="+", default=["P1", "P2", "P4"], choices=["P1", "P2", "P4"])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--n-trials", type=int, default=300)
+    parser.add_argument("--max-epochs", type=int, default=50)
+    parser.add_argument("--time-limit", type=float, default=120.0, help="max_training_time_minutes")
+    parser.add_argument("--budget-hours", type=float, default=2.0)
+    parser.add_argument("--overhead-trials", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--storages", nargs="+", default=["sqlite", "journal"], choices=["sqlite", "journal", "postgresql"])
+    parser.add_argument("--postgres-url")
+    args = parser.parse_args(argv)
+    args.data = args.data or args.table.name.split(".")[0]
+    if args.data not in DATA:
+        sys.exit(f"error: cannot tell the table's data set from {args.table.name}; pass --data")
+    rows = load_rows(args.table)
+    table = CurveTable(rows, OptimizationConfig().search_space)
+    full = len(table.full)
+    print(f"table {args.table.name}: {len(rows)} configurations, {full} with complete curves, "
+          f"{len(rows) - full} with their first epoch only; cost model: {'fitted' if table.cost is not None else 'nearest row'}")
+    windows, _ = prepare_windows(create_optimization_config(scenario="smoke", data=DATA[args.data]).data, None)
+    loaders = loaders_for(windows)
+    with tempfile.TemporaryDirectory() as tmp:
+        for goal in args.goals:
+            {"P1": goal_p1, "P2": goal_p2, "P4": goal_p4}[goal](args, table, loaders, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

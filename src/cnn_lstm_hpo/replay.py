@@ -1,0 +1,184 @@
+"""Studies replayed on recorded learning curves: the project's own trial loop on a simulated clock.
+
+The study machinery is the real one: ``MultiObjectiveOptimizer.optimize`` with its sampler, pruner,
+constraints, time limit, early stopping (``train.run_epochs``), storage and callbacks. Only three
+hooks are replaced: the model is built on the meta device (its exact size, no memory), an epoch is
+read from a curve table instead of trained, and the run's clock is the simulated one. Used by
+``cnn-lstm-hpo plan`` and benchmarks/replay.py.
+
+Which curve: a configuration recorded in the table replays its own rows; any other replays the
+curve of the nearest recorded configuration (hyperparameters scaled to [0, 1], a categorical
+mismatch counting 1), and its epoch time comes from a log-linear cost model fitted on the table's
+epoch times (every row, truncated ones included). Past a recorded curve's last epoch the last epoch
+repeats. All of that is extrapolation beyond what the table holds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from .config import OptimizationConfig
+from .errors import HPOError, TrialDiverged
+from .model import HybridCNNLSTM
+from .objectives import Evaluation
+from .space import Categorical, LogUniform, decode_params
+from .study import MultiObjectiveOptimizer
+from .train import EpochStep, TrainResult, run_epochs
+from .windows import WindowLoader, WindowedData
+
+
+# --- the table --------------------------------------------------------------------------------------
+def load_rows(path: Path) -> list[dict]:
+    rows = []
+    with gzip.open(path, "rt") as handle:
+        try:
+            for line in handle:
+                rows.append(json.loads(line))
+        except (EOFError, json.JSONDecodeError):  # a row cut short by a killed recording
+            pass
+    return rows
+
+
+def rows_from_study(study: optuna.Study) -> list[dict]:
+    """A table made of a real study's trials (their per-epoch history): replaying it must give the same study."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        history = t.user_attrs.get("epoch_history")
+        if history:
+            rows.append({"params": decode_params(t.params), "epochs": history, "truncated": False})
+    return rows
+
+
+def _key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+class CurveTable:
+    """Recorded curves, looked up by configuration; epoch time of unrecorded ones from a cost model."""
+
+    def __init__(self, rows: list[dict], space: dict[str, Any]) -> None:
+        self.space = space
+        self.exact = {_key(r["params"]): r for r in rows}
+        self.full = [r for r in rows if not r.get("truncated") and r["epochs"]]
+        if not self.full:
+            raise HPOError("the curve table has no complete curve to replay; record some first")
+        self.full_vectors = np.array([self._vector(r["params"]) for r in self.full])
+        timed = [r for r in rows if r["epochs"]]
+        features = np.array([self._cost_features(r["params"]) for r in timed])
+        seconds = np.log([statistics.median(e["wall_seconds"] for e in r["epochs"]) for r in timed])
+        self.cost: np.ndarray | None = None
+        if len(timed) > 2 * features.shape[1]:  # fewer rows: nearest recorded configuration's time
+            self.cost = np.linalg.lstsq(features, seconds, rcond=None)[0]
+
+    def _vector(self, params: dict[str, Any]) -> list[float]:
+        out = []
+        for name, spec in self.space.items():
+            value = params.get(name)
+            if isinstance(spec, Categorical):
+                out.extend(float(value == c) for c in spec.choices)  # one-hot: a mismatch is distance 1 (0.5 + 0.5)
+            elif isinstance(spec, LogUniform):
+                out.append((np.log(value) - np.log(spec.low)) / max(np.log(spec.high / spec.low), 1e-12))
+            else:
+                span = spec.high - spec.low if spec.high > spec.low else 1.0
+                out.append((value - spec.low) / span)
+        return out
+
+    @staticmethod
+    def _cost_features(p: dict[str, Any]) -> list[float]:
+        """What an epoch's time grows with: convolution and LSTM work per window, steps per epoch."""
+        directions = 2 if p["lstm_bidirectional"] else 1
+        conv = p["cnn_num_filters"] * sum(p["cnn_filter_sizes"])
+        width = p["cnn_num_filters"] * len(p["cnn_filter_sizes"])
+        lstm = p["lstm_num_layers"] * directions * p["lstm_hidden_dim"] * (p["lstm_hidden_dim"] + width)
+        return [1.0, np.log(conv), np.log(lstm), np.log(width), -np.log(p["batch_size"])]
+
+    def curve(self, params: dict[str, Any]) -> dict:
+        row = self.exact.get(_key(params))
+        if row is not None and not row.get("truncated"):
+            return row
+        distances = np.abs(self.full_vectors - np.array(self._vector(params))).sum(axis=1)
+        return self.full[int(np.argmin(distances))]
+
+    def epoch_seconds(self, params: dict[str, Any]) -> float | None:
+        """Wall seconds per epoch when not recorded for this configuration (None: use the curve's own)."""
+        if _key(params) in self.exact:
+            return None
+        if self.cost is None:
+            return statistics.median(e["wall_seconds"] for e in self.curve(params)["epochs"])
+        return float(np.exp(np.dot(self._cost_features(params), self.cost)))
+
+
+# --- the replayed trial --------------------------------------------------------------------------------
+class SimulatedClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+
+class ReplayTrainer:
+    """Trainer.fit's contract, epochs read from a recorded curve; advances the simulated clock."""
+
+    def __init__(self, row: dict, seconds: float | None, patience: int, clock: SimulatedClock) -> None:
+        self.row, self.seconds, self.patience, self.clock = row, seconds, patience, clock
+
+    def fit(self, max_epochs: int, on_epoch: Any = None, on_probe: Any = None) -> TrainResult:
+        epochs = self.row["epochs"]
+
+        def step(epoch: int) -> EpochStep:
+            e = epochs[min(epoch, len(epochs)) - 1]
+            diverged = self.row.get("diverged")
+            if diverged and epoch >= len(epochs):
+                raise TrialDiverged(diverged)
+            wall = e["wall_seconds"] if self.seconds is None else self.seconds
+            cpu = e["cpu_seconds"] if self.seconds is None else self.seconds * e["cpu_seconds"] / e["wall_seconds"]
+            if epoch == 1 and on_probe is not None:
+                on_probe(wall)
+            self.clock.now += wall
+            val = Evaluation(
+                loss=e["val_loss"], accuracy=e.get("val_accuracy", float("nan")), classification_score=float("nan"),
+                regression_score=float("nan"), composite=e["val_score"], majority_rate=float("nan"),
+            )
+            return EpochStep(e.get("train_loss", float("nan")), val, wall, cpu)
+
+        return run_epochs(max_epochs, self.patience, step, on_epoch)
+
+
+class ReplayOptimizer(MultiObjectiveOptimizer):
+    """The real optimizer; model, training and clock replaced (see the module docstring)."""
+
+    def __init__(self, config: OptimizationConfig, table: CurveTable, loaders: tuple, clock: SimulatedClock) -> None:
+        super().__init__(config, data_loaders=loaders, progress=False, write_outputs=False)
+        self.table, self.simulated = table, clock
+
+    def build_model(self, params: dict[str, Any]) -> torch.nn.Module:
+        with torch.device("meta"):  # parameters without memory: the exact size in microseconds
+            return HybridCNNLSTM(self.create_model_config(params))
+
+    def make_trainer(self, model: torch.nn.Module, params: dict[str, Any], seed: int) -> ReplayTrainer:
+        patience = self.config.training.early_stopping_patience
+        return ReplayTrainer(self.table.curve(params), self.table.epoch_seconds(params), patience, self.simulated)
+
+    def clock(self) -> float:
+        return self.simulated.now
+
+
+def loaders_for(windows: WindowedData) -> tuple:
+    """The data as loaders: the replayed optimizer needs its shape (features, classes), not its bars."""
+    return tuple(WindowLoader(s, batch_size=256) for s in (windows.train, windows.val, windows.test))
+
+
+def replay(config: OptimizationConfig, table: CurveTable, loaders: tuple) -> tuple[optuna.Study, float, float]:
+    """(study, simulated seconds, real seconds) of one replayed study."""
+    clock = SimulatedClock()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+    study = ReplayOptimizer(config, table, loaders, clock).optimize()
+    return study, clock.now, time.perf_counter() - started

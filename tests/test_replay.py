@@ -1,0 +1,96 @@
+"""benchmarks/replay.py drives the real study machinery: a replayed study takes a real one's decisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
+from cnn_lstm_hpo import replay
+from cnn_lstm_hpo.config import OptimizationConfig
+from cnn_lstm_hpo.windows import prepare_windows
+
+
+def loaders(config: OptimizationConfig) -> tuple:
+    return replay.loaders_for(prepare_windows(config.data, None)[0])
+
+
+SPACE = {
+    "cnn_num_filters": {"type": "categorical", "choices": [4, 8]},
+    "cnn_filter_sizes": {"type": "categorical", "choices": [[2, 3], [3]]},
+    "cnn_attention_heads": {"type": "categorical", "choices": [2]},
+    "lstm_hidden_dim": {"type": "categorical", "choices": [8, 16]},
+    "lstm_num_layers": {"type": "int", "low": 1, "high": 2},
+    "batch_size": {"type": "categorical", "choices": [128, 256]},
+}
+
+
+def tiny_config(save_dir: Path, **overrides) -> OptimizationConfig:
+    settings = dict(
+        scenario="smoke", n_trials=14, max_epochs_per_trial=8, seed=3, search_space=SPACE,
+        data={"source": "synthetic", "sequence_length": 10, "start": None},
+        objectives=["accuracy", "training_time", "model_size"], timeout_hours=None, max_training_time_minutes=None,
+        sampler={"n_startup_trials": 4}, training={"early_stopping_patience": 3},
+        pruning={"enabled": True, "min_resource": 1, "reduction_factor": 2}, pruning_warmup_steps=0,
+        save_dir=save_dir,
+    )
+    return create_optimization_config(**{**settings, **overrides})
+
+
+def test_replaying_a_real_study_on_its_own_curves_takes_the_same_decisions(tmp_path):
+    config = tiny_config(tmp_path / "real")
+    real = MultiObjectiveOptimizer(config, progress=False).optimize()
+    real_trials = real.get_trials()
+    assert {t.state for t in real_trials} >= {optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE}
+    table = replay.CurveTable(replay.rows_from_study(real), config.search_space)
+
+    again = tiny_config(tmp_path / "replayed")
+    study, simulated, _ = replay.replay(again, table, loaders(again))
+    replayed = study.get_trials()
+    assert len(replayed) == len(real_trials)
+    for a, b in zip(real_trials, replayed):
+        assert (a.number, a.params, a.state, a.values) == (b.number, b.params, b.state, b.values)
+        assert a.user_attrs.get("stop_reason") == b.user_attrs.get("stop_reason")
+        assert len(a.user_attrs.get("epoch_history", [])) == len(b.user_attrs.get("epoch_history", []))
+    spent = sum(e["wall_seconds"] for t in real_trials for e in t.user_attrs.get("epoch_history", []))
+    assert simulated == pytest.approx(spent)
+
+
+def hand_made_row(params: dict, scores: list[float], seconds: float) -> dict:
+    return {
+        "params": params,
+        "truncated": False,
+        "epochs": [
+            {"epoch": i + 1, "val_score": s, "val_loss": 1 - s, "wall_seconds": seconds, "cpu_seconds": seconds}
+            for i, s in enumerate(scores)
+        ],
+    }
+
+
+def test_the_simulated_clock_ends_the_run_at_its_timeout(tmp_path):
+    config = tiny_config(tmp_path / "timed", n_trials=1000, timeout_hours=0.5, max_epochs_per_trial=5,
+                         pruning={"enabled": False}, training={"early_stopping_patience": 10})
+    lowest = {name: spec.choices[0] if hasattr(spec, "choices") else spec.low for name, spec in config.search_space.items()}
+    row = hand_made_row(lowest, [0.5, 0.6, 0.7, 0.7, 0.8], seconds=60.0)
+    table = replay.CurveTable([row], config.search_space)
+    study, simulated, _ = replay.replay(config, table, loaders(config))
+    # Each trial replays the one curve: 5 epochs x 60 s. A trial starts while less than 30 min have passed.
+    assert len(study.trials) == 6 and simulated == pytest.approx(1800.0)
+    assert all(t.values[1] == pytest.approx(5.0) for t in study.trials)  # training_time in minutes
+
+
+def test_unrecorded_configurations_replay_the_nearest_curve():
+    space = OptimizationConfig().search_space
+    base = {"learning_rate": 1e-3, "cnn_num_filters": 32, "cnn_filter_sizes": [3, 5, 7], "cnn_attention_heads": 4,
+            "lstm_hidden_dim": 64, "lstm_num_layers": 1, "lstm_bidirectional": False, "dropout_rate": 0.2,
+            "weight_decay": 1e-5, "batch_size": 64, "optimizer": "adam", "scheduler": "none"}
+    near = {**base, "learning_rate": 2e-3}
+    far = {**base, "lstm_num_layers": 4, "lstm_hidden_dim": 512, "optimizer": "sgd"}
+    rows = [hand_made_row(near, [0.6], 2.0), hand_made_row(far, [0.4], 50.0)]
+    table = replay.CurveTable(rows, space)
+    assert table.curve(base) is rows[0]
+    assert table.curve({**base, "lstm_num_layers": 4, "lstm_hidden_dim": 512}) is rows[1]
+    assert table.curve(far) is rows[1] and table.epoch_seconds(far) is None  # recorded: its own times
+    assert table.epoch_seconds(base) == 2.0  # two rows fit no cost model: the nearest row's time

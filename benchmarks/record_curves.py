@@ -8,7 +8,7 @@ the model size. A configuration whose first epoch projects past ``--hopeless-min
 budget keeps only that epoch (``"truncated": true``): under the default time limit it could never
 be feasible, so the replay needs its epoch time, not its curve.
 
-Resumable: rows are appended to ``benchmarks/curves/<data>.jsonl.gz`` as each configuration ends
+Resumable: rows are appended to ``src/cnn_lstm_hpo/curves/<data>.jsonl.gz`` as each configuration ends
 (one gzip member per row), and a rerun skips the indices already there. Safe to stop at any time.
 
     python benchmarks/record_curves.py [--data sample synthetic] [--configs 300] [--max-epochs 50]
@@ -34,7 +34,7 @@ from cnn_lstm_hpo.space import suggest
 from cnn_lstm_hpo.train import EpochResult, Trainer
 from cnn_lstm_hpo.windows import prepare_windows
 
-OUT = Path(__file__).resolve().parent / "curves"
+OUT = Path(__file__).resolve().parents[1] / "src" / "cnn_lstm_hpo" / "curves"  # ships with the package: `plan` reads it
 DATA = {
     "sample": DataConfig(source="sample", start="2011-01-01"),
     "synthetic": DataConfig(source="synthetic"),

@@ -1,8 +1,8 @@
-"""Replay whole studies on recorded learning curves (benchmarks/curves): the goals of issue 11.
+"""Replay whole studies on recorded learning curves (src/cnn_lstm_hpo/curves): the goals of issue 11.
 
 The replay (src/cnn_lstm_hpo/replay.py) is the project's own study loop with epochs read from the
 table on a simulated clock; unrecorded configurations get the nearest recorded curve and a fitted
-epoch time, which is extrapolation: the table covers what benchmarks/curves/README.json says.
+epoch time, which is extrapolation: the table covers what src/cnn_lstm_hpo/curves/README.json says.
 
 Prints, over seeds:
 - P1: trial-epochs and hypervolume with pruning vs without, same trial count;
@@ -11,7 +11,7 @@ Prints, over seeds:
 - P4: the framework's own cost per trial (real seconds: sampler, pruner, storage, callbacks) as the
   study grows, per storage, as a share of 5-second trials.
 
-    python benchmarks/replay.py [--table benchmarks/curves/synthetic.jsonl.gz] [--seeds 5] [--n-trials 300]
+    python benchmarks/replay.py [--table src/cnn_lstm_hpo/curves/synthetic.jsonl.gz] [--seeds 5] [--n-trials 300]
         [--budget-hours 2] [--overhead-trials 100 1000] [--storages sqlite journal] [--postgres-url URL]
 """
 
@@ -31,11 +31,10 @@ import optuna
 from optuna.trial import TrialState
 
 from cnn_lstm_hpo.config import OptimizationConfig, create_optimization_config
-from cnn_lstm_hpo.replay import CurveTable, load_rows, loaders_for, replay
+from cnn_lstm_hpo.replay import CURVES, CurveTable, load_rows, loaders_for, replay
 from cnn_lstm_hpo.results import is_feasible
 from cnn_lstm_hpo.windows import prepare_windows
 
-HERE = Path(__file__).resolve().parent
 DATA = {"synthetic": {"source": "synthetic"}, "sample": {"source": "sample", "start": "2011-01-01"}}
 
 
@@ -140,7 +139,7 @@ def goal_p4(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", type=Path, default=HERE / "curves" / "synthetic.jsonl.gz")
+    parser.add_argument("--table", type=Path, default=CURVES / "synthetic.jsonl.gz")
     parser.add_argument("--data", choices=list(DATA), default=None, help="default: from the table's file name")
     parser.add_argument("--goals", nargs="+", default=["P1", "P2", "P4"], choices=["P1", "P2", "P4"])
     parser.add_argument("--seeds", type=int, default=5)

@@ -312,6 +312,28 @@ def analyze(
 
 
 @app.command()
+def plan(
+    scenario: str = typer.Option("default", "--scenario", "-s", help="Scenario name or a YAML file."),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials"),
+    max_epochs_per_trial: Optional[int] = typer.Option(None, "--max-epochs-per-trial"),
+    timeout_hours: Optional[float] = typer.Option(None, "--timeout-hours"),
+    data: Optional[str] = typer.Option(None, "--data", help="sample (bundled), synthetic, or a file/folder path."),
+    timed: int = typer.Option(5, "--timed", min=1, help="Configurations to time on this machine."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Expected wall time and trial outcomes of a scenario on this machine, before running it."""
+    _setup_logging(quiet=True)
+    with _user_errors(debug):
+        from .plan import make_plan
+
+        overrides = {"n_trials": n_trials, "max_epochs_per_trial": max_epochs_per_trial, "timeout_hours": timeout_hours,
+                     "data": {"source": data} if data else None}
+        config = build_config(scenario, {k: v for k, v in overrides.items() if v is not None})
+        for line in make_plan(config, timed_configs=timed).lines():
+            typer.echo(line)
+
+
+@app.command()
 def dashboard(
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="A study's --save-dir (its study.db)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL (instead of --save-dir)."),

@@ -35,6 +35,8 @@ from .study import MultiObjectiveOptimizer
 from .train import EpochStep, TrainResult, run_epochs
 from .windows import WindowLoader, WindowedData
 
+CURVES = Path(__file__).resolve().parent / "curves"  # recorded by benchmarks/record_curves.py
+
 
 # --- the table --------------------------------------------------------------------------------------
 def load_rows(path: Path) -> list[dict]:
@@ -65,8 +67,11 @@ def _key(params: dict[str, Any]) -> str:
 class CurveTable:
     """Recorded curves, looked up by configuration; epoch time of unrecorded ones from a cost model."""
 
-    def __init__(self, rows: list[dict], space: dict[str, Any]) -> None:
+    def __init__(self, rows: list[dict], space: dict[str, Any], *, time_scale: float | None = None) -> None:
+        """``time_scale``: epoch times of another machine or data set, as a multiple of the cost model's
+        (every configuration's time then comes from the model, recorded ones too)."""
         self.space = space
+        self.time_scale = time_scale
         self.exact = {_key(r["params"]): r for r in rows}
         self.full = [r for r in rows if not r.get("truncated") and r["epochs"]]
         if not self.full:
@@ -108,13 +113,19 @@ class CurveTable:
         distances = np.abs(self.full_vectors - np.array(self._vector(params))).sum(axis=1)
         return self.full[int(np.argmin(distances))]
 
-    def epoch_seconds(self, params: dict[str, Any]) -> float | None:
-        """Wall seconds per epoch when not recorded for this configuration (None: use the curve's own)."""
-        if _key(params) in self.exact:
-            return None
+    def predicted_seconds(self, params: dict[str, Any]) -> float:
+        """Epoch wall seconds on the table's machine: the cost model, or the nearest curve's with too few rows."""
         if self.cost is None:
             return statistics.median(e["wall_seconds"] for e in self.curve(params)["epochs"])
         return float(np.exp(np.dot(self._cost_features(params), self.cost)))
+
+    def epoch_seconds(self, params: dict[str, Any]) -> float | None:
+        """Wall seconds per epoch to replay, or None: the recorded curve's own times."""
+        if self.time_scale is not None:
+            return self.time_scale * self.predicted_seconds(params)
+        if _key(params) in self.exact:
+            return None
+        return self.predicted_seconds(params)
 
 
 # --- the replayed trial --------------------------------------------------------------------------------

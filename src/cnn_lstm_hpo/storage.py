@@ -7,6 +7,7 @@ file lock, safe for many processes on one file system). Every other URL goes to 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,11 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
         beat: dict[str, Any] = {}
         if heartbeat_seconds:
             beat = {"heartbeat_interval": heartbeat_seconds, "grace_period": 3 * heartbeat_seconds}
-        return optuna.storages.RDBStorage(
-            _with_installed_driver(url), engine_kwargs=_engine_kwargs(url), skip_table_creation=not create, **beat
-        )
+        with warnings.catch_warnings():  # Optuna marks heartbeats experimental; we use them knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                _with_installed_driver(url), engine_kwargs=_engine_kwargs(url), skip_table_creation=not create, **beat
+            )
     except HPOError:
         raise
     except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver, schema and file errors all mean "cannot open"

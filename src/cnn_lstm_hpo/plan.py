@@ -1,0 +1,164 @@
+"""Before a study: how long it will take here, and how its trials will end.
+
+A handful of configurations drawn from the scenario's space are timed on this machine and data (a
+few training batches each, as the time-limit probe does), which scales the cost model fitted on the
+shipped curve table to this machine. Then the scenario is replayed (cnn_lstm_hpo.replay): the real
+sampler, pruner, limits and early stopping on the recorded curves, on a simulated clock. Several
+replays, each with another seed and with the lowest, the median and the highest measured scale,
+give the range.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from .config import OptimizationConfig
+from .errors import HPOError
+from .model import HybridCNNLSTM, ModelConfig, model_size_mb
+from .replay import CURVES, CurveTable, load_rows, loaders_for, replay
+from .space import suggest
+from .train import Trainer, resolve_device
+from .windows import WindowedData, prepare_windows
+
+
+class _Timed(Exception):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+def time_configurations(config: OptimizationConfig, data: WindowedData, count: int) -> list[tuple[dict, float]]:
+    """(params, epoch seconds) of ``count`` configurations of the space, each timed over a few batches."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.seed))
+    device = resolve_device(config.training.device)
+    timed = []
+    for _ in range(count):
+        params = suggest(study.ask(), config.search_space)
+        model_cfg = ModelConfig.from_params(params, n_features=data.n_features, num_classes=data.num_classes)
+        with torch.device("meta"):
+            size = model_size_mb(HybridCNNLSTM(model_cfg))
+        if config.max_model_size_mb is not None and size > config.max_model_size_mb:
+            continue  # never trained: costs nothing
+        trainer = Trainer(HybridCNNLSTM(model_cfg), data.train, data.val, params, config.training, device=device)
+
+        def stop(train_seconds: float) -> None:
+            raise _Timed(train_seconds)
+
+        try:
+            seconds = trainer.fit(1, on_probe=stop).wall_seconds  # an epoch of a few batches: timed whole
+        except _Timed as probe:
+            # Validation is a forward pass only (about a third of a training step) over its windows.
+            seconds = probe.seconds * (1 + len(data.val) / (3 * len(data.train)))
+        timed.append((params, seconds))
+    if not timed:
+        raise HPOError("every timed configuration exceeds max_model_size_mb: nothing in the space can train")
+    return timed
+
+
+@dataclass
+class Outcome:
+    hours: float
+    trials: int
+    complete: int
+    pruned: int
+    infeasible: int  # stopped by max_model_size_mb or max_training_time_minutes
+    failed: int
+    epochs: int
+
+
+def outcome(study: optuna.Study, seconds: float) -> Outcome:
+    trials = study.get_trials(deepcopy=False)
+    reasons = [str(t.user_attrs.get("stop_reason", "")) for t in trials]
+    infeasible = sum(t.state == TrialState.PRUNED and r.startswith(("model size", "time limit")) for t, r in zip(trials, reasons))
+    return Outcome(
+        hours=seconds / 3600,
+        trials=len(trials),
+        complete=sum(t.state == TrialState.COMPLETE for t in trials),
+        pruned=sum(t.state == TrialState.PRUNED for t in trials) - infeasible,
+        infeasible=infeasible,
+        failed=sum(t.state == TrialState.FAIL for t in trials),
+        epochs=sum(len(t.user_attrs.get("epoch_history", [])) for t in trials),
+    )
+
+
+def simulate(config: OptimizationConfig, data: WindowedData, scales: list[float], table_path: Path) -> list[Outcome]:
+    """One replay of the scenario per scale (each with its own seed)."""
+    rows = load_rows(table_path)
+    loaders = loaders_for(data)
+    outcomes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, scale in enumerate(scales):
+            table = CurveTable(rows, config.search_space, time_scale=scale)
+            run = config.model_copy(update={
+                "seed": config.seed + i, "save_dir": Path(tmp) / str(i), "storage": None, "study_name": "plan",
+                "workers": 1,
+            })
+            study, seconds, _ = replay(run, table, loaders)
+            outcomes.append(outcome(study, seconds))
+    return outcomes
+
+
+@dataclass
+class Plan:
+    config: OptimizationConfig
+    timed: list[tuple[dict, float]]  # (params, epoch seconds here)
+    ratios: list[float]  # epoch seconds here / the cost model's, per timed configuration (sorted)
+    outcomes: list[Outcome]  # one replay per scale: lowest, median, highest ratio
+
+    def span(self, field: str) -> tuple[float, float, float]:
+        values = [getattr(o, field) for o in self.outcomes]
+        return statistics.median(values), min(values), max(values)
+
+    def lines(self) -> list[str]:
+        config = self.config
+
+        def show(field: str, fmt: str, factor: float = 1.0) -> str:
+            mid, low, high = (v * factor for v in self.span(field))
+            return f"{mid:{fmt}} [{low:{fmt}} - {high:{fmt}}]"
+
+        epoch_times = sorted(s for _, s in self.timed)
+        ratio = f"{statistics.median(self.ratios):.2f} [{self.ratios[0]:.2f} - {self.ratios[-1]:.2f}]"
+        lines = [
+            f"plan for scenario {config.scenario!r}: {config.n_trials} trials x up to {config.max_epochs_per_trial} "
+            f"epochs, timeout {config.timeout_hours} h, time limit per trial {config.max_training_time_minutes} min",
+            f"  timed here: {len(self.timed)} configurations, {epoch_times[0]:.1f} - {epoch_times[-1]:.1f} s per epoch "
+            f"({ratio} x the recorded table)",
+            f"  expected wall time  {show('hours', '.1f', 60)} min of training (add about 15 s for start-up and "
+            "the final analysis)",
+            f"  trials finished     {show('trials', '.0f')}",
+            f"    complete          {show('complete', '.0f')}",
+            f"    pruned            {show('pruned', '.0f')}",
+            f"    infeasible        {show('infeasible', '.0f')} (over max_model_size_mb or max_training_time_minutes)",
+            f"    failed            {show('failed', '.0f')}",
+            f"  epochs trained      {show('epochs', '.0f')}",
+        ]
+        cut = [o for o in self.outcomes if o.trials < config.n_trials]
+        if cut:
+            lines.append(
+                f"  does not fit: timeout_hours {config.timeout_hours} ends {len(cut)} of {len(self.outcomes)} replays "
+                f"after {min(o.trials for o in cut)} - {max(o.trials for o in cut)} trials; to fit, lower "
+                "max_epochs_per_trial or max_training_time_minutes, narrow the search space, or raise timeout_hours"
+            )
+        else:
+            lines.append("  fits: every replay finished all trials within timeout_hours")
+        lines.append(
+            "  (ranges: one replay each with the lowest, median and highest timing ratio, each with another seed; "
+            "learning curves from the shipped table, extrapolated to unrecorded configurations)"
+        )
+        return lines
+
+
+def make_plan(config: OptimizationConfig, *, timed_configs: int = 5, table_path: Path | None = None) -> Plan:
+    table_path = table_path or CURVES / "synthetic.jsonl.gz"
+    data, _ = prepare_windows(config.data, config.symbols)
+    timed = time_configurations(config, data, timed_configs)
+    reference = CurveTable(load_rows(table_path), config.search_space)
+    ratios = sorted(seconds / reference.predicted_seconds(params) for params, seconds in timed)
+    outcomes = simulate(config, data, [ratios[0], statistics.median(ratios), ratios[-1]], table_path)
+    return Plan(config, timed, ratios, outcomes)

@@ -1,0 +1,43 @@
+"""`cnn-lstm-hpo plan`: its range holds what a real run of the same scenario then does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import optuna
+
+from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
+from cnn_lstm_hpo.plan import make_plan
+
+
+def test_a_real_run_falls_within_the_planned_range(tmp_path):
+    # Pruning off and patience = epochs: every trial trains its budget, so the plan's trial and epoch
+    # counts are exact and its time range is what is tested.
+    config = create_optimization_config(
+        scenario="smoke", save_dir=tmp_path / "real", pruning={"enabled": False},
+        training={"early_stopping_patience": 3}, max_training_time_minutes=None,
+    )
+    plan = make_plan(config, timed_configs=5)
+    study = MultiObjectiveOptimizer(config, progress=False).optimize()
+    trials = study.get_trials()
+    training_hours = sum(e["wall_seconds"] for t in trials for e in t.user_attrs["epoch_history"]) / 3600
+    assert plan.span("trials") == (6, 6, 6) and plan.span("epochs") == (18, 18, 18)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    _, low, high = plan.span("hours")
+    assert low <= training_hours <= high, (low, training_hours, high)
+
+
+def test_plan_prints_the_expected_time_and_outcomes():
+    result = subprocess.run(
+        [sys.executable, "-m", "cnn_lstm_hpo.cli", "plan", "--scenario", "smoke", "--data", "synthetic", "--timed", "2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("plan for scenario 'smoke': 6 trials x up to 3 epochs, timeout 0.25 h, "
+                        "time limit per trial 10.0 min")
+    assert lines[1].startswith("  timed here: 2 configurations, ")
+    assert any(line.startswith("  expected wall time  ") and line.endswith(" min of training (add about 15 s "
+               "for start-up and the final analysis)") for line in lines)
+    assert "  fits: every replay finished all trials within timeout_hours" in lines

@@ -30,6 +30,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from cnn_lstm_hpo import study as study_module
 from cnn_lstm_hpo.config import OptimizationConfig, create_optimization_config
 from cnn_lstm_hpo.replay import CURVES, CurveTable, load_rows, loaders_for, replay
 from cnn_lstm_hpo.results import is_feasible
@@ -39,29 +40,28 @@ DATA = {"synthetic": {"source": "synthetic"}, "sample": {"source": "sample", "st
 
 
 # --- the goals ----------------------------------------------------------------------------------------
-MAXIMISE = [True, False, False]
+def front_points(study: optuna.Study) -> np.ndarray:
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and is_feasible(t)]
+    return np.array([t.values for t in done], dtype=float).reshape(-1, len(study.directions))
+
+
+def hypervolumes(*points: np.ndarray) -> list[float]:
+    """Hypervolumes against one reference: the worst accuracy seen, 1.1 x the largest of each other
+    objective (accuracy first, then objectives to minimise, as every scenario orders them)."""
+    both = np.vstack(points)
+    if not len(both):
+        return [0.0 for _ in points]
+    ref = np.concatenate([[both[:, 0].min()], 1.1 * both[:, 1:].max(axis=0) + 1e-9])
+    maximise = [True] + [False] * (both.shape[1] - 1)
+    out = []
+    for p in points:
+        inside = p[(p[:, 0] > ref[0]) & (p[:, 1:] < ref[1:]).all(axis=1)]
+        out.append(float(moocore.hypervolume(inside, ref=ref, maximise=maximise)) if len(inside) else 0.0)
+    return out
 
 
 def trial_epochs(study: optuna.Study) -> int:
     return sum(len(t.user_attrs.get("epoch_history", [])) for t in study.get_trials(deepcopy=False))
-
-
-def front_points(study: optuna.Study) -> np.ndarray:
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and is_feasible(t)]
-    return np.array([t.values for t in done], dtype=float).reshape(-1, 3)
-
-
-def hypervolumes(*points: np.ndarray) -> list[float]:
-    """Hypervolumes against one reference: the worst accuracy seen, 1.1 x the largest time and size."""
-    both = np.vstack(points)
-    if not len(both):
-        return [0.0 for _ in points]
-    ref = np.array([both[:, 0].min(), 1.1 * both[:, 1].max() + 1e-9, 1.1 * both[:, 2].max() + 1e-9])
-    out = []
-    for p in points:
-        inside = p[(p[:, 0] > ref[0]) & (p[:, 1:] < ref[1:]).all(axis=1)]
-        out.append(float(moocore.hypervolume(inside, ref=ref, maximise=MAXIMISE)) if len(inside) else 0.0)
-    return out
 
 
 def base_config(args: argparse.Namespace, seed: int, save_dir: Path, **overrides: Any) -> OptimizationConfig:
@@ -109,6 +109,85 @@ def goal_p2(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
           f"{statistics.median(ratios):.3f}x (goal >= 1.10), default wins {wins} of {len(ratios)} seeds (goal >= 80 %)")
 
 
+COUNTS_TO_COMPLETION = study_module.TrialMonitor
+
+
+class CountsToNextRung(COUNTS_TO_COMPLETION):
+    """The time-limit policy before 2026-11-29: only epochs up to the next pruning rung were certain."""
+
+    def completes_at(self, done: int, epochs_since_best: int) -> int:
+        through = super().completes_at(done, epochs_since_best)
+        if self.pruner is not None:
+            later = [r for r in self.pruner.brackets[self.bracket] if r > done]
+            if later:
+                return max(done + 1, min(through, later[0]))
+        return through
+
+
+def goal_time_limit(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
+    """The time limit counting epochs to completion (now) vs to the next rung (before), on quick_test."""
+    rows = []
+    for seed in range(args.seeds):
+        arms = {}
+        for name, monitor in (("to completion", COUNTS_TO_COMPLETION), ("to next rung", CountsToNextRung)):
+            study_module.TrialMonitor = monitor  # the real optimizer, with the old policy swapped in
+            try:
+                cfg = create_optimization_config(scenario="quick_test", seed=seed, data=DATA[args.data],
+                                                 save_dir=tmp / f"tl-{seed}-{len(arms)}", study_name="replay")
+                arms[name] = replay(cfg, table, loaders)
+            finally:
+                study_module.TrialMonitor = COUNTS_TO_COMPLETION
+        hv = hypervolumes(*(front_points(a[0]) for a in arms.values()))
+        rows.append([(a[1] / 3600, trial_epochs(a[0]), h, len(a[0].trials)) for a, h in zip(arms.values(), hv)])
+        print(f"  seed {seed}: " + " | ".join(f"{name}: {hours:.2f} h, {n} trials, {epochs} epochs, HV {h:.4g}"
+                                              for name, (hours, epochs, h, n) in zip(arms, rows[-1])))
+    for i, name in enumerate(("to completion", "to next rung")):
+        print(f"  {name}: median {statistics.median(r[i][0] for r in rows):.2f} simulated h, "
+              f"{statistics.median(r[i][1] for r in rows):.0f} trial-epochs")
+    speed = [r[1][0] / r[0][0] for r in rows if r[0][0] > 0]
+    quality = [r[0][2] / r[1][2] for r in rows if r[1][2] > 0]
+    print(f"time limit to completion vs to next rung (quick_test, {args.seeds} seeds): "
+          f"{statistics.median(speed):.2f}x less simulated time, hypervolume ratio "
+          f"{statistics.median(quality) if quality else float('nan'):.3f}")
+
+
+def goal_time_limit_real(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
+    """The same two policies on real studies (bundled data, a space where some models reach the first
+    rung within the limit but cannot complete in it); arms alternate per seed."""
+    space = {"cnn_num_filters": {"type": "categorical", "choices": [16, 64]},
+             "lstm_hidden_dim": {"type": "categorical", "choices": [32, 256]},
+             "lstm_num_layers": {"type": "int", "low": 1, "high": 3},
+             "lstm_bidirectional": {"type": "categorical", "choices": [False, True]},
+             "batch_size": {"type": "categorical", "choices": [64, 256]}}
+    arms_all = (("to completion", COUNTS_TO_COMPLETION), ("to next rung", CountsToNextRung))
+    rows = []
+    for seed in range(args.seeds):
+        arms = {}
+        for name, monitor in (arms_all if seed % 2 == 0 else arms_all[::-1]):
+            study_module.TrialMonitor = monitor
+            try:
+                cfg = create_optimization_config(
+                    scenario="smoke", n_trials=args.real_trials, max_epochs_per_trial=9, seed=seed, search_space=space,
+                    data={"source": "sample", "start": "2011-01-01", "sequence_length": 20},
+                    objectives=["accuracy", "training_time"], timeout_hours=None,
+                    max_training_time_minutes=args.real_limit, training={"early_stopping_patience": 3},
+                    pruning={"enabled": True, "min_resource": 1, "reduction_factor": 3}, pruning_warmup_steps=0,
+                    save_dir=tmp / f"real-{seed}-{name.replace(' ', '-')}")
+                started = time.perf_counter()
+                study = study_module.MultiObjectiveOptimizer(cfg, progress=False).optimize()
+                arms[name] = (study, time.perf_counter() - started)
+            finally:
+                study_module.TrialMonitor = COUNTS_TO_COMPLETION
+        names = [n for n, _ in arms_all]
+        hv = dict(zip(names, hypervolumes(*(front_points(arms[n][0]) for n in names))))
+        rows.append({n: (arms[n][1], trial_epochs(arms[n][0]), hv[n]) for n in names})
+        print(f"  real seed {seed}: " + " | ".join(f"{n}: {w:.0f} s, {e} epochs, HV {h:.4g}" for n, (w, e, h) in rows[-1].items()))
+    speed = statistics.median(r["to next rung"][0] / r["to completion"][0] for r in rows)
+    quality = [r["to completion"][2] / r["to next rung"][2] for r in rows if r["to next rung"][2] > 0]
+    print(f"real runs ({args.real_trials} trials, limit {args.real_limit} min, {args.seeds} seeds): to completion is "
+          f"{speed:.2f}x faster than to next rung, hypervolume ratio {statistics.median(quality) if quality else float('nan'):.3f}")
+
+
 def storage_url(kind: str, folder: Path, postgres_url: str | None) -> str | None:
     if kind == "sqlite":
         return f"sqlite:///{folder / 'study.db'}"
@@ -141,7 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=CURVES / "synthetic.jsonl.gz")
     parser.add_argument("--data", choices=list(DATA), default=None, help="default: from the table's file name")
-    parser.add_argument("--goals", nargs="+", default=["P1", "P2", "P4"], choices=["P1", "P2", "P4"])
+    parser.add_argument("--goals", nargs="+", default=["P1", "P2", "P4"], choices=["P1", "P2", "P4", "time-limit", "time-limit-real"])
+    parser.add_argument("--real-trials", type=int, default=12)
+    parser.add_argument("--real-limit", type=float, default=0.5, help="max_training_time_minutes of the real runs")
+    parser.add_argument("--time-scale", type=float, default=None,
+                        help="epoch times as this multiple of the table's cost model (from `cnn-lstm-hpo plan`)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--n-trials", type=int, default=300)
     parser.add_argument("--max-epochs", type=int, default=50)
@@ -155,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.data not in DATA:
         sys.exit(f"error: cannot tell the table's data set from {args.table.name}; pass --data")
     rows = load_rows(args.table)
-    table = CurveTable(rows, OptimizationConfig().search_space)
+    table = CurveTable(rows, OptimizationConfig().search_space, time_scale=args.time_scale)
     full = len(table.full)
     print(f"table {args.table.name}: {len(rows)} configurations, {full} with complete curves, "
           f"{len(rows) - full} with their first epoch only; cost model: {'fitted' if table.cost is not None else 'nearest row'}")
@@ -163,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     loaders = loaders_for(windows)
     with tempfile.TemporaryDirectory() as tmp:
         for goal in args.goals:
-            {"P1": goal_p1, "P2": goal_p2, "P4": goal_p4}[goal](args, table, loaders, Path(tmp))
+            {"P1": goal_p1, "P2": goal_p2, "P4": goal_p4, "time-limit": goal_time_limit,
+             "time-limit-real": goal_time_limit_real}[goal](args, table, loaders, Path(tmp))
 
 
 if __name__ == "__main__":

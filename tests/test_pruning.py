@@ -365,27 +365,29 @@ def _monitor(tmp_path, **overrides):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        # 6 epochs, eta 3: one bracket deciding at epochs 1 and 3, so only epoch 1 is certain.
-        (dict(max_epochs_per_trial=6), [(0, 0, 1), (1, 0, 3), (3, 0, 6), (4, 2, 6)]),
+        # Patience 9 > 6 epochs: a trial completes at epoch 6 only; the rungs (epochs 1 and 3) do not count.
+        (dict(max_epochs_per_trial=6), [(0, 0, 6), (1, 0, 6), (3, 0, 6), (4, 2, 6)]),
         # Patience 2 ends a trial at epoch 3 at the earliest; then 2 - stale epochs after the last best.
         (dict(max_epochs_per_trial=6, pruning={"enabled": False}, training={"early_stopping_patience": 2}),
          [(0, 0, 3), (1, 0, 3), (3, 1, 4), (4, 0, 6)]),
-        # Optuna's HyperbandPruner (one objective) may stop a trial after any epoch.
-        (dict(max_epochs_per_trial=6, objectives=["accuracy"]), [(0, 0, 1), (2, 0, 3)]),
+        # The same with rungs at epochs 1 and 3: unchanged.
+        (dict(max_epochs_per_trial=6, training={"early_stopping_patience": 2}), [(0, 0, 3), (1, 0, 3), (3, 1, 4)]),
+        # Optuna's HyperbandPruner (one objective) may stop a trial after any epoch: that is no completion.
+        (dict(max_epochs_per_trial=6, objectives=["accuracy"]), [(0, 0, 6), (2, 0, 6)]),
     ],
 )
-def test_epochs_surely_trained(tmp_path, overrides, expected):
+def test_epoch_at_which_a_trial_can_complete(tmp_path, overrides, expected):
     monitor = _monitor(tmp_path, **overrides)
     for done, stale, through in expected:
-        assert monitor.surely_trained_through(done, stale) == through, (done, stale)
+        assert monitor.completes_at(done, stale) == through, (done, stale)
 
 
-def test_probe_counts_one_epoch_when_the_first_rung_is_epoch_1(tmp_path):
+def test_probe_stops_a_trial_that_cannot_complete_even_if_it_could_reach_the_first_rung(tmp_path):
     monitor = _monitor(tmp_path, max_epochs_per_trial=6, max_training_time_minutes=1.0)
     assert monitor.pruner.brackets == [[1, 3]]
-    monitor.probe(40.0)  # 0.67 min for the one certain epoch: within the limit, the trial goes on
-    with pytest.raises(optuna.TrialPruned, match=r"training time 1\.17 min > max_training_time_minutes 1\.0"):
-        monitor.probe(70.0)
+    monitor.probe(9.0)  # 6 epochs x 9 s = 0.9 min to complete: within the limit, the trial goes on
+    with pytest.raises(optuna.TrialPruned, match=r"training time 1\.10 min > max_training_time_minutes 1\.0"):
+        monitor.probe(11.0)  # the first rung (epoch 1) takes 11 s, but completing takes 1.1 min
 
 
 def test_auto_time_limit_follows_the_study_budget():

@@ -94,3 +94,19 @@ def test_unrecorded_configurations_replay_the_nearest_curve():
     assert table.curve({**base, "lstm_num_layers": 4, "lstm_hidden_dim": 512}) is rows[1]
     assert table.curve(far) is rows[1] and table.epoch_seconds(far) is None  # recorded: its own times
     assert table.epoch_seconds(base) == 2.0  # two rows fit no cost model: the nearest row's time
+
+
+def test_a_trial_that_cannot_complete_in_time_costs_nothing_even_with_an_early_rung(tmp_path):
+    # Rungs at epochs 1 and 3 of 6; patience 10, so a trial completes at epoch 6 only: 6 x 20 s = 2 min
+    # against a 1-minute limit. The first rung (20 s) fits, but the trial could never complete in time.
+    config = tiny_config(tmp_path / "limit", n_trials=5, max_epochs_per_trial=6, max_training_time_minutes=1.0,
+                         training={"early_stopping_patience": 10}, pruning={"enabled": True, "min_resource": 1,
+                                                                            "reduction_factor": 3})
+    lowest = {name: spec.choices[0] if hasattr(spec, "choices") else spec.low for name, spec in config.search_space.items()}
+    table = replay.CurveTable([hand_made_row(lowest, [0.5, 0.6, 0.7, 0.7, 0.8, 0.8], seconds=20.0)], config.search_space)
+    study, simulated, _ = replay.replay(config, table, loaders(config))
+    assert simulated == 0.0  # stopped at the probe, before any epoch
+    for t in study.trials:
+        assert t.state == optuna.trial.TrialState.PRUNED and "epoch_history" not in t.user_attrs
+        assert t.user_attrs["stop_reason"] == "time limit: 2.00 min projected > 1.0 min"
+        assert t.constraints["training_time_minutes"] == pytest.approx(1.0)  # 2 min projected - 1 min limit: infeasible

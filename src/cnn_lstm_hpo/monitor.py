@@ -74,30 +74,26 @@ class TrialMonitor:
         if not epoch.last:
             self._check_pruning(epoch)
         fastest = min(h[self.time_key] for h in self.history) / 60
-        more = 0 if epoch.last else self.surely_trained_through(epoch.epoch, epoch.epochs_since_best) - epoch.epoch
+        more = 0 if epoch.last else self.completes_at(epoch.epoch, epoch.epochs_since_best) - epoch.epoch
         self._check_time(self.minutes() + more * fastest)
 
     def probe(self, first_epoch_seconds: float) -> None:
-        """A few batches into epoch 1: stop now if the epochs this trial will certainly train break the limit."""
-        self._check_time(self.surely_trained_through(0, 0) * first_epoch_seconds / 60)
+        """A few batches into epoch 1: stop now if the trial cannot complete within the limit."""
+        self._check_time(self.completes_at(0, 0) * first_epoch_seconds / 60)
 
-    def surely_trained_through(self, done: int, epochs_since_best: int) -> int:
-        """The last epoch this trial will surely train, when ``done`` epochs have passed every check.
+    def completes_at(self, done: int, epochs_since_best: int) -> int:
+        """The first epoch at which this trial can complete, when ``done`` epochs have passed every check.
 
-        The trial can end no sooner than the first of: the epoch budget, early stopping, or the
-        next epoch after ``done`` at which a pruning decision is taken.
+        It completes at the epoch budget or when early stopping fires, whichever comes first. A
+        pruning rung may end it sooner, but then it is pruned: either way a trial that cannot
+        complete within the time limit adds nothing to the front, so the limit counts every epoch
+        up to completion (benchmarks/replay.py measures what this saves; it used to count only up
+        to the next rung).
         """
         patience = self.config.training.early_stopping_patience
         # Epoch 1 always improves on nothing, so early stopping counts from it at the earliest.
         early_stop = 1 + patience if done == 0 else done + patience - epochs_since_best
-        bounds = [self.config.max_epochs_per_trial, early_stop]
-        if self.pruner is not None:
-            later = [r for r in self.pruner.brackets[self.bracket] if r > done]
-            if later:
-                bounds.append(later[0])
-        elif isinstance(self.trial.study.pruner, optuna.pruners.HyperbandPruner):
-            bounds.append(done + 1)  # Optuna's pruner may stop the trial after any epoch
-        return max(done + 1, min(bounds))
+        return max(done + 1, min(self.config.max_epochs_per_trial, early_stop))
 
     def _check_time(self, projected_minutes: float) -> None:
         """Stop once the projected training time (spent plus certain) breaks the limit."""

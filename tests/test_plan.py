@@ -41,3 +41,11 @@ def test_plan_prints_the_expected_time_and_outcomes():
     assert any(line.startswith("  expected wall time  ") and line.endswith(" min of training (add about 15 s "
                "for start-up and the final analysis)") for line in lines)
     assert "  fits: every replay finished all trials within timeout_hours" in lines
+
+
+def test_plan_of_an_unknown_scenario_is_one_line_and_exit_2():
+    result = subprocess.run([sys.executable, "-m", "cnn_lstm_hpo.cli", "plan", "--scenario", "nope"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == ("error: unknown scenario 'nope'; available: accuracy_focused, default, "
+                             "efficiency_focused, production, quick_test, smoke\n")

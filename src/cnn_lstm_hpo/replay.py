@@ -40,6 +40,8 @@ CURVES = Path(__file__).resolve().parent / "curves"  # recorded by benchmarks/re
 
 # --- the table --------------------------------------------------------------------------------------
 def load_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise HPOError(f"no curve table at {path}; record one with benchmarks/record_curves.py")
     rows = []
     with gzip.open(path, "rt") as handle:
         try:

@@ -84,6 +84,8 @@ def test_dashboard_serves_the_study_live_on_loopback_only(tmp_path, kind):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: Ctrl-C acts even when the tests run as a background job (SIGINT ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     base = f"http://127.0.0.1:{port}"
     try:

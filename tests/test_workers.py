@@ -65,6 +65,11 @@ def wait_for_running_trial(url: str, process: subprocess.Popen, *, min_number: i
     raise AssertionError("no trial got going in time")
 
 
+def foreground() -> None:
+    """As from a terminal: SIGINT acts, even when the tests themselves run as a background job."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def assert_workers_shared_with_distinct_first_points(trials: list, stderr: str) -> None:
     """Several processes ran trials, and each one's first point differs (no shared random stream).
 
@@ -161,7 +166,8 @@ def test_interrupt_mid_trial_records_it_and_exits_with_128_plus_signal(tmp_path,
 
     process = subprocess.Popen(
         cli("optimize", "--scenario", str(scenario(tmp_path, 2, 40)), "--save-dir", str(save), "--quiet"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=background if ignore_sigint else None,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=background if ignore_sigint else foreground,
     )
     running = wait_for_running_trial(url, process)
     process.send_signal(sig)

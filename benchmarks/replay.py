@@ -68,7 +68,7 @@ def base_config(args: argparse.Namespace, seed: int, save_dir: Path, **overrides
     settings: dict[str, Any] = dict(
         scenario="default", n_trials=args.n_trials, max_epochs_per_trial=args.max_epochs, seed=seed,
         data=DATA[args.data], save_dir=save_dir, timeout_hours=None, max_training_time_minutes=args.time_limit,
-        study_name="replay",
+        study_name="replay", pruning_warmup_steps=args.pruning_warmup,
     )
     return create_optimization_config(**{**settings, **overrides})
 
@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-trials", type=int, default=300)
     parser.add_argument("--max-epochs", type=int, default=50)
     parser.add_argument("--time-limit", type=float, default=120.0, help="max_training_time_minutes")
+    parser.add_argument("--pruning-warmup", type=int, default=OptimizationConfig().pruning_warmup_steps,
+                        help="pruning_warmup_steps: epochs before the first rung (a policy candidate)")
     parser.add_argument("--budget-hours", type=float, default=2.0)
     parser.add_argument("--overhead-trials", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--storages", nargs="+", default=["sqlite", "journal"], choices=["sqlite", "journal", "postgresql"])

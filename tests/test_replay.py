@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import optuna
@@ -79,6 +80,7 @@ def test_the_simulated_clock_ends_the_run_at_its_timeout(tmp_path):
     # Each trial replays the one curve: 5 epochs x 60 s. A trial starts while less than 30 min have passed.
     assert len(study.trials) == 6 and simulated == pytest.approx(1800.0)
     assert all(t.values[1] == pytest.approx(5.0) for t in study.trials)  # training_time in minutes
+    assert gc.get_freeze_count() == 0  # the run froze the heap for its trials only (an API caller goes on)
 
 
 def test_unrecorded_configurations_replay_the_nearest_curve():

@@ -278,12 +278,19 @@ class MultiObjectiveOptimizer:
 
     def _run_trials(self, study: optuna.Study) -> None:
         """Trials one after another until the study has ``n_trials`` or this run's time is up."""
-        cfg = self.config
-        started = self.clock()
         # What exists now (imports, data) lives for the whole run: kept out of the collection that
         # follows every trial (it frees cycles holding a finished trial's tensors), which otherwise
-        # walks the whole heap: ~0.3 s a trial with torch loaded.
+        # walks the whole heap: ~0.3 s a trial with torch loaded. Unfrozen after, for API callers.
+        gc.collect()
         gc.freeze()
+        try:
+            self._trial_loop(study)
+        finally:
+            gc.unfreeze()
+
+    def _trial_loop(self, study: optuna.Study) -> None:
+        cfg = self.config
+        started = self.clock()
         callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [self._write_trial_result]
         if self.progress:
             callbacks.append(ProgressLine(cfg.n_trials, cfg.objectives))

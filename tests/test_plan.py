@@ -49,3 +49,17 @@ def test_plan_of_an_unknown_scenario_is_one_line_and_exit_2():
     assert result.returncode == 2
     assert result.stderr == ("error: unknown scenario 'nope'; available: accuracy_focused, default, "
                              "efficiency_focused, production, quick_test, smoke\n")
+
+
+def test_outcome_counts_a_pruned_trial_over_a_limit_as_infeasible():
+    from optuna.trial import TrialState
+
+    from cnn_lstm_hpo.plan import outcome
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for over in (1.0, -1.0, -2.0):  # stopped by the time limit; pruned at rungs within it
+        trial = study.ask()
+        trial.set_constraint("training_time_minutes", over)
+        study.tell(trial, state=TrialState.PRUNED)
+    result = outcome(study, 1800.0)
+    assert (result.infeasible, result.pruned, result.complete, result.hours) == (1, 2, 0, 0.5)

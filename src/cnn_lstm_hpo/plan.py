@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from .config import OptimizationConfig
 from .errors import HPOError
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
+from .results import is_feasible
 from .replay import CURVES, CurveTable, load_rows, loaders_for, replay
 from .space import suggest
 from .train import Trainer, resolve_device
@@ -87,8 +88,8 @@ class Outcome:
 
 def outcome(study: optuna.Study, seconds: float) -> Outcome:
     trials = study.get_trials(deepcopy=False)
-    reasons = [str(t.user_attrs.get("stop_reason", "")) for t in trials]
-    infeasible = sum(t.state == TrialState.PRUNED and r.startswith(("model size", "time limit")) for t, r in zip(trials, reasons))
+    # Stopped by a limit: the size or time constraint the trial recorded is violated.
+    infeasible = sum(t.state == TrialState.PRUNED and not is_feasible(t) for t in trials)
     return Outcome(
         hours=seconds / 3600,
         trials=len(trials),

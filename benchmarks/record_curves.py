@@ -101,12 +101,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     OUT.mkdir(exist_ok=True)
-    meta = OUT / "README.json"
-    meta.write_text(json.dumps({
-        "command": "python benchmarks/record_curves.py " + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items()),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, torch {torch.__version__}",
-    }, indent=2) + "\n")
+    meta = OUT / "README.json"  # per data set: the command and machine that recorded its table
+    recorded = json.loads(meta.read_text()) if meta.exists() else {}
+    command = "python benchmarks/record_curves.py " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items())
+    machine = f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, torch {torch.__version__}"
+    recorded.update({name: {"command": command, "machine": machine} for name in args.data})
+    meta.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
     configs = configurations(args.configs, args.seed)
     for name in args.data:
         data, _ = prepare_windows(DATA[name], None)

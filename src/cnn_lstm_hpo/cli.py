@@ -132,7 +132,7 @@ def optimize(
 @contextlib.contextmanager
 def _interrupts(resume_hint: str) -> Iterator[None]:
     """Ctrl-C / SIGTERM: the optimizer has recorded the trial and written the files; say how to go on."""
-    from .workers import exit_code_of
+    from .interrupts import exit_code_of
 
     try:
         yield

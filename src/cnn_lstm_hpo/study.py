@@ -17,6 +17,7 @@ from .config import OptimizationConfig, SamplerConfig, validate_config
 from .errors import HPOError, StudyFailed
 from .fingerprint import USER_ATTR as FINGERPRINT
 from .fingerprint import fingerprint_differences, study_fingerprint
+from . import interrupts
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .objectives import directions
 from .paths import writable_dir
@@ -28,8 +29,8 @@ from .storage import check_url_for_workers, close_storage, open_storage, redact
 from .train import Trainer, resolve_device
 from .windows import WindowedData, prepare_windows, split_from_loader
 from .workers import (
-    OUTPUT_LOCK, SLOT_LOCK, FileLock, exit_code_of, fail_dead_local_trials, ignore_further_signals, raise_on_sigterm,
-    forward_interrupts, spawn_workers, this_worker, wait_for, worker_seed,
+    OUTPUT_LOCK, SLOT_LOCK, FileLock, fail_dead_local_trials, forward_interrupts, spawn_workers, this_worker, wait_for,
+    worker_seed,
 )
 
 log = logging.getLogger("cnn_lstm_hpo")
@@ -253,19 +254,19 @@ class MultiObjectiveOptimizer:
             study = self.study = open_study(cfg, self.fingerprint, storage, worker_id=self.worker_id)
             if self.write_outputs:
                 atomic_write_text(self.save_dir / "resolved_config.yaml", cfg.to_yaml())
-            raise_on_sigterm()
+            interrupts.raise_on_sigterm()
             try:
                 if cfg.workers > 1:
                     self._run_workers(study, url)
                 else:
                     self._run_trials(study)
             except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: the books first, then exit
-                ignore_further_signals()
+                interrupts.ignore_further_signals()
                 fail_dead_local_trials(study)
                 self._write_unrecorded_results(study)
                 if self.write_outputs:
                     self._write_study_files(study, analysis=False)
-                log.warning("interrupted (exit %d): the running trial is recorded as failed", exit_code_of(interrupt))
+                log.warning("interrupted (exit %d): the running trial is recorded as failed", interrupts.exit_code_of(interrupt))
                 raise
             if self.write_outputs:
                 self._write_study_files(study, analysis=True)
@@ -284,7 +285,8 @@ class MultiObjectiveOptimizer:
         gc.collect()
         gc.freeze()
         try:
-            self._trial_loop(study)
+            with interrupts.deferred():
+                self._trial_loop(study)
         finally:
             gc.unfreeze()
 
@@ -295,6 +297,7 @@ class MultiObjectiveOptimizer:
         if self.progress:
             callbacks.append(ProgressLine(cfg.n_trials, cfg.objectives))
         while cfg.timeout is None or self.clock() - started < cfg.timeout:
+            interrupts.check()
             with FileLock(self.save_dir / SLOT_LOCK) as slot:
                 fail_dead_local_trials(study)
                 if len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))) >= cfg.n_trials:
@@ -311,7 +314,7 @@ class MultiObjectiveOptimizer:
         try:
             return self.objective(trial)
         except KeyboardInterrupt:
-            ignore_further_signals()
+            interrupts.ignore_further_signals()
             trial.set_user_attr("fail_reason", "interrupted")
             raise
 

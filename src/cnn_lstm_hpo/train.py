@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import interrupts
 from .config import TrainingConfig, validate_data_config
 from .errors import HPOError, TrialDiverged
 from .objectives import Evaluation, evaluate_predictions
@@ -134,6 +135,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         started = time.perf_counter()
         for step, start in enumerate(range(0, n, batch), start=1):
+            interrupts.check()  # a Ctrl-C during the trial stops it here, not inside a storage write
             if self.probe is not None and step == PROBE_BATCHES + 1:
                 probe, self.probe = self.probe, None
                 probe((time.perf_counter() - started) / PROBE_BATCHES * -(-n // batch))
@@ -155,6 +157,7 @@ class Trainer:
         split = split.to(self.device)
         probs, rets = [], []
         for start in range(0, len(split), EVAL_BATCH):
+            interrupts.check()
             logits, ret = self._forward(split.windows(slice(start, start + EVAL_BATCH)))
             probs.append(torch.softmax(logits.float(), dim=-1).cpu())
             rets.append(ret.float().cpu() * self.return_scale)

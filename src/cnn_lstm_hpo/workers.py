@@ -7,8 +7,8 @@
 - Each trial records the **worker** (host:pid) that runs it; a process starting on the same host
   fails the RUNNING trials of workers that no longer exist. RDB storages also use Optuna's
   heartbeats, which catch dead workers on any host.
-- **Signals**: SIGTERM raises :class:`Interrupted` (a KeyboardInterrupt), like Ctrl-C does, so the
-  running trial is recorded FAIL ("interrupted") and the result files are written before exit.
+- **Signals** (see :mod:`.interrupts`) reaching the process that started the workers are passed on
+  to them, and each records its running trial FAIL ("interrupted") before it exits.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import sys
 import time
 import zlib
 from pathlib import Path
-from types import FrameType
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -30,39 +29,10 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from .interrupts import Interrupted, ignore_further_signals
+
 SLOT_LOCK = ".trial-slots.lock"
 OUTPUT_LOCK = ".outputs.lock"
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (or SIGINT) received: finish the books and exit with 128 + signal."""
-
-    def __init__(self, signum: int = signal.SIGINT) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-def exit_code_of(interrupt: KeyboardInterrupt) -> int:
-    return interrupt.exit_code if isinstance(interrupt, Interrupted) else 128 + signal.SIGINT
-
-
-def raise_on_sigterm() -> None:
-    """SIGTERM -> Interrupted, in the main thread; also where SIGINT is ignored (background jobs)."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(signum)
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def ignore_further_signals() -> None:
-    """After the first interrupt: let the result files be written whole."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class FileLock:

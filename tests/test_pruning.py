@@ -13,9 +13,11 @@ from typer.testing import CliRunner
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
 from cnn_lstm_hpo.cli import app
-from cnn_lstm_hpo.monitor import TrialMonitor
+from cnn_lstm_hpo.errors import StudyFailed
+from cnn_lstm_hpo.monitor import LIVE_VIEW_SECONDS, TrialMonitor
+from cnn_lstm_hpo.objectives import Evaluation
 from cnn_lstm_hpo.pruning import BRACKET_ATTR, ParetoRungPruner, crowding_distances, non_domination_ranks, plan_brackets, promotable
-from cnn_lstm_hpo.train import Trainer
+from cnn_lstm_hpo.train import EpochResult, Trainer
 
 SPACE = {
     "cnn_num_filters": {"type": "categorical", "choices": [4, 8, 16]},
@@ -394,3 +396,53 @@ def test_auto_time_limit_follows_the_study_budget():
     assert create_optimization_config(scenario="quick_test").max_training_time_minutes == pytest.approx(9.6)
     assert create_optimization_config(scenario="production").max_training_time_minutes == 90.0  # the guide's
     assert create_optimization_config(n_trials=10).max_training_time_minutes == 120.0  # capped
+
+
+def _epoch(number: int, last: bool = False) -> EpochResult:
+    val = Evaluation(loss=1.0, accuracy=0.5, classification_score=0.5, regression_score=0.5, composite=0.5, majority_rate=0.5)
+    return EpochResult(number, 1.0, val, wall_seconds=0.1, cpu_seconds=0.1, last=last, epochs_since_best=0)
+
+
+def test_history_is_saved_at_rungs_at_the_end_and_every_few_seconds_not_every_epoch(tmp_path, monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("cnn_lstm_hpo.monitor.time.monotonic", lambda: now[0])
+    monitor = _monitor(tmp_path, max_epochs_per_trial=9, pruning={"enabled": True, "reduction_factor": 3})
+    rungs = monitor.pruner.brackets[monitor.bracket]
+    assert rungs == [1, 3]
+    saved = []
+    for number in range(1, 10):
+        if number == 6:
+            now[0] += LIVE_VIEW_SECONDS  # the live view's interval passes during epoch 6
+        monitor(_epoch(number, last=number == 9))
+        saved.append(len(monitor.trial.study.trials[0].user_attrs.get("epoch_history", [])))
+    # epoch 1 and 3: rungs; 6: the interval; 9: the last epoch; nothing in between
+    assert saved == [1, 1, 3, 3, 3, 6, 6, 6, 9]
+
+
+def test_an_ending_trial_saves_the_epochs_not_yet_saved(tmp_path, monkeypatch):
+    monkeypatch.setattr("cnn_lstm_hpo.monitor.time.monotonic", lambda: 100.0)
+    monitor = _monitor(tmp_path, max_epochs_per_trial=9, pruning={"enabled": False})
+    for number in (1, 2, 3):
+        monitor(_epoch(number))
+    history = lambda: monitor.trial.study.trials[0].user_attrs["epoch_history"]  # noqa: E731
+    assert len(history()) == 1
+    monitor.save()  # the objective does this however the trial ends
+    assert [h["epoch"] for h in history()] == [1, 2, 3]
+
+
+def test_a_trial_that_fails_mid_way_keeps_every_epoch_it_trained(tmp_path, monkeypatch):
+    original, calls = Trainer._train_epoch, []
+
+    def fails_in_epoch_3(self, optimizer, generator):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory")
+        return original(self, optimizer, generator)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", fails_in_epoch_3)
+    cfg = config(tmp_path, n_trials=1, max_epochs_per_trial=6, pruning={"enabled": False})
+    with pytest.raises(StudyFailed, match="all 1 trials failed"):
+        MultiObjectiveOptimizer(cfg, progress=False).optimize()
+    trial = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}").trials[0]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "RuntimeError: out of memory"
+    assert [h["epoch"] for h in trial.user_attrs["epoch_history"]] == [1, 2]

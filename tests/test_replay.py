@@ -112,3 +112,19 @@ def test_a_trial_that_cannot_complete_in_time_costs_nothing_even_with_an_early_r
         assert t.state == optuna.trial.TrialState.PRUNED and "epoch_history" not in t.user_attrs
         assert t.user_attrs["stop_reason"] == "time limit: 2.00 min projected > 1.0 min"
         assert t.constraints["training_time_minutes"] == pytest.approx(1.0)  # 2 min projected - 1 min limit: infeasible
+
+
+def test_the_constant_liar_is_on_only_where_workers_share_the_study_and_alone_changes_no_decision(tmp_path):
+    """Alone, TPE's constant liar rereads every trial for each parameter; it is off for SQLite (one process)."""
+    table = replay.CurveTable(replay.load_rows(replay.CURVES / "synthetic.jsonl.gz"), OptimizationConfig().search_space)
+    studies = {}
+    for kind, url in {"sqlite": f"sqlite:///{tmp_path / 'study.db'}",
+                      "journal": f"journal:///{(tmp_path / 'study.journal').as_posix().lstrip('/')}"}.items():
+        config = create_optimization_config(
+            scenario="default", n_trials=16, seed=5, sampler={"n_startup_trials": 4}, storage=url,
+            data={"source": "synthetic"}, save_dir=tmp_path / kind, timeout_hours=None,
+        )
+        studies[kind] = replay.replay(config, table, loaders(config))[0]
+    assert not studies["sqlite"].sampler._constant_liar and studies["journal"].sampler._constant_liar
+    sampled = {kind: [t.params for t in study.trials] for kind, study in studies.items()}
+    assert len(sampled["sqlite"]) == 16 and sampled["sqlite"] == sampled["journal"]  # 12 TPE trials alike

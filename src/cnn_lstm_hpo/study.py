@@ -69,19 +69,23 @@ def open_study(
     study.pruner = single_objective_pruner(config)
     # A resumed study and each worker must not replay the same random start-up points.
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-    study.sampler = make_sampler(config.sampler, worker_seed(config.seed, finished, worker_id))
+    seed = worker_seed(config.seed, finished, worker_id)
+    study.sampler = make_sampler(config.sampler, seed, shared=not url.startswith("sqlite"))
     return study
 
 
-def make_sampler(cfg: SamplerConfig, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(cfg: SamplerConfig, seed: int, *, shared: bool = True) -> optuna.samplers.BaseSampler:
+    """``shared``: other processes may run trials of the study at the same time (journal, database)."""
     if cfg.type == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
     if cfg.type == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=cfg.population_size)
     if cfg.type == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    # constant liar: several workers must not all propose the same point
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials, constant_liar=True)
+    # Constant liar: concurrent workers must not all propose the same point. Alone it changes no
+    # decision (there is no other running trial) but rereads every trial for each parameter it
+    # samples (Optuna's per-trial cache is off with it): 12 reads a trial, 0.2 s at 100 trials.
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials, constant_liar=shared)
 
 
 def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str) -> None:
@@ -222,6 +226,8 @@ class MultiObjectiveOptimizer:
         except Exception as error:  # diverged, out of memory, ...: recorded FAIL, the study goes on
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             raise
+        finally:  # however it ends (interrupted too), the whole history is in storage
+            monitor.save()
         minutes = monitor.minutes()
         trial.set_constraint("training_time_minutes", self._over_time(minutes))
         best = result.best.val

@@ -9,7 +9,8 @@ budget keeps only that epoch (``"truncated": true``): under the default time lim
 be feasible, so the replay needs its epoch time, not its curve.
 
 Resumable: rows are appended to ``src/cnn_lstm_hpo/curves/<data>.jsonl.gz`` as each configuration ends
-(one gzip member per row), and a rerun skips the indices already there. Safe to stop at any time.
+(one gzip member per row), and a rerun skips the indices already there. Safe to stop at any time; do not pause it
+(SIGSTOP): the pause would count in the wall time of the epoch it falls in.
 
     python benchmarks/record_curves.py [--data sample synthetic] [--configs 300] [--max-epochs 50]
 """

@@ -8,7 +8,7 @@ import sys
 import optuna
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
-from cnn_lstm_hpo.plan import make_plan
+from cnn_lstm_hpo.plan import make_plan, table_for
 
 
 def test_a_real_run_falls_within_the_planned_range(tmp_path):
@@ -41,6 +41,13 @@ def test_plan_prints_the_expected_time_and_outcomes():
     assert any(line.startswith("  expected wall time  ") and line.endswith(" min of training (add about 15 s "
                "for start-up and the final analysis)") for line in lines)
     assert "  fits: every replay finished all trials within timeout_hours" in lines
+    assert "learning curves from the shipped table synthetic.jsonl.gz" in result.stdout
+
+
+def test_the_plan_replays_curves_recorded_on_the_scenarios_data_where_there_are_some():
+    assert table_for(create_optimization_config(scenario="quick_test")).name == "sample.jsonl.gz"  # bundled data
+    assert table_for(create_optimization_config(data={"source": "synthetic"})).name == "synthetic.jsonl.gz"
+    assert table_for(create_optimization_config(data={"source": "/data/prices.csv"})).name == "synthetic.jsonl.gz"
 
 
 def test_plan_of_an_unknown_scenario_is_one_line_and_exit_2():

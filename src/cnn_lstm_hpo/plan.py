@@ -126,6 +126,7 @@ class Plan:
     timed: list[tuple[dict, float]]  # (params, epoch seconds here)
     ratios: list[float]  # epoch seconds here / the cost model's, per timed configuration (sorted)
     outcomes: list[Outcome]  # one replay per scale: lowest, median, highest ratio
+    table: str = "synthetic.jsonl.gz"  # the learning curves replayed
 
     def span(self, field: str) -> tuple[float, float, float]:
         values = [getattr(o, field) for o in self.outcomes]
@@ -165,17 +166,24 @@ class Plan:
             lines.append("  fits: every replay finished all trials within timeout_hours")
         lines.append(
             f"  (ranges: one replay each with the lowest timing ratio / {WIDEN}, the median, and the highest x {WIDEN}, "
-            "each with another seed; learning curves from the shipped table, extrapolated to unrecorded configurations)"
+            f"each with another seed; learning curves from the shipped table {self.table}, "
+            "extrapolated to unrecorded configurations)"
         )
         return lines
 
 
+def table_for(config: OptimizationConfig) -> Path:
+    """The curves recorded on the scenario's data (the bundled sample), else those on synthetic data."""
+    path = CURVES / "sample.jsonl.gz"
+    return path if config.data.source == "sample" and path.is_file() else CURVES / "synthetic.jsonl.gz"
+
+
 def make_plan(config: OptimizationConfig, *, timed_configs: int = 5, table_path: Path | None = None) -> Plan:
-    table_path = table_path or CURVES / "synthetic.jsonl.gz"
+    table_path = table_path or table_for(config)
     data, _ = prepare_windows(config.data, config.symbols)
     timed = time_configurations(config, data, timed_configs)
     reference = CurveTable(load_rows(table_path), config.search_space)
     ratios = sorted(seconds / reference.predicted_seconds(params) for params, seconds in timed)
     scales = [ratios[0] / WIDEN, statistics.median(ratios), ratios[-1] * WIDEN]
     outcomes = simulate(config, data, scales, table_path)
-    return Plan(config, timed, ratios, outcomes)
+    return Plan(config, timed, ratios, outcomes, table_path.name)

@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--storages", nargs="+", default=["sqlite", "journal"], choices=["sqlite", "journal", "postgresql"])
     parser.add_argument("--postgres-url")
     args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per replayed trial would bury the results
     args.data = args.data or args.table.name.split(".")[0]
     if args.data not in DATA:
         sys.exit(f"error: cannot tell the table's data set from {args.table.name}; pass --data")

@@ -76,7 +76,13 @@ def test_the_simulated_clock_ends_the_run_at_its_timeout(tmp_path):
     lowest = {name: spec.choices[0] if hasattr(spec, "choices") else spec.low for name, spec in config.search_space.items()}
     row = hand_made_row(lowest, [0.5, 0.6, 0.7, 0.7, 0.8], seconds=60.0)
     table = replay.CurveTable([row], config.search_space)
-    study, simulated, _ = replay.replay(config, table, loaders(config))
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # as the CLI sets it
+    try:
+        study, simulated, _ = replay.replay(config, table, loaders(config))
+        assert optuna.logging.get_verbosity() == optuna.logging.ERROR  # the caller's setting, untouched
+    finally:
+        optuna.logging.set_verbosity(before)
     # Each trial replays the one curve: 5 epochs x 60 s. A trial starts while less than 30 min have passed.
     assert len(study.trials) == 6 and simulated == pytest.approx(1800.0)
     assert all(t.values[1] == pytest.approx(5.0) for t in study.trials)  # training_time in minutes

@@ -191,7 +191,6 @@ def loaders_for(windows: WindowedData) -> tuple:
 def replay(config: OptimizationConfig, table: CurveTable, loaders: tuple) -> tuple[optuna.Study, float, float]:
     """(study, simulated seconds, real seconds) of one replayed study."""
     clock = SimulatedClock()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     study = ReplayOptimizer(config, table, loaders, clock).optimize()
     return study, clock.now, time.perf_counter() - started

@@ -33,7 +33,7 @@ from optuna.trial import TrialState
 from cnn_lstm_hpo import study as study_module
 from cnn_lstm_hpo.config import OptimizationConfig, create_optimization_config
 from cnn_lstm_hpo.replay import CURVES, CurveTable, load_rows, loaders_for, replay
-from cnn_lstm_hpo.results import is_feasible
+from cnn_lstm_hpo.results import epochs_trained, is_feasible
 from cnn_lstm_hpo.windows import prepare_windows
 
 DATA = {"synthetic": {"source": "synthetic"}, "sample": {"source": "sample", "start": "2011-01-01"}}
@@ -60,10 +60,6 @@ def hypervolumes(*points: np.ndarray) -> list[float]:
     return out
 
 
-def trial_epochs(study: optuna.Study) -> int:
-    return sum(len(t.user_attrs.get("epoch_history", [])) for t in study.get_trials(deepcopy=False))
-
-
 def base_config(args: argparse.Namespace, seed: int, save_dir: Path, **overrides: Any) -> OptimizationConfig:
     settings: dict[str, Any] = dict(
         scenario="default", n_trials=args.n_trials, max_epochs_per_trial=args.max_epochs, seed=seed,
@@ -80,7 +76,7 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
         for pruning in (True, False):
             cfg = base_config(args, seed, tmp / f"p1-{seed}-{pruning}", pruning={"enabled": pruning})
             arms[pruning] = replay(cfg, table, loaders)[0]
-        epochs = {k: trial_epochs(s) for k, s in arms.items()}
+        epochs = {k: epochs_trained(s.trials) for k, s in arms.items()}
         hv_on, hv_off = hypervolumes(front_points(arms[True]), front_points(arms[False]))
         ratios.append(epochs[False] / max(epochs[True], 1))
         hv_ratios.append(hv_on / hv_off if hv_off else float("nan"))
@@ -138,7 +134,7 @@ def goal_time_limit(args: argparse.Namespace, table: CurveTable, loaders: tuple,
             finally:
                 study_module.TrialMonitor = COUNTS_TO_COMPLETION
         hv = hypervolumes(*(front_points(a[0]) for a in arms.values()))
-        rows.append([(a[1] / 3600, trial_epochs(a[0]), h, len(a[0].trials)) for a, h in zip(arms.values(), hv)])
+        rows.append([(a[1] / 3600, epochs_trained(a[0].trials), h, len(a[0].trials)) for a, h in zip(arms.values(), hv)])
         print(f"  seed {seed}: " + " | ".join(f"{name}: {hours:.2f} h, {n} trials, {epochs} epochs, HV {h:.4g}"
                                               for name, (hours, epochs, h, n) in zip(arms, rows[-1])))
     for i, name in enumerate(("to completion", "to next rung")):
@@ -180,7 +176,7 @@ def goal_time_limit_real(args: argparse.Namespace, table: CurveTable, loaders: t
                 study_module.TrialMonitor = COUNTS_TO_COMPLETION
         names = [n for n, _ in arms_all]
         hv = dict(zip(names, hypervolumes(*(front_points(arms[n][0]) for n in names))))
-        rows.append({n: (arms[n][1], trial_epochs(arms[n][0]), hv[n]) for n in names})
+        rows.append({n: (arms[n][1], epochs_trained(arms[n][0].trials), hv[n]) for n in names})
         print(f"  real seed {seed}: " + " | ".join(f"{n}: {w:.0f} s, {e} epochs, HV {h:.4g}" for n, (w, e, h) in rows[-1].items()))
     speed = statistics.median(r["to next rung"][0] / r["to completion"][0] for r in rows)
     quality = [r["to completion"][2] / r["to next rung"][2] for r in rows if r["to next rung"][2] > 0]

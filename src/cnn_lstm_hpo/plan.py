@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from .config import OptimizationConfig
 from .errors import HPOError
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
-from .results import is_feasible
+from .results import epochs_trained, is_feasible
 from .replay import CURVES, CurveTable, load_rows, loaders_for, replay
 from .space import suggest
 from .train import Trainer, resolve_device
@@ -97,7 +97,7 @@ def outcome(study: optuna.Study, seconds: float) -> Outcome:
         pruned=sum(t.state == TrialState.PRUNED for t in trials) - infeasible,
         infeasible=infeasible,
         failed=sum(t.state == TrialState.FAIL for t in trials),
-        epochs=sum(len(t.user_attrs.get("epoch_history", [])) for t in trials),
+        epochs=epochs_trained(trials),
     )
 
 

@@ -42,6 +42,11 @@ def is_feasible(trial: FrozenTrial) -> bool:
     return all(v <= 0 for v in trial.constraints.values())
 
 
+def epochs_trained(trials: list[FrozenTrial]) -> int:
+    """Epochs the trials trained in all, whatever their state (their saved histories)."""
+    return sum(len(t.user_attrs.get("epoch_history", [])) for t in trials)
+
+
 def trial_record(trial: FrozenTrial, objectives: list[str]) -> dict[str, Any]:
     values = list(trial.values) if trial.values is not None and trial.state == TrialState.COMPLETE else None
     return {

@@ -34,6 +34,7 @@ from cnn_lstm_hpo import study as study_module
 from cnn_lstm_hpo.config import OptimizationConfig, create_optimization_config
 from cnn_lstm_hpo.replay import CURVES, CurveTable, load_rows, loaders_for, replay
 from cnn_lstm_hpo.results import epochs_trained, is_feasible
+from cnn_lstm_hpo.storage import journal_url
 from cnn_lstm_hpo.windows import prepare_windows
 
 DATA = {"synthetic": {"source": "synthetic"}, "sample": {"source": "sample", "start": "2011-01-01"}}
@@ -188,7 +189,7 @@ def storage_url(kind: str, folder: Path, postgres_url: str | None) -> str | None
     if kind == "sqlite":
         return f"sqlite:///{folder / 'study.db'}"
     if kind == "journal":
-        return f"journal:///{(folder / 'study.journal').as_posix().lstrip('/')}"
+        return journal_url(folder / "study.journal")
     return postgres_url
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 
 from .errors import HPOError
-from .storage import JOURNAL, default_url, first_line, open_storage, redact
+from .storage import default_url, first_line, journal_url, open_storage, redact
 
 INSTALL_HINT = 'optuna-dashboard is not installed; pip install -e ".[dashboard]" (or pip install optuna-dashboard)'
 
@@ -25,7 +25,7 @@ def resolve_storage(save_dir: Path | None, storage: str | None) -> str:
     journal file if workers wrote one, or its SQLite file. Nothing is created where nothing is."""
     if storage:
         if "://" not in storage and Path(storage).is_file():
-            return f"{JOURNAL}{Path(storage).resolve().as_posix().lstrip('/')}"
+            return journal_url(Path(storage))
         return storage
     if save_dir is None:
         raise HPOError("pass --save-dir DIR (a study's output folder) or --storage URL")

@@ -26,13 +26,14 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
+
+def signal_of(interrupt: KeyboardInterrupt) -> int:
+    """The signal behind an interrupt: a plain KeyboardInterrupt is Ctrl-C's SIGINT."""
+    return interrupt.signum if isinstance(interrupt, Interrupted) else signal.SIGINT
 
 
 def exit_code_of(interrupt: KeyboardInterrupt) -> int:
-    return interrupt.exit_code if isinstance(interrupt, Interrupted) else 128 + signal.SIGINT
+    return 128 + signal_of(interrupt)
 
 
 def raise_on_sigterm() -> None:

@@ -82,7 +82,7 @@ class TrialMonitor:
                 "cpu_seconds": epoch.cpu_seconds,
             }
         )
-        at_rung = self.pruner is not None and epoch.epoch in self.pruner.brackets[self.bracket]
+        at_rung = self.pruner is not None and self.pruner.is_rung(self.bracket, epoch.epoch)
         if at_rung or epoch.last or time.monotonic() - self.saved_at >= LIVE_VIEW_SECONDS:
             self.save()
         if not epoch.last:

@@ -25,6 +25,7 @@ from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .results import epochs_trained, is_feasible
 from .replay import CURVES, CurveTable, load_rows, loaders_for, replay
 from .space import suggest
+from .storage import journal_url
 from .train import Trainer, resolve_device
 from .windows import WindowedData, prepare_windows
 
@@ -112,7 +113,7 @@ def simulate(config: OptimizationConfig, data: WindowedData, scales: list[float]
             run = config.model_copy(update={
                 # A journal file: its framework cost per trial is a fraction of SQLite's (docs/benchmarks.md, P4).
                 "seed": config.seed + i, "save_dir": Path(tmp) / str(i), "study_name": "plan",
-                "storage": f"journal:///{(Path(tmp) / str(i) / 'study.journal').as_posix().lstrip('/')}",
+                "storage": journal_url(Path(tmp) / str(i) / "study.journal"),
                 "workers": 1,
             })
             study, seconds, _ = replay(run, table, loaders)
@@ -126,7 +127,7 @@ class Plan:
     timed: list[tuple[dict, float]]  # (params, epoch seconds here)
     ratios: list[float]  # epoch seconds here / the cost model's, per timed configuration (sorted)
     outcomes: list[Outcome]  # one replay per scale: lowest, median, highest ratio
-    table: str = "synthetic.jsonl.gz"  # the learning curves replayed
+    table: str  # the file of learning curves replayed
 
     def span(self, field: str) -> tuple[float, float, float]:
         values = [getattr(o, field) for o in self.outcomes]

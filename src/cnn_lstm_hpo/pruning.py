@@ -183,9 +183,12 @@ class ParetoRungPruner:
             parts.append(point.epoch_seconds)
         return np.array(parts, dtype=float)
 
+    def is_rung(self, bracket: int, epoch: int) -> bool:
+        return epoch in self.brackets[bracket]
+
     def should_prune(self, study: optuna.Study, trial_number: int, bracket: int, history: list[dict], model_size: float) -> bool:
         epoch = len(history)
-        if epoch not in self.brackets[bracket]:
+        if not self.is_rung(bracket, epoch):
             return False
         me = self._vector(self.rung_point(history, model_size, epoch))
         peers = [

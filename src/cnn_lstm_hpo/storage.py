@@ -20,13 +20,17 @@ SQLITE_FILE = "study.db"
 JOURNAL_FILE = "study.journal"
 
 
+def journal_url(path: Path) -> str:
+    return f"{JOURNAL}{Path(path).resolve().as_posix().lstrip('/')}"
+
+
 def default_url(save_dir: Path, workers: int) -> str:
     """Where a study lives when no --storage is given: the save dir's journal once one exists or
     several workers share the study, its SQLite file otherwise."""
     save_dir = Path(save_dir).resolve()
     journal, sqlite = save_dir / JOURNAL_FILE, save_dir / SQLITE_FILE
     if journal.exists() or (workers > 1 and not sqlite.exists()):
-        return f"{JOURNAL}{journal.as_posix().lstrip('/')}"
+        return journal_url(journal)
     return f"sqlite:///{sqlite}"
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from .interrupts import Interrupted, ignore_further_signals
+from .interrupts import ignore_further_signals, signal_of
 
 SLOT_LOCK = ".trial-slots.lock"
 OUTPUT_LOCK = ".outputs.lock"
@@ -119,7 +118,7 @@ def forward_interrupts(processes: list[subprocess.Popen]) -> Iterator[None]:
         yield
     except KeyboardInterrupt as interrupt:
         ignore_further_signals()
-        signum = interrupt.signum if isinstance(interrupt, Interrupted) else signal.SIGINT
+        signum = signal_of(interrupt)
         for p in processes:
             if p.poll() is None:
                 p.send_signal(signum)  # a terminal's Ctrl-C reached them already; a kill did not

@@ -393,7 +393,7 @@ def test_probe_stops_a_trial_that_cannot_complete_even_if_it_could_reach_the_fir
 
 
 def test_auto_time_limit_follows_the_study_budget():
-    assert create_optimization_config(scenario="quick_test").max_training_time_minutes == pytest.approx(9.6)
+    assert create_optimization_config(scenario="quick_test").max_training_time_minutes == pytest.approx(2.4)  # 2 h / 50
     assert create_optimization_config(scenario="production").max_training_time_minutes == 90.0  # the guide's
     assert create_optimization_config(n_trials=10).max_training_time_minutes == 120.0  # capped
 

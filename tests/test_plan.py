@@ -36,7 +36,7 @@ def test_plan_prints_the_expected_time_and_outcomes():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == ("plan for scenario 'smoke': 6 trials x up to 3 epochs, timeout 0.25 h, "
-                        "time limit per trial 10.0 min")
+                        "time limit per trial 2.5 min")
     assert lines[1].startswith("  timed here: 2 configurations, ")
     assert any(line.startswith("  expected wall time  ") and line.endswith(" min of training (add about 15 s "
                "for start-up and the final analysis)") for line in lines)

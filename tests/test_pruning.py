@@ -17,7 +17,7 @@ from cnn_lstm_hpo.errors import StudyFailed
 from cnn_lstm_hpo.monitor import LIVE_VIEW_SECONDS, TrialMonitor
 from cnn_lstm_hpo.objectives import Evaluation
 from cnn_lstm_hpo.pruning import BRACKET_ATTR, ParetoRungPruner, crowding_distances, non_domination_ranks, plan_brackets, promotable
-from cnn_lstm_hpo.train import EpochResult, Trainer
+from cnn_lstm_hpo.train import PROBE_BATCHES, EpochResult, Trainer
 
 SPACE = {
     "cnn_num_filters": {"type": "categorical", "choices": [4, 8, 16]},
@@ -387,9 +387,18 @@ def test_epoch_at_which_a_trial_can_complete(tmp_path, overrides, expected):
 def test_probe_stops_a_trial_that_cannot_complete_even_if_it_could_reach_the_first_rung(tmp_path):
     monitor = _monitor(tmp_path, max_epochs_per_trial=6, max_training_time_minutes=1.0)
     assert monitor.pruner.brackets == [[1, 3]]
-    monitor.probe(9.0)  # 6 epochs x 9 s = 0.9 min to complete: within the limit, the trial goes on
+    monitor.probe(9.0, PROBE_BATCHES)  # 6 epochs x 9 s = 0.9 min to complete: within the limit, the trial goes on
     with pytest.raises(optuna.TrialPruned, match=r"training time 1\.10 min > max_training_time_minutes 1\.0"):
-        monitor.probe(11.0)  # the first rung (epoch 1) takes 11 s, but completing takes 1.1 min
+        monitor.probe(11.0, PROBE_BATCHES)  # the first rung (epoch 1) takes 11 s, but completing takes 1.1 min
+
+
+def test_after_one_batch_the_probe_stops_only_a_trial_far_over_the_limit(tmp_path):
+    monitor = _monitor(tmp_path, max_epochs_per_trial=6, max_training_time_minutes=1.0)
+    # One batch timed, warm-up included: 6 epochs x 29 s = 2.9 min < 3 x 1 min, so it waits for the full probe.
+    monitor.probe(29.0, 1)
+    with pytest.raises(optuna.TrialPruned, match=r"training time 3\.10 min > max_training_time_minutes 1\.0"):
+        monitor.probe(31.0, 1)
+
 
 
 def test_auto_time_limit_follows_the_study_budget():

@@ -11,6 +11,7 @@ import pytest
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
 from cnn_lstm_hpo import replay
 from cnn_lstm_hpo.config import OptimizationConfig
+from cnn_lstm_hpo.train import PROBE_BATCHES
 from cnn_lstm_hpo.windows import prepare_windows
 
 
@@ -104,20 +105,33 @@ def test_unrecorded_configurations_replay_the_nearest_curve():
     assert table.epoch_seconds(base) == 2.0  # two rows fit no cost model: the nearest row's time
 
 
-def test_a_trial_that_cannot_complete_in_time_costs_nothing_even_with_an_early_rung(tmp_path):
+@pytest.mark.parametrize(
+    ("epoch_seconds", "batches_timed"),
+    [(20.0, PROBE_BATCHES),  # 2 min projected against a 1-minute limit: stopped by the full probe
+     (40.0, 1)],  # 4 min, more than ROUGH_PROBE_MARGIN x the limit: stopped after its first batch
+)
+def test_a_trial_that_cannot_complete_in_time_costs_only_its_probe_batches_even_with_an_early_rung(
+    tmp_path, epoch_seconds, batches_timed
+):
     # Rungs at epochs 1 and 3 of 6; patience 10, so a trial completes at epoch 6 only: 6 x 20 s = 2 min
     # against a 1-minute limit. The first rung (20 s) fits, but the trial could never complete in time.
     config = tiny_config(tmp_path / "limit", n_trials=5, max_epochs_per_trial=6, max_training_time_minutes=1.0,
                          training={"early_stopping_patience": 10}, pruning={"enabled": True, "min_resource": 1,
                                                                             "reduction_factor": 3})
     lowest = {name: spec.choices[0] if hasattr(spec, "choices") else spec.low for name, spec in config.search_space.items()}
-    table = replay.CurveTable([hand_made_row(lowest, [0.5, 0.6, 0.7, 0.7, 0.8, 0.8], seconds=20.0)], config.search_space)
-    study, simulated, _ = replay.replay(config, table, loaders(config))
-    assert simulated == 0.0  # stopped at the probe, before any epoch
+    row = hand_made_row(lowest, [0.5, 0.6, 0.7, 0.7, 0.8, 0.8], seconds=epoch_seconds)
+    table = replay.CurveTable([row], config.search_space)
+    windows = prepare_windows(config.data, None)[0]
+    study, simulated, _ = replay.replay(config, table, replay.loaders_for(windows))
+    batches = [-(-len(windows.train) // t.params["batch_size"]) for t in study.trials]
+    assert min(batches) > PROBE_BATCHES
+    # Each of the 5 trials is stopped by the probe, after its timed epoch-1 batches.
+    assert simulated == pytest.approx(sum(epoch_seconds * batches_timed / b for b in batches))
+    projected = 6 * epoch_seconds / 60
     for t in study.trials:
         assert t.state == optuna.trial.TrialState.PRUNED and "epoch_history" not in t.user_attrs
-        assert t.user_attrs["stop_reason"] == "time limit: 2.00 min projected > 1.0 min"
-        assert t.constraints["training_time_minutes"] == pytest.approx(1.0)  # 2 min projected - 1 min limit: infeasible
+        assert t.user_attrs["stop_reason"] == f"time limit: {projected:.2f} min projected > 1.0 min"
+        assert t.constraints["training_time_minutes"] == pytest.approx(projected - 1.0)  # infeasible
 
 
 def test_the_constant_liar_is_on_only_where_workers_share_the_study_and_alone_changes_no_decision(tmp_path):

@@ -22,7 +22,7 @@ from cnn_lstm_hpo.objectives import (
     weighted_ranks,
 )
 from cnn_lstm_hpo.space import OPTIMIZERS, SCHEDULERS
-from cnn_lstm_hpo.train import IntegratedCNNLSTMTrainer, Trainer, make_optimizer, resolve_device
+from cnn_lstm_hpo.train import PROBE_AFTER, IntegratedCNNLSTMTrainer, Trainer, make_optimizer, resolve_device
 from cnn_lstm_hpo.windows import Split, WindowLoader
 
 CPU = torch.device("cpu")
@@ -369,3 +369,13 @@ def test_weighted_ranks_ties_and_edge_cases():
     assert weighted_ranks(np.empty((0, 2)), objectives, {"accuracy": 1.0}).tolist() == []
     one = weighted_ranks(np.array([[0.7, 4.0]]), objectives, {"accuracy": 1.0})
     assert one.tolist() == [1]
+
+
+def test_the_trainer_probes_after_the_first_batch_and_after_probe_batches(synthetic_windows, small_params):
+    trainer = make_trainer(synthetic_windows, small_params, n_train=1000)
+    batches = -(-1000 // small_params["batch_size"])
+    assert batches > PROBE_AFTER[-1]
+    calls = []
+    trainer.fit(2, on_probe=lambda seconds, timed: calls.append((seconds, timed)))
+    assert [timed for _, timed in calls] == list(PROBE_AFTER)  # in the first epoch only
+    assert all(seconds > 0 for seconds, _ in calls)

@@ -8,7 +8,7 @@ import optuna
 
 from .config import OptimizationConfig
 from .pruning import BRACKET_ATTR, ParetoRungPruner, fitted_min_resource
-from .train import EpochResult
+from .train import PROBE_BATCHES, EpochResult
 
 
 class TimeLimitExceeded(optuna.TrialPruned):
@@ -40,6 +40,7 @@ def multi_objective_pruner(config: OptimizationConfig) -> ParetoRungPruner | Non
     return pruner if pruner.active else None
 
 
+ROUGH_PROBE_MARGIN = 3.0
 LIVE_VIEW_SECONDS = 5.0  # between two saves of a running trial's history, for the live view
 
 
@@ -97,9 +98,12 @@ class TrialMonitor:
             self.trial.set_user_attr("epoch_history", list(self.history))  # a snapshot: in-memory storage keeps the object
             self.saved_epochs, self.saved_at = len(self.history), time.monotonic()
 
-    def probe(self, first_epoch_seconds: float) -> None:
-        """A few batches into epoch 1: stop now if the trial cannot complete within the limit."""
-        self._check_time(self.completes_at(0, 0) * first_epoch_seconds / 60)
+    def probe(self, first_epoch_seconds: float, batches: int) -> None:
+        """Early in epoch 1: stop now if the trial cannot complete within the limit. After fewer than
+        PROBE_BATCHES batches the guess includes warm-up (up to 1.6x slow here): only a trial
+        ROUGH_PROBE_MARGIN times over the limit stops then; the rest wait for the full probe."""
+        margin = 1.0 if batches >= PROBE_BATCHES else ROUGH_PROBE_MARGIN
+        self._check_time(self.completes_at(0, 0) * first_epoch_seconds / 60, margin)
 
     def completes_at(self, done: int, epochs_since_best: int) -> int:
         """The first epoch at which this trial can complete, when ``done`` epochs have passed every check.
@@ -115,10 +119,10 @@ class TrialMonitor:
         early_stop = 1 + patience if done == 0 else done + patience - epochs_since_best
         return max(done + 1, min(self.config.max_epochs_per_trial, early_stop))
 
-    def _check_time(self, projected_minutes: float) -> None:
-        """Stop once the projected training time (spent plus certain) breaks the limit."""
+    def _check_time(self, projected_minutes: float, margin: float = 1.0) -> None:
+        """Stop once the projected training time (spent plus certain) breaks the limit (x ``margin``)."""
         limit = self.config.max_training_time_minutes
-        if limit is not None and projected_minutes > limit:
+        if limit is not None and projected_minutes > limit * margin:
             self.trial.set_user_attr(
                 "stop_reason", f"time limit: {projected_minutes:.2f} min projected > {limit} min"
             )

@@ -26,7 +26,7 @@ from .results import epochs_trained, is_feasible
 from .replay import CURVES, CurveTable, load_rows, loaders_for, replay
 from .space import suggest
 from .storage import journal_url
-from .train import Trainer, resolve_device
+from .train import PROBE_BATCHES, Trainer, resolve_device
 from .windows import WindowedData, prepare_windows
 
 
@@ -58,8 +58,9 @@ def time_configurations(config: OptimizationConfig, data: WindowedData, count: i
             continue  # never trained: costs nothing
         trainer = Trainer(HybridCNNLSTM(model_cfg), data.train, data.val, params, config.training, device=device)
 
-        def stop(train_seconds: float) -> None:
-            raise _Timed(train_seconds)
+        def stop(train_seconds: float, batches: int) -> None:
+            if batches >= PROBE_BATCHES:  # the first batch alone is mostly warm-up
+                raise _Timed(train_seconds)
 
         try:
             seconds = trainer.fit(1, on_probe=stop).wall_seconds  # an epoch of a few batches: timed whole

@@ -32,7 +32,7 @@ from .model import HybridCNNLSTM
 from .objectives import Evaluation
 from .space import Categorical, LogUniform, decode_params
 from .study import MultiObjectiveOptimizer
-from .train import EpochStep, TrainResult, run_epochs
+from .train import PROBE_AFTER, EpochStep, TrainResult, run_epochs
 from .windows import WindowLoader, WindowedData
 
 CURVES = Path(__file__).resolve().parent / "curves"  # recorded by benchmarks/record_curves.py
@@ -139,8 +139,8 @@ class SimulatedClock:
 class ReplayTrainer:
     """Trainer.fit's contract, epochs read from a recorded curve; advances the simulated clock."""
 
-    def __init__(self, row: dict, seconds: float | None, patience: int, clock: SimulatedClock) -> None:
-        self.row, self.seconds, self.patience, self.clock = row, seconds, patience, clock
+    def __init__(self, row: dict, seconds: float | None, patience: int, clock: SimulatedClock, batches: int) -> None:
+        self.row, self.seconds, self.patience, self.clock, self.batches = row, seconds, patience, clock, batches
 
     def fit(self, max_epochs: int, on_epoch: Any = None, on_probe: Any = None) -> TrainResult:
         epochs = self.row["epochs"]
@@ -152,9 +152,13 @@ class ReplayTrainer:
                 raise TrialDiverged(diverged)
             wall = e["wall_seconds"] if self.seconds is None else self.seconds
             cpu = e["cpu_seconds"] if self.seconds is None else self.seconds * e["cpu_seconds"] / e["wall_seconds"]
+            spent = 0.0  # of this epoch, in batches: a trial stopped by the probe costs its timed batches
             if epoch == 1 and on_probe is not None:
-                on_probe(wall)
-            self.clock.now += wall
+                for timed in (t for t in PROBE_AFTER if t < self.batches):  # as Trainer probes
+                    self.clock.now += (timed - spent) / self.batches * wall
+                    spent = timed
+                    on_probe(wall, timed)
+            self.clock.now += (self.batches - spent) / self.batches * wall
             val = Evaluation(
                 loss=e["val_loss"], accuracy=e.get("val_accuracy", float("nan")), classification_score=float("nan"),
                 regression_score=float("nan"), composite=e["val_score"], majority_rate=float("nan"),
@@ -177,7 +181,8 @@ class ReplayOptimizer(MultiObjectiveOptimizer):
 
     def make_trainer(self, model: torch.nn.Module, params: dict[str, Any], seed: int) -> ReplayTrainer:
         patience = self.config.training.early_stopping_patience
-        return ReplayTrainer(self.table.curve(params), self.table.epoch_seconds(params), patience, self.simulated)
+        batches = -(-len(self.data.train) // int(params["batch_size"]))
+        return ReplayTrainer(self.table.curve(params), self.table.epoch_seconds(params), patience, self.simulated, batches)
 
     def clock(self) -> float:
         return self.simulated.now

@@ -37,10 +37,12 @@ class EpochResult:
 
 
 EpochCallback = Callable[[EpochResult], None]
-# Called once, a few batches into the first epoch, with the projected wall seconds of that epoch,
-# so a trial certain to break its time limit stops before spending the epoch.
-ProbeCallback = Callable[[float], None]
+# Called in the first epoch with its projected wall seconds and the number of batches timed: after
+# the first batch (a rough guess: warm-up included) and after PROBE_BATCHES, so a trial certain to
+# break its time limit stops before spending the epoch. A huge model takes 10-20 s a batch here.
+ProbeCallback = Callable[[float, int], None]
 PROBE_BATCHES = 3
+PROBE_AFTER = (1, PROBE_BATCHES)  # batches
 
 
 @dataclass
@@ -136,9 +138,11 @@ class Trainer:
         started = time.perf_counter()
         for step, start in enumerate(range(0, n, batch), start=1):
             interrupts.check()  # a Ctrl-C during the trial stops it here, not inside a storage write
-            if self.probe is not None and step == PROBE_BATCHES + 1:
-                probe, self.probe = self.probe, None
-                probe((time.perf_counter() - started) / PROBE_BATCHES * -(-n // batch))
+            if self.probe is not None and step - 1 in PROBE_AFTER:
+                probe = self.probe
+                if step - 1 == PROBE_AFTER[-1]:
+                    self.probe = None
+                probe((time.perf_counter() - started) / (step - 1) * -(-n // batch), step - 1)
             idx = order[start : start + batch]
             logits, ret = self._forward(self.train.windows(idx))
             loss = self._loss(logits, ret, self.train.y_class[idx], self.train.y_return[idx])

@@ -8,6 +8,8 @@ Prints, over seeds:
 - P1: trial-epochs and hypervolume with pruning vs without, same trial count;
 - P2: hypervolume of the default (TPE + pruning + constraints) vs random search at the same
   simulated time budget, and how often the default wins;
+- samplers: Optuna's samplers (``sampler.type``: tpe, gp, nsga2, random) at the same simulated
+  time budget, hypervolume against random search;
 - P4: the framework's own cost per trial (real seconds: sampler, pruner, storage, callbacks) as the
   study grows, per storage, as a share of 5-second trials.
 
@@ -71,39 +73,68 @@ def base_config(args: argparse.Namespace, seed: int, save_dir: Path, **overrides
 
 
 def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
-    ratios, hv_ratios = [], []
+    # "plain": what a hand-written Optuna script does, every trial to the epoch budget (no pruning,
+    # no early stopping): where the savings of the whole policy come from.
+    specs = {"pruning": {}, "none": {"pruning": {"enabled": False}},
+             "plain": {"pruning": {"enabled": False}, "training": {"early_stopping_patience": args.max_epochs}}}
+    ratios: dict[str, list[float]] = {"none": [], "plain": []}
+    hv_ratios: dict[str, list[float]] = {"none": [], "plain": []}
     for seed in range(args.seeds):
-        arms = {}
-        for pruning in (True, False):
-            cfg = base_config(args, seed, tmp / f"p1-{seed}-{pruning}", pruning={"enabled": pruning})
-            arms[pruning] = replay(cfg, table, loaders)[0]
+        arms = {name: replay(base_config(args, seed, tmp / f"p1-{seed}-{name}", **extra), table, loaders)[0]
+                for name, extra in specs.items()}
         epochs = {k: epochs_trained(s.trials) for k, s in arms.items()}
-        hv_on, hv_off = hypervolumes(front_points(arms[True]), front_points(arms[False]))
-        ratios.append(epochs[False] / max(epochs[True], 1))
-        hv_ratios.append(hv_on / hv_off if hv_off else float("nan"))
-        print(f"  P1 seed {seed}: trial-epochs {epochs[True]} (pruning) vs {epochs[False]} (none) -> "
-              f"{ratios[-1]:.2f}x fewer; hypervolume ratio {hv_ratios[-1]:.3f}")
-    print(f"P1: {statistics.median(ratios):.2f}x fewer trial-epochs with pruning (goal >= 5x), hypervolume "
-          f"{statistics.median(hv_ratios):.3f} of the unpruned study (goal >= 0.95); medians over {args.seeds} seeds")
+        hv = dict(zip(arms, hypervolumes(*(front_points(s) for s in arms.values()))))
+        for other in ratios:
+            ratios[other].append(epochs[other] / max(epochs["pruning"], 1))
+            hv_ratios[other].append(hv["pruning"] / hv[other] if hv[other] else float("nan"))
+        print(f"  P1 seed {seed}: trial-epochs {epochs['pruning']} (pruning) vs {epochs['none']} (none) -> "
+              f"{ratios['none'][-1]:.2f}x fewer, hypervolume ratio {hv_ratios['none'][-1]:.3f}; vs {epochs['plain']} "
+              f"(plain) -> {ratios['plain'][-1]:.2f}x fewer, hypervolume ratio {hv_ratios['plain'][-1]:.3f}")
+    print(f"P1: {statistics.median(ratios['none']):.2f}x fewer trial-epochs with pruning (goal >= 5x), hypervolume "
+          f"{statistics.median(hv_ratios['none']):.3f} of the unpruned study (goal >= 0.95); medians over {args.seeds} seeds")
+    print(f"    against plain trials (no pruning, no early stopping): {statistics.median(ratios['plain']):.2f}x fewer, "
+          f"hypervolume {statistics.median(hv_ratios['plain']):.3f}")
 
 
-def goal_p2(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
-    ratios = []
-    arms_spec = {"default": {}, "random": {"sampler": {"type": "random"}, "pruning": {"enabled": False}}}
+def at_budget(args: argparse.Namespace, arms: dict[str, dict], table: CurveTable, loaders: tuple, tmp: Path,
+              tag: str) -> list[dict[str, float]]:
+    """Per seed, each arm's hypervolume (one reference per seed) after the same simulated time budget."""
+    per_seed = []
     for seed in range(args.seeds):
         studies = {}
-        for name, extra in arms_spec.items():
-            cfg = base_config(args, seed, tmp / f"p2-{seed}-{name}", n_trials=100_000,
+        for name, extra in arms.items():
+            cfg = base_config(args, seed, tmp / f"{tag}-{seed}-{name}", n_trials=100_000,
                               timeout_hours=args.budget_hours, **extra)
             studies[name] = replay(cfg, table, loaders)[0]
         hv = dict(zip(studies, hypervolumes(*(front_points(s) for s in studies.values()))))
-        ratios.append(hv["default"] / hv["random"] if hv["random"] else float("inf"))
-        counts = {k: len(s.trials) for k, s in studies.items()}
-        print(f"  P2 seed {seed}: hypervolume default {hv['default']:.4g} vs random {hv['random']:.4g} -> "
-              f"{ratios[-1]:.3f}x; trials in {args.budget_hours} h: {counts['default']} vs {counts['random']}")
+        per_seed.append(hv)
+        shown = ", ".join(f"{k} {v:.4g} ({len(studies[k].trials)} trials)" for k, v in hv.items())
+        print(f"  {tag} seed {seed}: hypervolume after {args.budget_hours} h: {shown}")
+    return per_seed
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else (1.0 if a == b else float("inf"))
+
+
+def goal_p2(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
+    arms = {"default": {}, "random": {"sampler": {"type": "random"}, "pruning": {"enabled": False}}}
+    ratios = [ratio(hv["default"], hv["random"]) for hv in at_budget(args, arms, table, loaders, tmp, "P2")]
     wins = sum(r > 1 for r in ratios)
     print(f"P2: default / random hypervolume at {args.budget_hours} simulated hours: median "
           f"{statistics.median(ratios):.3f}x (goal >= 1.10), default wins {wins} of {len(ratios)} seeds (goal >= 80 %)")
+
+
+def goal_samplers(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
+    """Optuna's samplers (sampler.type) against each other, each with the default pruning and limits."""
+    arms = {kind: {"sampler": {"type": kind}} for kind in ("tpe", "gp", "nsga2", "random")}
+    arms["tpe-joint"] = {"sampler": {"type": "tpe", "multivariate": True}}
+    per_seed = at_budget(args, arms, table, loaders, tmp, "samplers")
+    for kind in arms:
+        ratios = [ratio(hv[kind], hv["random"]) for hv in per_seed]
+        best = sum(hv[kind] == max(hv.values()) for hv in per_seed)
+        print(f"samplers: {kind:6s} / random hypervolume median {statistics.median(ratios):.3f}x, "
+              f"best (ties included) in {best} of {len(per_seed)} seeds")
 
 
 COUNTS_TO_COMPLETION = study_module.TrialMonitor
@@ -217,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=CURVES / "synthetic.jsonl.gz")
     parser.add_argument("--data", choices=list(DATA), default=None, help="default: from the table's file name")
-    parser.add_argument("--goals", nargs="+", default=["P1", "P2", "P4"], choices=["P1", "P2", "P4", "time-limit", "time-limit-real"])
+    parser.add_argument("--goals", nargs="+", default=["P1", "P2", "P4"], choices=["P1", "P2", "P4", "samplers", "time-limit", "time-limit-real"])
     parser.add_argument("--real-trials", type=int, default=12)
     parser.add_argument("--real-limit", type=float, default=0.5, help="max_training_time_minutes of the real runs")
     parser.add_argument("--time-scale", type=float, default=None,
@@ -246,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     loaders = loaders_for(windows)
     with tempfile.TemporaryDirectory() as tmp:
         for goal in args.goals:
-            {"P1": goal_p1, "P2": goal_p2, "P4": goal_p4, "time-limit": goal_time_limit,
+            {"P1": goal_p1, "P2": goal_p2, "P4": goal_p4, "samplers": goal_samplers, "time-limit": goal_time_limit,
              "time-limit-real": goal_time_limit_real}[goal](args, table, loaders, Path(tmp))
 
 

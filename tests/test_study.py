@@ -274,3 +274,20 @@ def test_sampler_choice_is_optunas_own_and_seeded(tmp_path, kind, sampler_class)
         trial = study.ask()
         draws.append(trial.suggest_float("x", 0.0, 1.0))
     assert draws[0] == draws[1]
+
+
+@pytest.mark.parametrize("multivariate", [None, True, False])
+def test_tpe_samples_jointly_only_where_asked_or_optuna_does_by_default(multivariate):
+    from cnn_lstm_hpo.config import SamplerConfig
+    from cnn_lstm_hpo.study import make_sampler
+
+    sampler = make_sampler(SamplerConfig(n_startup_trials=0, multivariate=multivariate), seed=0)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for x in (0.1, 0.5, 0.9):
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": x, "y": x}, values=[x, 1 - x],
+            distributions={"x": optuna.distributions.FloatDistribution(0, 1), "y": optuna.distributions.FloatDistribution(0, 1)},
+        ))
+    joint = sampler.infer_relative_search_space(study, study.ask())
+    # Optuna 5 samples each parameter alone in multi-objective studies unless told otherwise.
+    assert set(joint) == ({"x", "y"} if multivariate else set())

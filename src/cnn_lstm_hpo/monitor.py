@@ -40,7 +40,7 @@ def multi_objective_pruner(config: OptimizationConfig) -> ParetoRungPruner | Non
     return pruner if pruner.active else None
 
 
-ROUGH_PROBE_MARGIN = 3.0
+ROUGH_PROBE_MARGIN = 3.0  # after one batch, only a trial this many times over the limit stops
 LIVE_VIEW_SECONDS = 5.0  # between two saves of a running trial's history, for the live view
 
 

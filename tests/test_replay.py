@@ -10,7 +10,8 @@ import pytest
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
 from cnn_lstm_hpo import replay
-from cnn_lstm_hpo.config import OptimizationConfig
+from cnn_lstm_hpo.config import OptimizationConfig, validate_config
+from cnn_lstm_hpo.space import decode_params
 from cnn_lstm_hpo.train import PROBE_BATCHES
 from cnn_lstm_hpo.windows import prepare_windows
 
@@ -148,3 +149,28 @@ def test_the_constant_liar_is_on_only_where_workers_share_the_study_and_alone_ch
     assert not studies["sqlite"].sampler._constant_liar and studies["journal"].sampler._constant_liar
     sampled = {kind: [t.params for t in study.trials] for kind, study in studies.items()}
     assert len(sampled["sqlite"]) == 16 and sampled["sqlite"] == sampled["journal"]  # 12 TPE trials alike
+
+
+def test_the_default_time_limit_is_each_trials_share_so_the_trials_fit_the_timeout(tmp_path):
+    # Two kinds of configuration: fast ones complete 5 epochs in 2.5 min, slow ones would take 8.3 min.
+    overrides = dict(n_trials=12, timeout_hours=0.5, max_epochs_per_trial=5, pruning={"enabled": False},
+                     training={"early_stopping_patience": 10})
+    raw = tiny_config(tmp_path / "share", **overrides).model_dump(mode="json", exclude={"max_training_time_minutes"})
+    shared = validate_config(raw, "test")  # the limit unset: derived from the budget
+    del overrides["n_trials"]
+    assert shared.max_training_time_minutes == pytest.approx(2.5)  # 30 min / 12 trials
+    ends = {name: {spec_name: (spec.choices[-i] if hasattr(spec, "choices") else [spec.low, spec.high][i])
+                   for spec_name, spec in shared.search_space.items()} for i, name in enumerate(["fast", "slow"])}
+    scores = [0.5, 0.6, 0.7, 0.7, 0.8]
+    rows = [hand_made_row(ends["fast"], scores, seconds=30.0), hand_made_row(ends["slow"], scores, seconds=100.0)]
+    table = replay.CurveTable(rows, shared.search_space)
+    windows = prepare_windows(shared.data, None)[0]
+    study, simulated, _ = replay.replay(shared, table, replay.loaders_for(windows))
+    assert len(study.trials) == 12 and simulated <= 1800.0  # every trial, within the timeout
+    slow = [t for t in study.trials if table.curve(decode_params(t.params)) is rows[1]]
+    assert slow and all("time limit" in t.user_attrs["stop_reason"] for t in slow)
+
+    # 4 x the share (the old default) lets the slow ones train: the timeout ends the study first.
+    quadruple = tiny_config(tmp_path / "quadruple", n_trials=12, max_training_time_minutes=10.0, **overrides)
+    study, simulated, _ = replay.replay(quadruple, table, replay.loaders_for(windows))
+    assert len(study.trials) < 12 and simulated >= 1800.0

@@ -400,7 +400,6 @@ def test_after_one_batch_the_probe_stops_only_a_trial_far_over_the_limit(tmp_pat
         monitor.probe(31.0, 1)
 
 
-
 def test_auto_time_limit_follows_the_study_budget():
     assert create_optimization_config(scenario="quick_test").max_training_time_minutes == pytest.approx(2.4)  # 2 h / 50
     assert create_optimization_config(scenario="production").max_training_time_minutes == 90.0  # the guide's

@@ -72,7 +72,7 @@ def run_arm(data: dict, seed: int, pruning: bool, args: argparse.Namespace, work
     return {
         "epochs": int(spent[-1]) if len(spent) else 0,
         "wall": wall,
-        "best_acc": max((t.user_attrs["val_accuracy"] for t in complete), default=float("nan")),
+        "best_acc": max((t.user_attrs["val_metrics"]["accuracy"] for t in complete), default=float("nan")),
         "majority": optimizer.data.val.majority_rate(),
         # (cumulative trial-epochs when the trial ended, objectives) of every feasible complete trial
         "points": [(int(e), list(t.values)) for t, e in zip(trials, spent) if t.state == TrialState.COMPLETE and is_feasible(t)],

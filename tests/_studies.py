@@ -54,8 +54,6 @@ def planted_study(n_complete: int = 40, *, n_pruned: int = 6, seed: int = 0, sto
         accuracy = max(curve)
         n = 500
         val_accuracy = 0.55 + 0.1 * skill
-        trial.set_user_attr("val_accuracy", val_accuracy)
-        trial.set_user_attr("val_majority_rate", 0.55)
         trial.set_user_attr("val_metrics", {"accuracy": val_accuracy, "majority_rate": 0.55,
                                             "regression_score": 0.49, "composite": accuracy, "n_samples": n})
         study.tell(trial, [accuracy, size * 0.3 + rng.normal(0, 0.01), size])

@@ -143,7 +143,6 @@ def _baseline_study(accuracies: list[float], *, n: int = 400, majority: float = 
     study.set_user_attr("objectives", ["accuracy", "model_size"])
     for i, acc in enumerate(accuracies):
         told(study, [acc, 1.0 + i], attrs={
-            "val_accuracy": acc, "val_majority_rate": majority,
             "val_metrics": {"accuracy": acc, "majority_rate": majority, "regression_score": 0.5, "n_samples": n},
         })
     return study
@@ -168,7 +167,7 @@ def test_a_real_edge_beats_the_baseline_and_a_leak_is_warned():
 
 def test_no_sample_count_means_no_test_and_a_note():
     study = optuna.create_study(directions=["maximize", "minimize"])
-    told(study, [0.6, 1.0], attrs={"val_accuracy": 0.6, "val_majority_rate": 0.5})
+    told(study, [0.6, 1.0], attrs={"val_metrics": {"accuracy": 0.6, "majority_rate": 0.5}})
     part = baseline_part(study, ["accuracy", "model_size"], {"accuracy": 1.0, "model_size": 0.0})
     assert "p_value" not in part["configurations"][0] and "sample count" in part["note"]
     assert part["nothing_beats_baseline"] is False  # not tested is not "tested and failed"

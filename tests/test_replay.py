@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from pathlib import Path
 
 import optuna
@@ -174,3 +175,25 @@ def test_the_default_time_limit_is_each_trials_share_so_the_trials_fit_the_timeo
     quadruple = tiny_config(tmp_path / "quadruple", n_trials=12, max_training_time_minutes=10.0, **overrides)
     study, simulated, _ = replay.replay(quadruple, table, replay.loaders_for(windows))
     assert len(study.trials) < 12 and simulated >= 1800.0
+
+
+def test_each_trials_model_is_freed_before_the_next_trial(tmp_path):
+    # Pruned and failed trials hold their model in a cycle (traceback -> frame -> model) that only a
+    # collection frees; the study's survivors are frozen after each trial, the finished trial's are not.
+    config = tiny_config(tmp_path / "freed", n_trials=10)
+    table = replay.CurveTable(replay.rows_from_study(MultiObjectiveOptimizer(config, progress=False).optimize()),
+                              config.search_space)
+    again = tiny_config(tmp_path / "replayed", n_trials=10)
+    alive_at_build: list[int] = []
+    built: list = []
+
+    class Watched(replay.ReplayOptimizer):
+        def build_model(self, params):
+            alive_at_build.append(sum(ref() is not None for ref in built))
+            model = super().build_model(params)
+            built.append(weakref.ref(model))
+            return model
+
+    study = Watched(again, table, loaders(again), replay.SimulatedClock()).optimize()
+    assert {t.state for t in study.trials} >= {optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE}
+    assert alive_at_build == [0] * 10

@@ -71,6 +71,9 @@ def test_study_writes_guide_outputs_and_ranks_feasible_pareto(tmp_path):
         assert isinstance(record["params"]["cnn_filter_sizes"], list)
         assert 0.0 <= record["objectives"]["accuracy"] <= 1.0
         assert record["objectives"]["model_size"] == pytest.approx(record["model_size_mb"])
+        history, training = t.user_attrs["epoch_history"], t.user_attrs["training"]
+        assert training["epochs_trained"] == len(history) and 1 <= training["best_epoch"] <= len(history)
+        assert training["cpu_minutes"] == pytest.approx(sum(e["cpu_seconds"] for e in history) / 60, rel=0.05)
     best = json.loads((save / "best_configurations.json").read_text())
     front = _non_dominated(study)
     assert front  # three complete feasible trials: at least one is on the front
@@ -276,12 +279,13 @@ def test_sampler_choice_is_optunas_own_and_seeded(tmp_path, kind, sampler_class)
     assert draws[0] == draws[1]
 
 
-@pytest.mark.parametrize("multivariate", [None, True, False])
-def test_tpe_samples_jointly_only_where_asked_or_optuna_does_by_default(multivariate):
+@pytest.mark.parametrize("multivariate", ["unset", None, True, False])
+def test_tpe_samples_jointly_by_default_and_one_by_one_where_asked(multivariate):
     from cnn_lstm_hpo.config import SamplerConfig
     from cnn_lstm_hpo.study import make_sampler
 
-    sampler = make_sampler(SamplerConfig(n_startup_trials=0, multivariate=multivariate), seed=0)
+    given = {} if multivariate == "unset" else {"multivariate": multivariate}
+    sampler = make_sampler(SamplerConfig(n_startup_trials=0, **given), seed=0)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     for x in (0.1, 0.5, 0.9):
         study.add_trial(optuna.trial.create_trial(
@@ -289,5 +293,6 @@ def test_tpe_samples_jointly_only_where_asked_or_optuna_does_by_default(multivar
             distributions={"x": optuna.distributions.FloatDistribution(0, 1), "y": optuna.distributions.FloatDistribution(0, 1)},
         ))
     joint = sampler.infer_relative_search_space(study, study.ask())
-    # Optuna 5 samples each parameter alone in multi-objective studies unless told otherwise.
-    assert set(joint) == ({"x", "y"} if multivariate else set())
+    # Ours samples jointly unless told otherwise; Optuna 5 (null) samples each parameter alone in
+    # multi-objective studies.
+    assert set(joint) == ({"x", "y"} if multivariate in ("unset", True) else set())

@@ -383,7 +383,7 @@ def baseline_part(study: optuna.Study, objectives: list[str], weights: dict[str,
     for rank, t in enumerate(top, start=1):
         attrs = t.user_attrs
         metrics = attrs.get("val_metrics") or {}
-        accuracy, majority = attrs.get("val_accuracy"), attrs.get("val_majority_rate")
+        accuracy, majority = metrics.get("accuracy"), metrics.get("majority_rate")
         n = int(metrics.get("n_samples") or 0)
         row: dict[str, Any] = {
             "rank": rank,
@@ -411,9 +411,10 @@ def baseline_part(study: optuna.Study, objectives: list[str], weights: dict[str,
         for row, adj, sig in zip(tested, adjusted, reject):
             row.update(p_holm=float(adj), beats_majority=bool(sig))
     leaks = [
-        {"trial_number": t.number, "val_accuracy": float(t.user_attrs["val_accuracy"])}
+        {"trial_number": t.number, "val_accuracy": float(accuracy)}
         for t in complete_trials(study)
-        if isinstance(t.user_attrs.get("val_accuracy"), (int, float)) and t.user_attrs["val_accuracy"] > LEAKAGE_ACCURACY
+        if isinstance(accuracy := (t.user_attrs.get("val_metrics") or {}).get("accuracy"), (int, float))
+        and accuracy > LEAKAGE_ACCURACY
     ]
     part: dict[str, Any] = {
         "test": "exact one-sided binomial test (scipy.stats.binomtest): correct validation predictions "

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import moocore
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -62,19 +63,9 @@ def plan_brackets(max_epochs: int, min_resource: int, reduction_factor: int, *, 
 
 
 def non_domination_ranks(points: np.ndarray) -> np.ndarray:
-    """Front index (0 = non-dominated) of each row; every column is minimised."""
-    n = len(points)
-    ranks = np.full(n, -1)
-    remaining = np.arange(n)
-    front = 0
-    while remaining.size:
-        sub = points[remaining]
-        # a dominates b: a <= b everywhere and a < b somewhere
-        dominated = ((sub[:, None, :] <= sub[None, :, :]).all(-1) & (sub[:, None, :] < sub[None, :, :]).any(-1)).any(0)
-        ranks[remaining[~dominated]] = front
-        remaining = remaining[dominated]
-        front += 1
-    return ranks
+    """Front index (0 = non-dominated) of each row; every column is minimised; equal rows share a
+    front. moocore's sort: a rung of a 1000-trial study holds hundreds of trials."""
+    return moocore.pareto_rank(points)
 
 
 def crowding_distances(points: np.ndarray, ranks: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:

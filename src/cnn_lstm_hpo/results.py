@@ -132,12 +132,12 @@ def summary_text(
         trial = by_number[record["trial_number"]]
         values = ", ".join(f"{k}={_fmt(v)}{_UNITS.get(k, '')}" for k, v in record["objectives"].items())
         lines.append(f"Rank {record['rank']}: trial {record['trial_number']}: {values}")
-        attrs = trial.user_attrs
-        if "val_accuracy" in attrs:
+        metrics, training = trial.user_attrs.get("val_metrics") or {}, trial.user_attrs.get("training") or {}
+        if "accuracy" in metrics:
             lines.append(
-                f"    validation accuracy {attrs['val_accuracy']:.4f} vs majority-class rate "
-                f"{attrs['val_majority_rate']:.4f}; epochs {attrs.get('epochs_trained')}; "
-                f"cpu {attrs.get('cpu_minutes', float('nan')):.3f} min"
+                f"    validation accuracy {metrics['accuracy']:.4f} vs majority-class rate "
+                f"{metrics['majority_rate']:.4f}; epochs {training.get('epochs_trained')}; "
+                f"cpu {training.get('cpu_minutes', float('nan')):.3f} min"
             )
         test = tests.get(record["trial_number"], {})
         if "p_holm" in test:
@@ -150,12 +150,12 @@ def summary_text(
             lines.append(f"    regression score {test['regression_score']:.4f} vs 0.5 for the zero-return forecast")
         lines.append(f"    params: {json.dumps(record['params'])}")
     if best:
-        top = by_number[best[0]["trial_number"]].user_attrs
-        if "val_accuracy" in top and top["val_accuracy"] <= top["val_majority_rate"]:
+        top = by_number[best[0]["trial_number"]].user_attrs.get("val_metrics") or {}
+        if "accuracy" in top and top["accuracy"] <= top["majority_rate"]:
             lines += [
                 "",
                 "Note: the top-ranked model is no better than always predicting the majority class "
-                f"({top['val_accuracy']:.4f} <= {top['val_majority_rate']:.4f}) on validation data.",
+                f"({top['accuracy']:.4f} <= {top['majority_rate']:.4f}) on validation data.",
             ]
     if analysis:
         lines += _analysis_lines(analysis)

@@ -14,7 +14,8 @@ Prints, over seeds:
   study grows, per storage, as a share of 5-second trials.
 
     python benchmarks/replay.py [--table src/cnn_lstm_hpo/curves/synthetic.jsonl.gz] [--seeds 5] [--n-trials 300]
-        [--budget-hours 2] [--overhead-trials 100 1000] [--storages sqlite journal] [--postgres-url URL]
+        [--budget-hours 2] [--samplers tpe tpe-independent gp nsga2] [--overhead-trials 100 1000]
+        [--storages sqlite journal] [--postgres-url URL]
 """
 
 from __future__ import annotations
@@ -273,9 +274,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pruning-warmup", type=int, default=OptimizationConfig().pruning_warmup_steps,
                         help="pruning_warmup_steps: epochs before the first rung (a policy candidate)")
     parser.add_argument("--budget-hours", type=float, default=2.0)
-    parser.add_argument("--samplers", nargs="+", default=["tpe", "tpe-joint", "gp", "nsga2"],
+    parser.add_argument("--samplers", nargs="+", default=["tpe", "tpe-independent", "gp", "nsga2"],
                         choices=["tpe", "tpe-joint", "tpe-independent", "gp", "nsga2"],
-                        help="--goals samplers: the arms besides random search")
+                        help="--goals samplers: the arms besides random search (tpe: the default, which samples jointly)")
     parser.add_argument("--overhead-trials", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--storages", nargs="+", default=["sqlite", "journal"], choices=["sqlite", "journal", "postgresql"])
     parser.add_argument("--postgres-url")

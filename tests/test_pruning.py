@@ -181,7 +181,7 @@ def test_ranks_and_crowding_match_an_independent_implementation(seed):
 
 @pytest.mark.parametrize("seed", range(10))
 def test_ranks_of_a_crowded_rung_match_an_independent_implementation(seed):
-    # A rung of a long study: hundreds of trials, 2-3 objectives, ties on the grid.
+    # A crowded rung of a long study: 50-120 trials, 2-3 objectives, ties on the grid.
     rng = np.random.default_rng(500 + seed)
     points = rng.integers(0, 30, size=(int(rng.integers(50, 120)), int(rng.integers(2, 4)))).astype(float)
     assert non_domination_ranks(points).tolist() == reference_ranks(points.tolist())

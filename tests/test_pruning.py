@@ -210,6 +210,40 @@ def test_tied_duplicates_are_decided_by_trial_number_not_by_being_the_candidate(
     assert promotable(np.array(dup), worse, 3, 0.0, candidate_number=0, other_numbers=numbers + 1)
 
 
+def test_a_pruner_that_remembers_finished_peers_decides_like_a_fresh_one(tmp_path):
+    """The pruner keeps finished peers' rung vectors; a running peer's history still grows, so its
+    vector must be read anew at every decision."""
+    cfg = config(tmp_path, max_epochs_per_trial=27)
+    kept, rng = ParetoRungPruner(cfg), np.random.default_rng(5)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+
+    def history(n):
+        return [{"epoch": e + 1, "val_score": float(rng.choice([0.4, 0.5, 0.6])), "val_loss": 1.0,
+                 "wall_seconds": float(rng.choice([1.0, 2.0])), "cpu_seconds": 1.0} for e in range(n)]
+
+    running = []
+    for number in range(40):
+        trial = study.ask()
+        trial.set_user_attr(BRACKET_ATTR, kept.bracket_of(number))
+        trial.set_user_attr("model_size_mb", float(rng.choice([1.0, 2.0])))
+        trial.set_user_attr("epoch_history", history(int(rng.integers(1, 27))))
+        if number % 4 == 0:
+            running.append(trial)  # left running: its history grows below
+        else:
+            study.tell(trial, state=TrialState.PRUNED)
+    decisions = set()
+    for _ in range(200):
+        grown = running[int(rng.integers(len(running)))]
+        grown.set_user_attr("epoch_history", history(int(rng.integers(1, 27))))
+        bracket = int(rng.integers(len(kept.brackets)))
+        me = history(int(rng.choice(kept.brackets[bracket])))
+        args = (study, 1000, bracket, me, float(rng.choice([1.0, 2.0])))
+        decision = kept.should_prune(*args)
+        assert decision == ParetoRungPruner(cfg).should_prune(*args)
+        decisions.add(decision)
+    assert decisions == {True, False} and kept._finished_vectors
+
+
 # --- a real multi-objective study with pruning -----------------------------------------------
 def _assert_every_decision_follows_the_rule(trials, pruner, tolerance):
     """Rebuild each rung's peers from the stored epoch histories (trials run one after another, so a
@@ -263,7 +297,7 @@ def test_multi_objective_study_prunes_and_sampler_keeps_working(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in study.best_trials)
     # The sampler still proposes from a study holding pruned trials.
     trial = study.ask()
-    assert set(trial.params) == set() and study.sampler.__class__.__name__ == "TPESampler"
+    assert set(trial.params) == set() and isinstance(study.sampler, optuna.samplers.TPESampler)
     MultiObjectiveOptimizer(cfg, progress=False).suggest_hyperparameters(trial)
     assert set(SPACE) <= set(trial.params)
 

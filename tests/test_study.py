@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cnn_lstm_hpo.errors import StudyFailed
 from cnn_lstm_hpo import HPOError, IntegratedCNNLSTMTrainer, MultiObjectiveOptimizer, create_optimization_config
+from cnn_lstm_hpo.samplers import CachedTPESampler
 from cnn_lstm_hpo.train import Trainer
 
 TINY_SPACE = {
@@ -262,7 +263,7 @@ def test_optimize_closes_its_database_connections_and_files_honour_the_umask(tmp
 
 @pytest.mark.parametrize(
     ("kind", "sampler_class"),
-    [("tpe", optuna.samplers.TPESampler), ("gp", optuna.samplers.GPSampler),
+    [("tpe", CachedTPESampler), ("gp", optuna.samplers.GPSampler),
      ("nsga2", optuna.samplers.NSGAIISampler), ("random", optuna.samplers.RandomSampler)],
 )
 def test_sampler_choice_is_optunas_own_and_seeded(tmp_path, kind, sampler_class):
@@ -282,7 +283,7 @@ def test_sampler_choice_is_optunas_own_and_seeded(tmp_path, kind, sampler_class)
 @pytest.mark.parametrize("multivariate", ["unset", None, True, False])
 def test_tpe_samples_jointly_by_default_and_one_by_one_where_asked(multivariate):
     from cnn_lstm_hpo.config import SamplerConfig
-    from cnn_lstm_hpo.study import make_sampler
+    from cnn_lstm_hpo.samplers import make_sampler
 
     given = {} if multivariate == "unset" else {"multivariate": multivariate}
     sampler = make_sampler(SamplerConfig(n_startup_trials=0, **given), seed=0)

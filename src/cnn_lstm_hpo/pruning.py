@@ -145,6 +145,7 @@ class ParetoRungPruner:
         self.use_time = "training_time" in config.objectives
         # Hyperband gives brackets with more rungs more trials: weight ~ eta**rungs / (rungs).
         self.weights = [math.ceil(self.eta ** len(r) / len(r)) for r in self.brackets]
+        self._finished_vectors: dict[tuple[int, int], np.ndarray] = {}
 
     @property
     def active(self) -> bool:
@@ -174,6 +175,17 @@ class ParetoRungPruner:
             parts.append(point.epoch_seconds)
         return np.array(parts, dtype=float)
 
+    def _peer_vector(self, trial: FrozenTrial, epoch: int) -> np.ndarray:
+        """A peer's rung vector; a finished peer's is computed once (its history no longer changes),
+        else each of a 1000-trial study's rungs would redo hundreds of them at every decision."""
+        key = (trial._trial_id, epoch)
+        vector = self._finished_vectors.get(key)
+        if vector is None:
+            vector = self._vector(self.rung_point(trial.user_attrs["epoch_history"], trial.user_attrs["model_size_mb"], epoch))
+            if trial.state.is_finished():
+                self._finished_vectors[key] = vector
+        return vector
+
     def is_rung(self, bracket: int, epoch: int) -> bool:
         return epoch in self.brackets[bracket]
 
@@ -187,10 +199,7 @@ class ParetoRungPruner:
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
             if _competes(t, trial_number, bracket, epoch)
         ]
-        others = [
-            self._vector(self.rung_point(t.user_attrs["epoch_history"], t.user_attrs["model_size_mb"], epoch))
-            for t in peers
-        ]
+        others = [self._peer_vector(t, epoch) for t in peers]
         return not promotable(
             me,
             np.array(others).reshape(len(others), me.size),

@@ -1,0 +1,71 @@
+"""SQLite studies use the write-ahead log on local file systems only."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import optuna
+import pytest
+
+from cnn_lstm_hpo import storage
+from cnn_lstm_hpo.storage import close_storage, filesystem_type, open_storage
+
+MOUNTS = [
+    "/dev/vda / ext4 rw,relatime 0 0",
+    "server:/export /mnt/data nfs4 rw 0 0",
+    "tmpfs /mnt/data/scratch tmpfs rw 0 0",
+    r"C:\134 /mnt/c\040drive 9p rw 0 0",
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/home/me/study.db", "ext4"),
+        ("/mnt/data/study.db", "nfs4"),
+        ("/mnt/data/scratch/run/study.db", "tmpfs"),  # the deepest mount holding the path
+        ("/mnt/database/study.db", "ext4"),  # /mnt/data is a prefix of the name, not a parent
+        ("/mnt/c drive/study.db", "9p"),  # the table writes the space as \040
+    ],
+)
+def test_filesystem_type_is_the_deepest_mount_holding_the_path(monkeypatch, path, expected):
+    monkeypatch.setattr(storage, "_mount_table", lambda: MOUNTS)
+    assert filesystem_type(Path(path)) == expected
+
+
+def test_filesystem_type_is_unknown_without_a_mount_table(monkeypatch):
+    monkeypatch.setattr(storage, "_mount_table", lambda: [])
+    assert filesystem_type(Path("/anything")) is None
+
+
+def _journal_mode(path: Path) -> str:
+    with closing(sqlite3.connect(path)) as connection:
+        return connection.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def test_sqlite_study_on_a_local_disk_writes_ahead_and_leaves_one_file(tmp_path):
+    if filesystem_type(tmp_path) not in storage.WAL_SAFE_FILESYSTEMS:
+        pytest.skip(f"the test folder is on {filesystem_type(tmp_path)}, where the rollback journal stays")
+    path = tmp_path / "study.db"
+    opened = open_storage(f"sqlite:///{path}")
+    study = optuna.create_study(storage=opened, study_name="s")
+    study.ask().set_user_attr("a", 1)
+    with opened.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    assert _journal_mode(path) == "wal"
+    close_storage(opened)
+    # Closed: the log is folded into the database, so copying study.db alone copies the study.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db"]
+    reader = open_storage(f"sqlite:///{path}", create=False)
+    assert optuna.load_study(study_name="s", storage=reader).trials[0].user_attrs == {"a": 1}
+
+
+def test_sqlite_study_on_a_network_file_system_keeps_the_rollback_journal(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "filesystem_type", lambda path: "nfs4")
+    path = tmp_path / "study.db"
+    opened = open_storage(f"sqlite:///{path}")
+    optuna.create_study(storage=opened, study_name="s").ask()
+    close_storage(opened)
+    assert _journal_mode(path) == "delete"

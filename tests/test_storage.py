@@ -56,8 +56,26 @@ def test_sqlite_study_on_a_local_disk_writes_ahead_and_leaves_one_file(tmp_path)
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     assert _journal_mode(path) == "wal"
     close_storage(opened)
-    # Closed: the log is folded into the database, so copying study.db alone copies the study.
+    # Closed: the log is folded into the database and the file is back in the rollback journal, so
+    # study.db alone is the study, readable from a read-only folder too.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db"]
+    assert _journal_mode(path) == "delete"
+    reader = open_storage(f"sqlite:///{path}", create=False)
+    assert optuna.load_study(study_name="s", storage=reader).trials[0].user_attrs == {"a": 1}
+
+
+def test_a_study_closed_while_another_process_reads_it_stays_in_wal_and_intact(tmp_path):
+    if filesystem_type(tmp_path) not in storage.WAL_SAFE_FILESYSTEMS:
+        pytest.skip(f"the test folder is on {filesystem_type(tmp_path)}, where the rollback journal stays")
+    path = tmp_path / "study.db"
+    opened = open_storage(f"sqlite:///{path}")
+    optuna.create_study(storage=opened, study_name="s").ask().set_user_attr("a", 1)
+    with closing(sqlite3.connect(path)) as dashboard:  # a reader mid-read, as the live view is
+        dashboard.execute("BEGIN")
+        assert dashboard.execute("SELECT count(*) FROM trials").fetchone() == (1,)
+        close_storage(opened)  # neither waits for the reader nor fails
+        dashboard.execute("COMMIT")
+    assert _journal_mode(path) == "wal"
     reader = open_storage(f"sqlite:///{path}", create=False)
     assert optuna.load_study(study_name="s", storage=reader).trials[0].user_attrs == {"a": 1}
 

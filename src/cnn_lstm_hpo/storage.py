@@ -145,7 +145,7 @@ def _leave_write_ahead_log(engine: Any) -> None:
         with engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA busy_timeout=0")
             connection.exec_driver_sql("PRAGMA journal_mode=DELETE")
-    except sqlalchemy.exc.OperationalError:  # another process (the dashboard) still reads it: it stays WAL
+    except sqlalchemy.exc.SQLAlchemyError:  # another process (the dashboard) still reads it: it stays WAL
         pass
 
 

@@ -62,6 +62,12 @@ def test_sqlite_study_on_a_local_disk_writes_ahead_and_leaves_one_file(tmp_path)
     assert _journal_mode(path) == "delete"
     reader = open_storage(f"sqlite:///{path}", create=False)
     assert optuna.load_study(study_name="s", storage=reader).trials[0].user_attrs == {"a": 1}
+    # Used again after closing (the guide's retrain after optimize): the rollback journal, fully synced.
+    study.ask().set_user_attr("b", 2)
+    with opened.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    close_storage(opened)
+    assert _journal_mode(path) == "delete"
 
 
 def test_a_study_closed_while_another_process_reads_it_stays_in_wal_and_intact(tmp_path):

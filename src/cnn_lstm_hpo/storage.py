@@ -125,12 +125,16 @@ def _use_write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
     longer block the study. A power cut may lose the last commits, never the database.
     ``close_storage`` turns the file back to the rollback journal."""
 
+    with storage.engine.connect() as connection:  # a property of the file, until close_storage
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+
     @event.listens_for(storage.engine, "connect")
     def _pragmas(connection: Any, _record: Any) -> None:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
+        # NORMAL is safe in WAL mode only; a storage used again after close_storage is not.
+        if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            connection.execute("PRAGMA synchronous=NORMAL")
 
-    storage.engine.dispose()  # the connection that made the tables had no pragmas
+    storage.engine.dispose()  # the connections so far had no pragmas
     _WRITE_AHEAD.add(storage.engine)
 
 

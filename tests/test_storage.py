@@ -9,8 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from cnn_lstm_hpo import storage
-from cnn_lstm_hpo.storage import close_storage, filesystem_type, open_storage
+from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config, storage
+from cnn_lstm_hpo.storage import close_storage, filesystem_type, open_storage, write_ahead
 
 MOUNTS = [
     "/dev/vda / ext4 rw,relatime 0 0",
@@ -51,6 +51,7 @@ def test_sqlite_study_on_a_local_disk_writes_ahead_and_leaves_one_file(tmp_path)
     path = tmp_path / "study.db"
     opened = open_storage(f"sqlite:///{path}")
     study = optuna.create_study(storage=opened, study_name="s")
+    write_ahead(opened, f"sqlite:///{path}")
     study.ask().set_user_attr("a", 1)
     with opened.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
@@ -75,6 +76,7 @@ def test_a_study_closed_while_another_process_reads_it_stays_in_wal_and_intact(t
         pytest.skip(f"the test folder is on {filesystem_type(tmp_path)}, where the rollback journal stays")
     path = tmp_path / "study.db"
     opened = open_storage(f"sqlite:///{path}")
+    write_ahead(opened, f"sqlite:///{path}")
     optuna.create_study(storage=opened, study_name="s").ask().set_user_attr("a", 1)
     with closing(sqlite3.connect(path)) as dashboard:  # a reader mid-read, as the live view is
         dashboard.execute("BEGIN")
@@ -90,6 +92,31 @@ def test_sqlite_study_on_a_network_file_system_keeps_the_rollback_journal(tmp_pa
     monkeypatch.setattr(storage, "filesystem_type", lambda path: "nfs4")
     path = tmp_path / "study.db"
     opened = open_storage(f"sqlite:///{path}")
+    write_ahead(opened, f"sqlite:///{path}")
     optuna.create_study(storage=opened, study_name="s").ask()
-    close_storage(opened)
     assert _journal_mode(path) == "delete"
+
+
+def test_an_optimize_run_writes_ahead_and_leaves_the_file_in_the_rollback_journal(tmp_path, monkeypatch):
+    from cnn_lstm_hpo import study as study_module
+
+    if filesystem_type(tmp_path) not in storage.WAL_SAFE_FILESYSTEMS:
+        pytest.skip(f"the test folder is on {filesystem_type(tmp_path)}, where the rollback journal stays")
+    modes = []
+    real_objective = study_module.MultiObjectiveOptimizer.objective
+
+    def objective(self, trial):  # the mode while trials are written
+        modes.append(_journal_mode(self.save_dir / "study.db"))
+        return real_objective(self, trial)
+
+    monkeypatch.setattr(study_module.MultiObjectiveOptimizer, "objective", objective)
+    config = create_optimization_config(
+        scenario="smoke", n_trials=2, max_epochs_per_trial=1, save_dir=tmp_path / "run",
+        data={"source": "synthetic", "sequence_length": 8},
+        search_space={"cnn_num_filters": {"type": "categorical", "choices": [4]},
+                      "lstm_hidden_dim": {"type": "categorical", "choices": [8]},
+                      "batch_size": {"type": "categorical", "choices": [256]}},
+    )
+    MultiObjectiveOptimizer(config, progress=False).optimize()
+    assert modes == ["wal", "wal"]
+    assert _journal_mode(tmp_path / "run" / "study.db") == "delete"

@@ -79,12 +79,9 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
             beat = {"heartbeat_interval": heartbeat_seconds, "grace_period": 3 * heartbeat_seconds}
         with warnings.catch_warnings():  # Optuna marks heartbeats experimental; we use them knowingly
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
+            return optuna.storages.RDBStorage(
                 _with_installed_driver(url), engine_kwargs=_engine_kwargs(url), skip_table_creation=not create, **beat
             )
-        if url.startswith("sqlite:///") and create and filesystem_type(path) in WAL_SAFE_FILESYSTEMS:
-            _use_write_ahead_log(storage)
-        return storage
     except HPOError:
         raise
     except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver, schema and file errors all mean "cannot open"
@@ -119,12 +116,14 @@ def _mount_table() -> list[str]:
         return []
 
 
-def _use_write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
-    """WAL with synchronous=NORMAL while the study is open: a commit costs 2.5x less than in the
-    default rollback journal (benchmarks/sqlite_writes.py), and readers (the dashboard, report) no
-    longer block the study. A power cut may lose the last commits, never the database.
-    ``close_storage`` turns the file back to the rollback journal."""
-
+def write_ahead(storage: optuna.storages.BaseStorage, url: str) -> None:
+    """A SQLite study on a local disk: WAL with synchronous=NORMAL until ``close_storage``, which
+    turns the file back to the rollback journal. A commit costs 2.5x less than in the rollback
+    journal (benchmarks/sqlite_writes.py), and readers (the dashboard, report) no longer block the
+    study; a power cut may lose the last commits, never the database. Called once the run is sure
+    to write: switching modes rewrites the file's header, and a refused resume changes nothing."""
+    if not url.startswith("sqlite:///") or filesystem_type(Path(url.removeprefix("sqlite:///"))) not in WAL_SAFE_FILESYSTEMS:
+        return
     with storage.engine.connect() as connection:  # a property of the file, until close_storage
         connection.exec_driver_sql("PRAGMA journal_mode=WAL")
 

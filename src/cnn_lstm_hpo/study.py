@@ -27,7 +27,7 @@ from .progress import ProgressLine
 from .results import atomic_write_text, trial_record, write_json, write_study_outputs
 from .samplers import make_sampler
 from .space import suggest
-from .storage import check_url_for_workers, close_storage, open_storage, redact
+from .storage import check_url_for_workers, close_storage, open_storage, redact, write_ahead
 from .train import Trainer, resolve_device
 from .windows import WindowedData, prepare_windows, split_from_loader
 from .workers import (
@@ -251,6 +251,7 @@ class MultiObjectiveOptimizer:
         storage = open_storage(url, heartbeat_seconds=cfg.heartbeat_seconds)
         try:
             study = self.study = open_study(cfg, self.fingerprint, storage, worker_id=self.worker_id)
+            write_ahead(storage, url)
             if self.write_outputs:
                 atomic_write_text(self.save_dir / "resolved_config.yaml", cfg.to_yaml())
             interrupts.raise_on_sigterm()

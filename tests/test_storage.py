@@ -120,3 +120,19 @@ def test_an_optimize_run_writes_ahead_and_leaves_the_file_in_the_rollback_journa
     MultiObjectiveOptimizer(config, progress=False).optimize()
     assert modes == ["wal", "wal"]
     assert _journal_mode(tmp_path / "run" / "study.db") == "delete"
+
+
+def test_a_study_another_process_is_reading_keeps_the_rollback_journal(tmp_path):
+    path = tmp_path / "study.db"
+    opened = open_storage(f"sqlite:///{path}")
+    optuna.create_study(storage=opened, study_name="s").ask()
+    with closing(sqlite3.connect(path)) as dashboard:  # mid-read: switching modes needs the file alone
+        dashboard.execute("BEGIN")
+        dashboard.execute("SELECT count(*) FROM trials").fetchone()
+        write_ahead(opened, f"sqlite:///{path}")  # neither waits for the reader nor fails
+        dashboard.execute("COMMIT")
+    optuna.load_study(study_name="s", storage=opened).ask().set_user_attr("a", 1)  # the run goes on
+    with opened.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: not in WAL mode
+    close_storage(opened)
+    assert _journal_mode(path) == "delete"

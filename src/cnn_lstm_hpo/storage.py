@@ -124,8 +124,12 @@ def write_ahead(storage: optuna.storages.BaseStorage, url: str) -> None:
     to write: switching modes rewrites the file's header, and a refused resume changes nothing."""
     if not url.startswith("sqlite:///") or filesystem_type(Path(url.removeprefix("sqlite:///"))) not in WAL_SAFE_FILESYSTEMS:
         return
-    with storage.engine.connect() as connection:  # a property of the file, until close_storage
-        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    try:
+        with storage.engine.connect() as connection:  # a property of the file, until close_storage
+            connection.exec_driver_sql("PRAGMA busy_timeout=0")
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    except sqlalchemy.exc.SQLAlchemyError:  # another process mid-read (the dashboard): the rollback journal stays
+        return
 
     @event.listens_for(storage.engine, "connect")
     def _pragmas(connection: Any, _record: Any) -> None:

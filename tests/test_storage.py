@@ -13,9 +13,10 @@ from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config, st
 from cnn_lstm_hpo.storage import close_storage, filesystem_type, open_storage, write_ahead
 
 MOUNTS = [
+    "rootfs / rootfs rw 0 0",  # mounted over by the next line: the later mount at a point is in effect
     "/dev/vda / ext4 rw,relatime 0 0",
+    "tmpfs /mnt/data/scratch tmpfs rw 0 0",  # listed before its parent: depth decides, not order
     "server:/export /mnt/data nfs4 rw 0 0",
-    "tmpfs /mnt/data/scratch tmpfs rw 0 0",
     r"C:\134 /mnt/c\040drive 9p rw 0 0",
 ]
 

@@ -104,7 +104,8 @@ def filesystem_type(path: Path) -> str | None:
             continue
         # The table escapes spaces and tabs in mount points as octal (\040).
         point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1]))
-        if (target == point or point in target.parents) and len(point.parts) > best:
+        # The deepest mount holding the path; of several at one point, the last (it covers the others).
+        if (target == point or point in target.parents) and len(point.parts) >= best:
             best, kind = len(point.parts), fields[2]
     return kind
 

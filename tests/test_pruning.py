@@ -58,6 +58,13 @@ def test_brackets_fit_the_epoch_budget(max_epochs, expected):
     assert plan_brackets(max_epochs, 10, 3, warmup=10) == expected
 
 
+def test_asha_keeps_the_most_aggressive_bracket_alone(tmp_path):
+    pruner = ParetoRungPruner(config(tmp_path, pruning={"strategy": "asha"}))
+    assert pruner.brackets == [[1, 3]]
+    assert {pruner.bracket_of(n) for n in range(20)} == {0}
+    assert ParetoRungPruner(config(tmp_path)).brackets == [[1, 3], [3]]
+
+
 def test_bracket_rungs_follow_the_interval():
     assert plan_brackets(20, 2, 3, interval=4) == [[4, 8], [8]]  # 2, 6, 18 rounded up; 20 is the end
 
@@ -314,10 +321,14 @@ def test_no_pruning_switch_trains_every_trial_to_the_end(tmp_path):
     assert all(BRACKET_ATTR not in t.user_attrs for t in study.trials)
 
 
-def test_single_objective_uses_optunas_hyperband(tmp_path):
-    cfg = config(tmp_path, objectives=["accuracy"], n_trials=4)
+@pytest.mark.parametrize(
+    ("strategy", "pruner"),
+    [("hyperband", optuna.pruners.HyperbandPruner), ("asha", optuna.pruners.SuccessiveHalvingPruner)],
+)
+def test_single_objective_uses_optunas_own_pruner(tmp_path, strategy, pruner):
+    cfg = config(tmp_path, objectives=["accuracy"], n_trials=4, pruning={"strategy": strategy})
     study = MultiObjectiveOptimizer(cfg, progress=False).optimize()
-    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
+    assert type(study.pruner) is pruner
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
 
 

@@ -101,6 +101,10 @@ class PruningConfig(_Section):
     enabled: bool = True
     min_resource: int = Field(10, ge=1)  # the guide's HyperbandPruner defaults; fitted to the epoch budget
     reduction_factor: int = Field(3, ge=2)
+    # hyperband: brackets of successive halving, from the most aggressive (rungs from the minimum
+    # resource) to the most patient; asha: the most aggressive bracket alone (Optuna's
+    # SuccessiveHalvingPruner for one objective), fewer epochs for a riskier front.
+    strategy: Literal["hyperband", "asha"] = "hyperband"
     # What a rung compares: the composite validation score at the first rung predicts the final
     # score far better than the validation loss (benchmarks/pruning_efficiency.py).
     metric: Literal["val_loss", "val_score"] = "val_score"

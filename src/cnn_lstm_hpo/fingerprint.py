@@ -14,6 +14,9 @@ from .config import OptimizationConfig
 from .windows import WindowedData
 
 USER_ATTR = "fingerprint"
+# Settings added after studies already existed, with the value that matches what those studies did:
+# left out at that value, so an older study's stored fingerprint still matches.
+ADDED_LATER = {"pruning.strategy": "hyperband"}
 
 
 def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
@@ -27,7 +30,7 @@ def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[st
     fields["max_epochs_per_trial"] = cfg["max_epochs_per_trial"]
     fields.update({f"pruning.{k}": v for k, v in cfg["pruning"].items()})
     fields.update({f"training.{k}": v for k, v in cfg["training"].items() if k != "device"})
-    return fields
+    return {k: v for k, v in fields.items() if ADDED_LATER.get(k, object()) != v}
 
 
 def fingerprint_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:

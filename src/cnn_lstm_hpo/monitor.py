@@ -20,16 +20,16 @@ class TimeLimitExceeded(optuna.TrialPruned):
 
 
 def single_objective_pruner(config: OptimizationConfig) -> optuna.pruners.BasePruner:
-    """Optuna's HyperbandPruner, unchanged, where Optuna supports pruning (one objective: accuracy)."""
+    """Optuna's HyperbandPruner (or SuccessiveHalvingPruner, ``pruning.strategy: asha``), unchanged,
+    where Optuna supports pruning (one objective: accuracy)."""
     if not config.pruning.enabled or config.objectives != ["accuracy"]:
         return optuna.pruners.NopPruner()
     p = config.pruning
+    min_resource = fitted_min_resource(config.max_epochs_per_trial, p.min_resource, p.reduction_factor, config.pruning_warmup_steps)
+    if p.strategy == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource, reduction_factor=p.reduction_factor)
     return optuna.pruners.HyperbandPruner(
-        min_resource=fitted_min_resource(
-            config.max_epochs_per_trial, p.min_resource, p.reduction_factor, config.pruning_warmup_steps
-        ),
-        max_resource=config.max_epochs_per_trial,
-        reduction_factor=p.reduction_factor,
+        min_resource=min_resource, max_resource=config.max_epochs_per_trial, reduction_factor=p.reduction_factor
     )
 
 
@@ -133,7 +133,7 @@ class TrialMonitor:
             pruned = self.pruner.should_prune(
                 self.trial.study, self.trial.number, self.bracket, self.history, self.model_size
             )
-        elif isinstance(self.trial.study.pruner, optuna.pruners.HyperbandPruner):
+        elif isinstance(self.trial.study.pruner, (optuna.pruners.HyperbandPruner, optuna.pruners.SuccessiveHalvingPruner)):
             score = epoch.val.composite if self.config.pruning.metric == "val_score" else -epoch.val.loss
             self.trial.report(score, epoch.epoch)  # oriented like the study: higher is better
             pruned = self.trial.should_prune()

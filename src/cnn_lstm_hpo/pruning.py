@@ -9,7 +9,8 @@ Rule: Hyperband brackets of successive halving, with promotion by non-dominated 
   at least 1. Bracket b decides at epochs min * eta**(b + k) < max_epochs; every bracket keeps
   at least one decision (a bracket without one is plain random search, which TPE already does).
   Decision epochs are rounded up to a multiple of ``pruning_interval_steps``. A trial's bracket
-  is fixed by its number, weighted like Hyperband's trial allocation.
+  is fixed by its number, weighted like Hyperband's trial allocation. ``pruning.strategy: asha``
+  keeps the most aggressive bracket alone (asynchronous successive halving).
 - Rung vector. When a trial reaches a rung epoch r, it and every other trial of its bracket that
   reached r (running, complete or pruned) are described by the study's objectives as seen at r:
   the best validation score up to epoch r (loss or composite accuracy, ``pruning.metric``), the
@@ -140,6 +141,8 @@ class ParetoRungPruner:
             warmup=config.pruning_warmup_steps,
             interval=config.pruning_interval_steps,
         )
+        if p.strategy == "asha":  # the most aggressive bracket only
+            self.brackets = self.brackets[:1]
         # Which rung-vector parts the study optimises besides the score.
         self.use_size = "model_size" in config.objectives
         self.use_time = "training_time" in config.objectives

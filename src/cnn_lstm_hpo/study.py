@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .config import OptimizationConfig, validate_config
 from .errors import HPOError, StudyFailed
-from .fingerprint import USER_ATTR as FINGERPRINT
+from .fingerprint import ADDED_LATER, USER_ATTR as FINGERPRINT
 from .fingerprint import fingerprint_differences, study_fingerprint
 from . import interrupts
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
@@ -91,7 +91,8 @@ def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str) -
     differ = fingerprint_differences(stored, current)
     if differ:
         shown = [
-            f"{k} ({stored.get(k)!r} -> {current.get(k)!r})" if k != "search_space" and k != "data.digest" else k
+            f"{k} ({stored.get(k, ADDED_LATER.get(k))!r} -> {current.get(k, ADDED_LATER.get(k))!r})"
+            if k != "search_space" and k != "data.digest" else k
             for k in differ
         ]
         raise HPOError(

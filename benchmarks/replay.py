@@ -80,7 +80,11 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
     specs = {"pruning": {}, "none": {"pruning": {"enabled": False}},
              "plain": {"pruning": {"enabled": False}, "training": {"early_stopping_patience": args.max_epochs}},
              "eager": {"pruning": {"min_resource": 1, "reduction_factor": 4}, "pruning_warmup_steps": 0}}
-    pairs = [("pruning", "none"), ("pruning", "plain"), ("eager", "none")]
+    # "asha-N": the most aggressive bracket alone (pruning.strategy: asha), rungs from epoch 1, eta N.
+    for eta in args.asha_eta:
+        specs[f"asha-{eta}"] = {"pruning": {"strategy": "asha", "min_resource": 1, "reduction_factor": eta},
+                                "pruning_warmup_steps": 0}
+    pairs = [("pruning", "none"), ("pruning", "plain"), ("eager", "none"), *((f"asha-{eta}", "none") for eta in args.asha_eta)]
     ratios: dict[tuple, list[float]] = {pair: [] for pair in pairs}
     hv_ratios: dict[tuple, list[float]] = {pair: [] for pair in pairs}
     ceilings: list[float] = []
@@ -105,6 +109,9 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
     print(f"    eager rungs (epoch 1, eta 4) against none: {med['eager', 'none'][0]:.2f}x fewer, hypervolume {med['eager', 'none'][1]:.3f}")
     print(f"    against plain trials (no pruning, no early stopping): {med['pruning', 'plain'][0]:.2f}x fewer, "
           f"hypervolume {med['pruning', 'plain'][1]:.3f}")
+    for eta in args.asha_eta:
+        print(f"    asha (one bracket, rungs from epoch 1, eta {eta}) against none: {med[f'asha-{eta}', 'none'][0]:.2f}x "
+              f"fewer, hypervolume {med[f'asha-{eta}', 'none'][1]:.3f}")
 
 
 def at_budget(args: argparse.Namespace, arms: dict[str, dict], table: CurveTable, loaders: tuple, tmp: Path,
@@ -275,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="max_training_time_minutes (120: the guide's; the default scenario now derives 2.88 from its budget)")
     parser.add_argument("--pruning-warmup", type=int, default=OptimizationConfig().pruning_warmup_steps,
                         help="pruning_warmup_steps: epochs before the first rung (a policy candidate)")
+    parser.add_argument("--asha-eta", type=int, nargs="*", default=[3, 4], help="--goals P1: asha arms, one per reduction factor")
     parser.add_argument("--budget-hours", type=float, default=2.0)
     parser.add_argument("--samplers", nargs="+", default=["tpe", "tpe-independent", "gp", "nsga2"],
                         choices=["tpe", "tpe-joint", "tpe-independent", "gp", "nsga2"],

@@ -302,8 +302,9 @@ class MultiObjectiveOptimizer:
         while cfg.timeout is None or self.clock() - started < cfg.timeout:
             interrupts.check()
             with FileLock(self.save_dir / SLOT_LOCK) as slot:
-                fail_dead_local_trials(study)
-                if len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))) >= cfg.n_trials:
+                trials = study.get_trials(deepcopy=False)
+                fail_dead_local_trials(study, trials)  # failing a RUNNING trial leaves the count below as it is
+                if sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials) >= cfg.n_trials:
                     return
                 # The slot is held until the trial exists (the objective's first step releases it).
                 study.optimize(

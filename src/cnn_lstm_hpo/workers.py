@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from .interrupts import ignore_further_signals, signal_of
 
@@ -84,11 +84,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_dead_local_trials(study: optuna.Study) -> list[int]:
-    """Fail the RUNNING trials whose worker ran on this host and no longer exists; their numbers."""
+def fail_dead_local_trials(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> list[int]:
+    """Fail the RUNNING trials whose worker ran on this host and no longer exists; their numbers.
+    ``trials``: the study's trials as just read, where the caller needs them too (a read fewer)."""
     host = socket.gethostname()
     failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in (t for t in trials if t.state == TrialState.RUNNING):
         worker = str(trial.user_attrs.get("worker", ""))
         worker_host, _, pid = worker.rpartition(":")
         if worker_host != host or not pid.isdigit() or _alive(int(pid)):

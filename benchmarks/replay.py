@@ -10,6 +10,8 @@ Prints, over seeds:
   simulated time budget, and how often the default wins;
 - samplers: Optuna's samplers (``sampler.type``: tpe, gp, nsga2, random) at the same simulated
   time budget, hypervolume against random search;
+- convergence: stopping when the front stalls (``convergence.patience``) against running every
+  trial: trials, simulated time and hypervolume;
 - P4: the framework's own cost per trial (real seconds: sampler, pruner, storage, callbacks) as the
   study grows, per storage, as a share of 5-second trials.
 
@@ -157,6 +159,26 @@ def goal_samplers(args: argparse.Namespace, table: CurveTable, loaders: tuple, t
               f"best (ties included) in {best} of {len(per_seed)} seeds")
 
 
+def goal_convergence(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
+    """Stopping when the front stalls (convergence.patience) against running every trial."""
+    arms = {"all": {}, **{f"patience {p}": {"convergence": {"patience": p, "min_improvement": args.min_improvement}}
+                          for p in args.patience}}
+    rows = []
+    for seed in range(args.seeds):
+        runs = {name: replay(base_config(args, seed, tmp / f"conv-{seed}-{i}", **extra), table, loaders)
+                for i, (name, extra) in enumerate(arms.items())}
+        hv = dict(zip(runs, hypervolumes(*(front_points(r[0]) for r in runs.values()))))
+        rows.append({name: (len(r[0].trials), r[1] / 3600, hv[name]) for name, r in runs.items()})
+        print(f"  convergence seed {seed}: " + " | ".join(
+            f"{name}: {n} trials, {hours:.1f} simulated h, HV {h:.4g}" for name, (n, hours, h) in rows[-1].items()))
+    for name in list(arms)[1:]:
+        trials = statistics.median(r[name][0] / r["all"][0] for r in rows)
+        hours = statistics.median(r[name][1] / r["all"][1] for r in rows)
+        quality = statistics.median(ratio(r[name][2], r["all"][2]) for r in rows)
+        print(f"convergence {name} (min_improvement {args.min_improvement}): {trials:.2f} of the trials, {hours:.2f} of the "
+              f"simulated time, hypervolume {quality:.3f} of running all {args.n_trials}; medians over {args.seeds} seeds")
+
+
 COUNTS_TO_COMPLETION = study_module.TrialMonitor
 
 
@@ -270,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=CURVES / "synthetic.jsonl.gz")
     parser.add_argument("--data", choices=list(DATA), default=None, help="default: from the table's file name")
-    parser.add_argument("--goals", nargs="+", default=["P1", "P2", "P4"], choices=["P1", "P2", "P4", "samplers", "time-limit", "time-limit-real"])
+    parser.add_argument("--goals", nargs="+", default=["P1", "P2", "P4"], choices=["P1", "P2", "P4", "samplers", "convergence", "time-limit", "time-limit-real"])
     parser.add_argument("--real-trials", type=int, default=12)
     parser.add_argument("--real-limit", type=float, default=0.5, help="max_training_time_minutes of the real runs")
     parser.add_argument("--time-scale", type=float, default=None,
@@ -287,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samplers", nargs="+", default=["tpe", "tpe-independent", "gp", "nsga2"],
                         choices=["tpe", "tpe-joint", "tpe-independent", "gp", "nsga2"],
                         help="--goals samplers: the arms besides random search (tpe: the default, which samples jointly)")
+    parser.add_argument("--patience", type=int, nargs="+", default=[100, 200], help="--goals convergence: convergence.patience arms")
+    parser.add_argument("--min-improvement", type=float, default=0.001, help="--goals convergence: convergence.min_improvement")
     parser.add_argument("--overhead-trials", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--storages", nargs="+", default=["sqlite", "journal"], choices=["sqlite", "journal", "postgresql"])
     parser.add_argument("--postgres-url")
@@ -304,7 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     loaders = loaders_for(windows)
     with tempfile.TemporaryDirectory() as tmp:
         for goal in args.goals:
-            {"P1": goal_p1, "P2": goal_p2, "P4": goal_p4, "samplers": goal_samplers, "time-limit": goal_time_limit,
+            {"P1": goal_p1, "P2": goal_p2, "P4": goal_p4, "samplers": goal_samplers, "convergence": goal_convergence,
+             "time-limit": goal_time_limit,
              "time-limit-real": goal_time_limit_real}[goal](args, table, loaders, Path(tmp))
 
 

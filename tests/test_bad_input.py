@@ -248,6 +248,8 @@ CASES = [
          "Invalid value for '--timeout-hours': Input should be a valid number, unable to parse string as a number "
          "(see cnn-lstm-hpo optimize --help)"),
     Case("seed-negative", ["--seed", "-1"], "invalid config ({tmp}/tiny.yaml): seed: Input should be greater than or equal to 0"),
+    Case("convergence-patience-zero", ["--convergence-patience", "0"],
+         "invalid config ({tmp}/tiny.yaml): convergence.patience: Input should be greater than or equal to 1"),
     Case("seed-too-large", ["--seed", str(2**31)], "invalid config ({tmp}/tiny.yaml): seed: Input should be less than 2147483648"),
     Case("start-after-end", ["--start", "2015-01-01", "--end", "2014-06-01"],
          "invalid config ({tmp}/tiny.yaml): data: start must be before end, but got start=2015-01-01 end=2014-06-01"),

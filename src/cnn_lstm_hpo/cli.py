@@ -78,6 +78,10 @@ def optimize(
     study_name: Optional[str] = typer.Option(None, "--study-name"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     no_pruning: bool = typer.Option(False, "--no-pruning", help="Train every trial to the end (for comparison)."),
+    convergence_patience: Optional[int] = typer.Option(
+        None, "--convergence-patience",
+        help="Stop once the last N finished trials grew the front's hypervolume by at most convergence.min_improvement (0.1 %).",
+    ),
     retrain_top_k: Optional[int] = typer.Option(
         None, "--retrain-top-k", help="After the study, retrain the top K configurations (as `retrain --top-k K`)."
     ),
@@ -107,6 +111,7 @@ def optimize(
             "study_name": study_name,
             "seed": seed,
             "pruning": {"enabled": False} if no_pruning else None,
+            "convergence": {"patience": convergence_patience} if convergence_patience is not None else None,
             "workers": workers,
             "threads": threads,
             "data": {

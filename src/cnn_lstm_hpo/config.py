@@ -111,6 +111,13 @@ class PruningConfig(_Section):
     score_tolerance: float = Field(0.01, ge=0)  # "a little lower", in the metric's units
 
 
+class ConvergenceConfig(_Section):
+    # Stop the study once the last `patience` finished trials grew the feasible front's
+    # hypervolume by at most `min_improvement` of it (convergence.py); null: run all n_trials.
+    patience: int | None = Field(None, ge=1)
+    min_improvement: float = Field(0.001, ge=0)
+
+
 class OptimizationConfig(_Section):
     scenario: str = "custom"
     n_trials: int = Field(1000, ge=1)
@@ -139,6 +146,7 @@ class OptimizationConfig(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
+    convergence: ConvergenceConfig = Field(default_factory=ConvergenceConfig)
     search_space: dict[str, ParamSpec] = Field(default_factory=dict, validate_default=True)
 
     @field_validator("objectives")

@@ -15,6 +15,7 @@ from optuna.study._constrained_optimization import _CONSTRAINTS_KEY as CONSTRAIN
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import OptimizationConfig, validate_config
+from .convergence import front_stall
 from .errors import HPOError, StudyFailed
 from .fingerprint import ADDED_LATER, USER_ATTR as FINGERPRINT
 from .fingerprint import fingerprint_differences, study_fingerprint
@@ -306,6 +307,8 @@ class MultiObjectiveOptimizer:
                 fail_dead_local_trials(study, trials)  # failing a RUNNING trial leaves the count below as it is
                 if sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials) >= cfg.n_trials:
                     return
+                if self._front_stalled(study, trials):
+                    return
                 # The slot is held until the trial exists (the objective's first step releases it).
                 study.optimize(
                     lambda trial: self._objective_in_slot(trial, slot),
@@ -313,6 +316,18 @@ class MultiObjectiveOptimizer:
                 )
             gc.collect()  # frees the finished trial's tensors held in cycles (a pruned trial's traceback)
             gc.freeze()
+
+    def _front_stalled(self, study: optuna.Study, trials: list[FrozenTrial]) -> bool:
+        conv = self.config.convergence
+        if conv.patience is None:
+            return False
+        stall = front_stall(trials, study.directions, conv.patience, conv.min_improvement)
+        if stall is not None:
+            log.info(
+                "stopping: the last %d finished trials grew the front's hypervolume by %.3g %% (convergence.min_improvement %.3g %%)",
+                stall.trials, 100 * stall.improvement, 100 * conv.min_improvement,
+            )
+        return stall is not None
 
     def _objective_in_slot(self, trial: optuna.Trial, slot: FileLock) -> list[float]:
         slot.release()

@@ -1,0 +1,59 @@
+"""Stopping a study when its front stops moving (``convergence.patience``).
+
+Optuna's terminator judges single-objective studies only; nothing in Optuna stops a
+multi-objective study when more trials no longer help. The rule here: the hypervolume of the
+feasible front of COMPLETE trials, now, against the same hypervolume before the last
+``patience`` trials finished (any state: a run of pruned or infeasible trials counts as trials
+that moved nothing). Both are measured from one reference point, the current one
+(analysis.reference_point), so the comparison is fair. The study stops when the front grew by no
+more than ``min_improvement`` (a fraction of the current hypervolume) over those trials. It never
+stops before a feasible trial exists: until then there is no front to stall.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import moocore
+import numpy as np
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from .analysis import reference_point
+from .results import is_feasible
+
+
+@dataclass(frozen=True)
+class Stall:
+    trials: int  # finished trials looked back over
+    improvement: float  # relative growth of the hypervolume over them
+
+
+def front_stall(
+    trials: list[FrozenTrial], directions: list[StudyDirection], patience: int, min_improvement: float
+) -> Stall | None:
+    """A Stall when the front grew by at most ``min_improvement`` over the last ``patience``
+    finished trials; None while it still moves (or too few trials finished to tell)."""
+    finished = sorted(
+        (t for t in trials if t.state.is_finished()), key=lambda t: (t.datetime_complete or dt.datetime.max, t.number)
+    )
+    if len(finished) <= patience:
+        return None
+    earlier = {t.number for t in finished[:-patience]}
+    feasible = [
+        t for t in finished
+        if t.state == TrialState.COMPLETE and t.values is not None and all(map(math.isfinite, t.values)) and is_feasible(t)
+    ]
+    if not feasible:
+        return None
+    maximise = [d == StudyDirection.MAXIMIZE for d in directions]
+    values = np.array([t.values for t in feasible], dtype=float)
+    ref = reference_point(values, maximise)
+    now = float(moocore.hypervolume(values, ref=ref, maximise=maximise))
+    before_rows = [i for i, t in enumerate(feasible) if t.number in earlier]
+    before = float(moocore.hypervolume(values[before_rows], ref=ref, maximise=maximise)) if before_rows else 0.0
+    improvement = (now - before) / now if now > 0 else 0.0
+    # 1e-9: hypervolumes of the same points summed in another order differ in the last bits.
+    return Stall(patience, improvement) if improvement <= min_improvement + 1e-9 else None

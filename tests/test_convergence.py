@@ -14,6 +14,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
+from cnn_lstm_hpo.config import ConvergenceConfig
 from cnn_lstm_hpo.convergence import front_stall
 
 MAX, MIN = StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE
@@ -129,3 +130,9 @@ def test_a_study_stops_once_its_front_stalls(tmp_path, caplog):
     assert len(study.trials) == 4
     assert "stopping: the last 3 finished trials grew the front's hypervolume by " in caplog.text
     assert (cfg.save_dir / "best_configurations.json").is_file()  # the study's files are written as usual
+    summary = (cfg.save_dir / "optimization_summary.txt").read_text()
+    assert "Stopped before n_trials (convergence.patience 3): the last 3 finished trials grew the front's hypervolume by " in summary
+    # Resumed without the rule, the study goes on, and its summary no longer says it stopped.
+    resumed = MultiObjectiveOptimizer(cfg.model_copy(update={"n_trials": 5, "convergence": ConvergenceConfig()}), progress=False).optimize()
+    assert len(resumed.trials) == 5
+    assert "Stopped before n_trials" not in (cfg.save_dir / "optimization_summary.txt").read_text()

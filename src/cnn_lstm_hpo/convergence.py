@@ -18,17 +18,23 @@ from dataclasses import dataclass
 
 import moocore
 import numpy as np
+import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from .analysis import reference_point
-from .results import is_feasible
+from .analysis import is_feasible, reference_point
+
+# A study attribute: why the last run stopped before n_trials (None once a later run goes on).
+STOP_ATTR = "convergence_stop"
 
 
 @dataclass(frozen=True)
 class Stall:
     trials: int  # finished trials looked back over
     improvement: float  # relative growth of the hypervolume over them
+
+    def describe(self) -> str:
+        return f"the last {self.trials} finished trials grew the front's hypervolume by {100 * self.improvement:.3g} %"
 
 
 def front_stall(
@@ -57,3 +63,9 @@ def front_stall(
     improvement = (now - before) / now if now > 0 else 0.0
     # 1e-9: hypervolumes of the same points summed in another order differ in the last bits.
     return Stall(patience, improvement) if improvement <= min_improvement + 1e-9 else None
+
+
+def stop_note(study: optuna.Study) -> str | None:
+    """The summary's line for a study whose last run stopped on a stalled front."""
+    stop = study.user_attrs.get(STOP_ATTR)
+    return f"Stopped before n_trials (convergence.patience {stop['trials']}): {Stall(**stop).describe()}" if stop else None

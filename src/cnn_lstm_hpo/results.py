@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .convergence import stop_note
 from .objectives import weighted_ranks
 from .space import decode_params
 
@@ -120,6 +121,9 @@ def summary_text(
         f"Trials: {len(trials)} total; {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
         f"{counts['FAIL']} failed, {counts['RUNNING']} running; {infeasible} infeasible (constraints)",
     ]
+    stopped = stop_note(study)
+    if stopped:
+        lines.append(stopped)
     if analysis and analysis["trials"]["stop_reasons"]:
         reasons = analysis["trials"]["stop_reasons"]
         lines.append("Why trials stopped early: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))

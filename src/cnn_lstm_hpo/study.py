@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import time
@@ -15,7 +16,7 @@ from optuna.study._constrained_optimization import _CONSTRAINTS_KEY as CONSTRAIN
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import OptimizationConfig, validate_config
-from .convergence import front_stall
+from .convergence import STOP_ATTR, front_stall
 from .errors import HPOError, StudyFailed
 from .fingerprint import ADDED_LATER, USER_ATTR as FINGERPRINT
 from .fingerprint import fingerprint_differences, study_fingerprint
@@ -254,6 +255,8 @@ class MultiObjectiveOptimizer:
         try:
             study = self.study = open_study(cfg, self.fingerprint, storage, worker_id=self.worker_id)
             write_ahead(storage, url)
+            if study.user_attrs.get(STOP_ATTR):  # an earlier run stopped on a stalled front; this one goes on
+                study.set_user_attr(STOP_ATTR, None)
             if self.write_outputs:
                 atomic_write_text(self.save_dir / "resolved_config.yaml", cfg.to_yaml())
             interrupts.raise_on_sigterm()
@@ -323,10 +326,8 @@ class MultiObjectiveOptimizer:
             return False
         stall = front_stall(trials, study.directions, conv.patience, conv.min_improvement)
         if stall is not None:
-            log.info(
-                "stopping: the last %d finished trials grew the front's hypervolume by %.3g %% (convergence.min_improvement %.3g %%)",
-                stall.trials, 100 * stall.improvement, 100 * conv.min_improvement,
-            )
+            log.info("stopping: %s (convergence.min_improvement %.3g %%)", stall.describe(), 100 * conv.min_improvement)
+            study.set_user_attr(STOP_ATTR, dataclasses.asdict(stall))  # for the summary
         return stall is not None
 
     def _objective_in_slot(self, trial: optuna.Trial, slot: FileLock) -> list[float]:

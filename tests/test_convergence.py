@@ -49,10 +49,10 @@ def grid_hypervolume(points, ref, maximise):
     return volume
 
 
-def independent_stall(trials, directions, patience, min_improvement):
+def independent_stall(trials, directions, patience, min_improvement, after):
     finished = [t for t in trials if t.state != TrialState.RUNNING]
     finished.sort(key=lambda t: (t.datetime_complete, t.number))
-    if len(finished) <= patience:
+    if len(finished) - after <= patience:
         return None
     good = [t for t in finished if t.state == TrialState.COMPLETE and t.system_attrs["constraints:model_size_mb"] <= 0]
     if not good:
@@ -89,8 +89,9 @@ def test_stall_matches_an_independent_implementation(seed):
     ]
     patience = int(rng.integers(1, 6))
     min_improvement = float(rng.choice([0.0, 0.05, 0.3]))
-    expected = independent_stall(trials, directions, patience, min_improvement)
-    got = front_stall(trials, directions, patience, min_improvement)
+    after = int(rng.integers(0, 3))
+    expected = independent_stall(trials, directions, patience, min_improvement, after)
+    got = front_stall(trials, directions, patience, min_improvement, after=after)
     if expected is None:
         assert got is None
     else:
@@ -108,6 +109,8 @@ def test_a_front_that_still_moves_or_cannot_be_judged_does_not_stop():
     assert front_stall([*base, trial(3, [0.5, 1.0])], directions, 1, 0.0) is None
     # Too few finished trials to look back over; a running trial does not count.
     assert front_stall([*base, trial(3, [0.5, 3.0], state=TrialState.RUNNING)], directions, 3, 0.0) is None
+    # The look-back never reaches into the random start-up trials.
+    assert front_stall([*base, trial(3, [0.5, 3.0])], directions, 1, 0.0, after=3) is None
     # No feasible trial yet: nothing to stall.
     assert front_stall([trial(i, [0.9, 1.0], feasible=False) for i in range(5)], directions, 2, 0.0) is None
 
@@ -121,18 +124,18 @@ def test_a_study_stops_once_its_front_stalls(tmp_path, caplog):
     }
     cfg = create_optimization_config(
         scenario="smoke", n_trials=20, max_epochs_per_trial=1, save_dir=tmp_path / "run", search_space=space,
-        data={"source": "synthetic", "sequence_length": 8}, pruning={"enabled": False},
-        # Any growth up to 100 % counts as stalled: the study stops after patience + 1 trials.
+        data={"source": "synthetic", "sequence_length": 8}, pruning={"enabled": False}, sampler={"n_startup_trials": 2},
+        # Any growth up to 100 % counts as stalled: the study stops after start-up + patience + 1 trials.
         convergence={"patience": 3, "min_improvement": 1.0},
     )
     with caplog.at_level(logging.INFO, logger="cnn_lstm_hpo"):
         study = MultiObjectiveOptimizer(cfg, progress=False).optimize()
-    assert len(study.trials) == 4
+    assert len(study.trials) == 6
     assert "stopping: the last 3 finished trials grew the front's hypervolume by " in caplog.text
     assert (cfg.save_dir / "best_configurations.json").is_file()  # the study's files are written as usual
     summary = (cfg.save_dir / "optimization_summary.txt").read_text()
     assert "Stopped before n_trials (convergence.patience 3): the last 3 finished trials grew the front's hypervolume by " in summary
     # Resumed without the rule, the study goes on, and its summary no longer says it stopped.
-    resumed = MultiObjectiveOptimizer(cfg.model_copy(update={"n_trials": 5, "convergence": ConvergenceConfig()}), progress=False).optimize()
-    assert len(resumed.trials) == 5
+    resumed = MultiObjectiveOptimizer(cfg.model_copy(update={"n_trials": 7, "convergence": ConvergenceConfig()}), progress=False).optimize()
+    assert len(resumed.trials) == 7
     assert "Stopped before n_trials" not in (cfg.save_dir / "optimization_summary.txt").read_text()

@@ -3,7 +3,7 @@
 Optuna's terminator judges single-objective studies only; nothing in Optuna stops a
 multi-objective study when more trials no longer help. The rule here: the hypervolume of the
 feasible front of COMPLETE trials, now, against the same hypervolume before the last
-``patience`` trials finished (any state: a run of pruned or infeasible trials counts as trials
+``patience`` trials finished (never within the sampler's random start-up trials) (any state: a run of pruned or infeasible trials counts as trials
 that moved nothing). Both are measured from one reference point, the current one
 (analysis.reference_point), so the comparison is fair. The study stops when the front grew by no
 more than ``min_improvement`` (a fraction of the current hypervolume) over those trials. It never
@@ -38,14 +38,16 @@ class Stall:
 
 
 def front_stall(
-    trials: list[FrozenTrial], directions: list[StudyDirection], patience: int, min_improvement: float
+    trials: list[FrozenTrial], directions: list[StudyDirection], patience: int, min_improvement: float, *, after: int = 0
 ) -> Stall | None:
     """A Stall when the front grew by at most ``min_improvement`` over the last ``patience``
-    finished trials; None while it still moves (or too few trials finished to tell)."""
+    finished trials; None while it still moves (or too few trials finished to tell). ``after``:
+    the sampler's random start-up trials, which say nothing about convergence: the look-back
+    starts after them (on recorded quick_test runs, counting them stopped studies at trial 8-13)."""
     finished = sorted(
         (t for t in trials if t.state.is_finished()), key=lambda t: (t.datetime_complete or dt.datetime.max, t.number)
     )
-    if len(finished) <= patience:
+    if len(finished) <= after + patience:
         return None
     earlier = {t.number for t in finished[:-patience]}
     feasible = [

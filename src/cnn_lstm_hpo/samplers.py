@@ -28,6 +28,11 @@ def make_sampler(cfg: SamplerConfig, seed: int, *, shared: bool = True) -> optun
     )
 
 
+def startup_trials(cfg: SamplerConfig) -> int:
+    """Trials the sampler draws at random before its model takes over."""
+    return {"tpe": cfg.n_startup_trials, "gp": cfg.n_startup_trials, "nsga2": cfg.population_size}.get(cfg.type, 0)
+
+
 class CachedTPESampler(optuna.samplers.TPESampler):
     """Optuna's TPE, drawing the same points, with each finished trial's parameters converted once.
 

@@ -27,7 +27,7 @@ from .paths import writable_dir
 from .monitor import TimeLimitExceeded, TrialMonitor, multi_objective_pruner, single_objective_pruner
 from .progress import ProgressLine
 from .results import atomic_write_text, trial_record, write_json, write_study_outputs
-from .samplers import make_sampler
+from .samplers import make_sampler, startup_trials
 from .space import suggest
 from .storage import check_url_for_workers, close_storage, open_storage, redact, write_ahead
 from .train import Trainer, resolve_device
@@ -324,7 +324,9 @@ class MultiObjectiveOptimizer:
         conv = self.config.convergence
         if conv.patience is None:
             return False
-        stall = front_stall(trials, study.directions, conv.patience, conv.min_improvement)
+        stall = front_stall(
+            trials, study.directions, conv.patience, conv.min_improvement, after=startup_trials(self.config.sampler)
+        )
         if stall is not None:
             log.info("stopping: %s (convergence.min_improvement %.3g %%)", stall.describe(), 100 * conv.min_improvement)
             study.set_user_attr(STOP_ATTR, dataclasses.asdict(stall))  # for the summary

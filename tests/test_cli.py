@@ -147,3 +147,11 @@ def test_a_study_whose_every_trial_failed_exits_1_with_the_reason(tmp_path, monk
         "Tried to allocate 2.00 GiB\n"
     )
     assert "Traceback" not in result.output
+
+
+def test_starting_a_study_does_not_load_the_analysis_stack():
+    """statsmodels, matplotlib and plotly load only for the report: every worker process imports
+    the study module, and they would add seconds to its start."""
+    code = "import sys, cnn_lstm_hpo.study; print(sorted(m for m in ('statsmodels', 'matplotlib', 'plotly') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

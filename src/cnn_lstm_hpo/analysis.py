@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from .objectives import DIRECTIONS, weighted_ranks
+from .objectives import DIRECTIONS, reference_point, weighted_ranks
 from .space import decode_params
 
 ALPHA = 0.05
@@ -173,14 +173,6 @@ def pareto_part(study: optuna.Study, objectives: list[str]) -> dict[str, Any]:
     elif len(objectives) == 1:
         part["note"] = "one objective: the front is the best trial (and any ties)"
     return part
-
-
-def reference_point(values: np.ndarray, maximise: list[bool]) -> np.ndarray:
-    """The worst value of each objective among the points, moved 10% of the range (or of the value) further."""
-    worst = np.where(maximise, values.min(axis=0), values.max(axis=0))
-    span = values.max(axis=0) - values.min(axis=0)
-    margin = np.where(span > 0, 0.1 * span, np.maximum(0.1 * np.abs(worst), 1e-9))
-    return np.where(maximise, worst - margin, worst + margin)
 
 
 def hypervolume_part(study: optuna.Study, objectives: list[str]) -> dict[str, Any]:

@@ -3,11 +3,12 @@
 Optuna's terminator judges single-objective studies only; nothing in Optuna stops a
 multi-objective study when more trials no longer help. The rule here: the hypervolume of the
 feasible front of COMPLETE trials, now, against the same hypervolume before the last
-``patience`` trials finished (never within the sampler's random start-up trials) (any state: a run of pruned or infeasible trials counts as trials
-that moved nothing). Both are measured from one reference point, the current one
-(analysis.reference_point), so the comparison is fair. The study stops when the front grew by no
-more than ``min_improvement`` (a fraction of the current hypervolume) over those trials. It never
-stops before a feasible trial exists: until then there is no front to stall.
+``patience`` trials finished (in any state: a run of pruned or infeasible trials moved nothing;
+the sampler's random start-up trials are never looked back over). Both are measured from one
+reference point, the current one (objectives.reference_point, the report's), so the comparison
+is fair. The study stops when the front grew by no more than ``min_improvement`` (a fraction of
+the current hypervolume) over those trials. It never stops before a feasible trial exists: until
+then there is no front to stall.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from dataclasses import dataclass
 
 import moocore
 import numpy as np
-import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from .analysis import is_feasible, reference_point
-
-# A study attribute: why the last run stopped before n_trials (None once a later run goes on).
-STOP_ATTR = "convergence_stop"
+from .objectives import reference_point
+from .results import is_feasible
 
 
 @dataclass(frozen=True)
@@ -66,8 +64,3 @@ def front_stall(
     # 1e-9: hypervolumes of the same points summed in another order differ in the last bits.
     return Stall(patience, improvement) if improvement <= min_improvement + 1e-9 else None
 
-
-def stop_note(study: optuna.Study) -> str | None:
-    """The summary's line for a study whose last run stopped on a stalled front."""
-    stop = study.user_attrs.get(STOP_ATTR)
-    return f"Stopped before n_trials (convergence.patience {stop['trials']}): {Stall(**stop).describe()}" if stop else None

@@ -100,3 +100,11 @@ def weighted_ranks(values: np.ndarray, objectives: list[str], weights: dict[str,
     ranks = np.empty(len(values), dtype=int)
     ranks[order] = np.arange(1, len(values) + 1)
     return ranks
+
+
+def reference_point(values: np.ndarray, maximise: list[bool]) -> np.ndarray:
+    """The worst value of each objective among the points, moved 10% of the range (or of the value) further."""
+    worst = np.where(maximise, values.min(axis=0), values.max(axis=0))
+    span = values.max(axis=0) - values.min(axis=0)
+    margin = np.where(span > 0, 0.1 * span, np.maximum(0.1 * np.abs(worst), 1e-9))
+    return np.where(maximise, worst - margin, worst + margin)

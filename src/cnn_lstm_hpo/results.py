@@ -13,7 +13,6 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .convergence import stop_note
 from .objectives import weighted_ranks
 from .space import decode_params
 
@@ -91,6 +90,11 @@ def _fmt(value: Any) -> str:
 _UNITS = {"training_time": " min", "model_size": " MB"}
 
 
+# A study attribute: the summary's line saying why the last run stopped before n_trials
+# (convergence.py); None once a later run goes on.
+STOP_ATTR = "convergence_stop"
+
+
 def summary_text(
     study: optuna.Study,
     objectives: list[str],
@@ -121,7 +125,7 @@ def summary_text(
         f"Trials: {len(trials)} total; {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
         f"{counts['FAIL']} failed, {counts['RUNNING']} running; {infeasible} infeasible (constraints)",
     ]
-    stopped = stop_note(study)
+    stopped = study.user_attrs.get(STOP_ATTR)
     if stopped:
         lines.append(stopped)
     if analysis and analysis["trials"]["stop_reasons"]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 import time
@@ -16,7 +15,7 @@ from optuna.study._constrained_optimization import _CONSTRAINTS_KEY as CONSTRAIN
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import OptimizationConfig, validate_config
-from .convergence import STOP_ATTR, front_stall
+from .convergence import front_stall
 from .errors import HPOError, StudyFailed
 from .fingerprint import ADDED_LATER, USER_ATTR as FINGERPRINT
 from .fingerprint import fingerprint_differences, study_fingerprint
@@ -26,7 +25,7 @@ from .objectives import directions
 from .paths import writable_dir
 from .monitor import TimeLimitExceeded, TrialMonitor, multi_objective_pruner, single_objective_pruner
 from .progress import ProgressLine
-from .results import atomic_write_text, trial_record, write_json, write_study_outputs
+from .results import STOP_ATTR, atomic_write_text, trial_record, write_json, write_study_outputs
 from .samplers import make_sampler, startup_trials
 from .space import suggest
 from .storage import check_url_for_workers, close_storage, open_storage, redact, write_ahead
@@ -329,7 +328,7 @@ class MultiObjectiveOptimizer:
         )
         if stall is not None:
             log.info("stopping: %s (convergence.min_improvement %.3g %%)", stall.describe(), 100 * conv.min_improvement)
-            study.set_user_attr(STOP_ATTR, dataclasses.asdict(stall))  # for the summary
+            study.set_user_attr(STOP_ATTR, f"Stopped before n_trials (convergence.patience {stall.trials}): {stall.describe()}")
         return stall is not None
 
     def _objective_in_slot(self, trial: optuna.Trial, slot: FileLock) -> list[float]:

@@ -28,6 +28,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from .objectives import DIRECTIONS, reference_point, weighted_ranks
+from .results import is_feasible  # Optuna's rule: every constraint value <= 0
 from .space import decode_params
 
 ALPHA = 0.05
@@ -62,11 +63,6 @@ def unit(name: str) -> str:
 
 def maximised(study: optuna.Study) -> list[bool]:
     return [d == StudyDirection.MAXIMIZE for d in study.directions]
-
-
-def is_feasible(trial: FrozenTrial) -> bool:
-    """Optuna's rule: every constraint value <= 0 (a trial without constraints is feasible)."""
-    return all(value <= 0 for value in trial.constraints.values())
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -39,6 +39,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def is_feasible(trial: FrozenTrial) -> bool:
+    """Optuna's rule: every constraint value <= 0 (a trial without constraints is feasible)."""
     return all(v <= 0 for v in trial.constraints.values())
 
 

@@ -86,7 +86,12 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
     for eta in args.asha_eta:
         specs[f"asha-{eta}"] = {"pruning": {"strategy": "asha", "min_resource": 1, "reduction_factor": eta},
                                 "pruning_warmup_steps": 0}
-    pairs = [("pruning", "none"), ("pruning", "plain"), ("eager", "none"), *((f"asha-{eta}", "none") for eta in args.asha_eta)]
+    # "dominance-Q": the default rungs plus pruning.dominance_quantile Q (a trial stops once a completed
+    # trial dominates its projected final point).
+    for q in args.dominance_quantile:
+        specs[f"dominance-{q}"] = {"pruning": {"dominance_quantile": q}}
+    pairs = [("pruning", "none"), ("pruning", "plain"), ("eager", "none"), *((f"asha-{eta}", "none") for eta in args.asha_eta),
+             *((f"dominance-{q}", "none") for q in args.dominance_quantile)]
     ratios: dict[tuple, list[float]] = {pair: [] for pair in pairs}
     hv_ratios: dict[tuple, list[float]] = {pair: [] for pair in pairs}
     ceilings: list[float] = []
@@ -114,6 +119,9 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
     for eta in args.asha_eta:
         print(f"    asha (one bracket, rungs from epoch 1, eta {eta}) against none: {med[f'asha-{eta}', 'none'][0]:.2f}x "
               f"fewer, hypervolume {med[f'asha-{eta}', 'none'][1]:.3f}")
+    for q in args.dominance_quantile:
+        print(f"    dominance check (quantile {q}) with the default rungs against none: "
+              f"{med[f'dominance-{q}', 'none'][0]:.2f}x fewer, hypervolume {med[f'dominance-{q}', 'none'][1]:.3f}")
 
 
 def at_budget(args: argparse.Namespace, arms: dict[str, dict], table: CurveTable, loaders: tuple, tmp: Path,
@@ -305,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pruning-warmup", type=int, default=OptimizationConfig().pruning_warmup_steps,
                         help="pruning_warmup_steps: epochs before the first rung (a policy candidate)")
     parser.add_argument("--asha-eta", type=int, nargs="*", default=[3, 4], help="--goals P1: asha arms, one per reduction factor")
+    parser.add_argument("--dominance-quantile", type=float, nargs="*", default=[0.5, 1.0],
+                        help="--goals P1: dominance-check arms, one per pruning.dominance_quantile")
     parser.add_argument("--budget-hours", type=float, default=2.0)
     parser.add_argument("--samplers", nargs="+", default=["tpe", "tpe-independent", "gp", "nsga2"],
                         choices=["tpe", "tpe-joint", "tpe-independent", "gp", "nsga2"],

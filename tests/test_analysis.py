@@ -80,10 +80,12 @@ def test_stop_reasons_name_the_limits():
     told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "model size 612.0 MB > max_model_size_mb 500.0"})
     told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "time limit: 3.10 min projected > 2.0 min"})
     told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "pruned at epoch 4"})
+    told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "dominated at epoch 1 by trial 12"})
+    told(study, None, state=TrialState.PRUNED, attrs={"stop_reason": "dominated at epoch 1 by trial 3"})
     told(study, None, state=TrialState.PRUNED)
     told(study, None, state=TrialState.FAIL)
     assert trial_states(study)["stop_reasons"] == {
-        "model size limit": 1, "time limit": 1, "pruned at epoch 4": 1,
+        "model size limit": 1, "time limit": 1, "pruned at epoch 4": 1, "dominated at epoch 1": 2,
         "pruned: no reason recorded": 1, "failed: no reason recorded": 1,
     }
 

@@ -44,6 +44,7 @@ EVALUATORS = ("ped_anova", "fanova")
 # t approximation scipy uses otherwise says p = 0 for a perfect rank order of 4 trials (exact: 1/12).
 EXACT_SPEARMAN_MAX_N = 8
 _PRUNED_AT = re.compile(r"pruned at epoch (\d+)")
+_DOMINATED_AT = re.compile(r"^dominated at epoch (\d+)")
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -108,6 +109,9 @@ def stop_reason(trial: FrozenTrial) -> str:
     match = _PRUNED_AT.search(text)
     if match:
         return f"pruned at epoch {match.group(1)}"
+    match = _DOMINATED_AT.search(text)
+    if match:  # pruning.dominance_quantile; which trial dominated is in the detail
+        return f"dominated at epoch {match.group(1)}"
     return "pruned: no reason recorded"
 
 

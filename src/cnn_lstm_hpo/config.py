@@ -109,6 +109,10 @@ class PruningConfig(_Section):
     # score far better than the validation loss (benchmarks/pruning_efficiency.py).
     metric: Literal["val_loss", "val_score"] = "val_score"
     score_tolerance: float = Field(0.01, ge=0)  # "a little lower", in the metric's units
+    # Also stop a trial once even its projected final point is dominated by a completed feasible
+    # trial (pruning.DominanceCheck). The accuracy it may still gain: this quantile of the gains the
+    # study's completed trials made after the same epoch (1: the largest seen); null: off.
+    dominance_quantile: float | None = Field(None, ge=0, le=1)
 
 
 class ConvergenceConfig(_Section):

@@ -16,7 +16,7 @@ from .windows import WindowedData
 USER_ATTR = "fingerprint"
 # Settings added after studies already existed, with the value that matches what those studies did:
 # left out at that value, so an older study's stored fingerprint still matches.
-ADDED_LATER = {"pruning.strategy": "hyperband"}
+ADDED_LATER = {"pruning.strategy": "hyperband", "pruning.dominance_quantile": None}
 
 
 def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import time
 import optuna
 
 from .config import OptimizationConfig
-from .pruning import BRACKET_ATTR, ParetoRungPruner, fitted_min_resource
+from .pruning import BRACKET_ATTR, DominanceCheck, ParetoRungPruner, fitted_min_resource
 from .train import PROBE_BATCHES, EpochResult
 
 
@@ -40,6 +40,13 @@ def multi_objective_pruner(config: OptimizationConfig) -> ParetoRungPruner | Non
     return pruner if pruner.active else None
 
 
+def dominance_check(config: OptimizationConfig) -> DominanceCheck | None:
+    """The rule that stops a trial which can no longer reach the front, where it is on (several objectives)."""
+    if not config.pruning.enabled or config.pruning.dominance_quantile is None or len(config.objectives) < 2:
+        return None
+    return DominanceCheck(config)
+
+
 ROUGH_PROBE_MARGIN = 3.0  # after one batch, only a trial this many times over the limit stops
 LIVE_VIEW_SECONDS = 5.0  # between two saves of a running trial's history, for the live view
 
@@ -54,12 +61,18 @@ class TrialMonitor:
     """
 
     def __init__(
-        self, trial: optuna.Trial, config: OptimizationConfig, model_size: float, pruner: ParetoRungPruner | None
+        self,
+        trial: optuna.Trial,
+        config: OptimizationConfig,
+        model_size: float,
+        pruner: ParetoRungPruner | None,
+        dominance: DominanceCheck | None = None,
     ) -> None:
         self.trial = trial
         self.config = config
         self.model_size = model_size
         self.pruner = pruner
+        self.dominance = dominance
         self.time_key = "wall_seconds" if config.training.time_measure == "wall" else "cpu_seconds"
         self.history: list[dict[str, float]] = []
         self.saved_epochs = 0
@@ -88,9 +101,15 @@ class TrialMonitor:
             self.save()
         if not epoch.last:
             self._check_pruning(epoch)
+            self._check_dominance(epoch)
+        self._check_time(self.projected_minutes(epoch))
+
+    def projected_minutes(self, epoch: EpochResult) -> float:
+        """Training time so far plus the epochs it will surely train before it can complete, each
+        as fast as its fastest epoch so far."""
         fastest = min(h[self.time_key] for h in self.history) / 60
         more = 0 if epoch.last else self.completes_at(epoch.epoch, epoch.epochs_since_best) - epoch.epoch
-        self._check_time(self.minutes() + more * fastest)
+        return self.minutes() + more * fastest
 
     def save(self) -> None:
         """The history into storage, if it has epochs not saved yet."""
@@ -127,6 +146,15 @@ class TrialMonitor:
                 "stop_reason", f"time limit: {projected_minutes:.2f} min projected > {limit} min"
             )
             raise TimeLimitExceeded(projected_minutes, limit)
+
+    def _check_dominance(self, epoch: EpochResult) -> None:
+        if self.dominance is None or not self.dominance.checks_at(epoch.epoch):
+            return
+        better = self.dominance.dominator(self.trial.study, self.history, self.projected_minutes(epoch), self.model_size)
+        if better is not None:
+            self.save()  # the epochs so far, for the analysis of where trials stopped
+            self.trial.set_user_attr("stop_reason", f"dominated at epoch {epoch.epoch} by trial {better.number}")
+            raise optuna.TrialPruned(f"dominated at epoch {epoch.epoch} by trial {better.number}")
 
     def _check_pruning(self, epoch: EpochResult) -> None:
         if self.pruner is not None:

@@ -24,6 +24,12 @@ Rule: Hyperband brackets of successive halving, with promotion by non-dominated 
   front is never pruned just because its score is a little lower, while a crowded middle of the
   front is thinned like any other rung.
 
+Besides the rungs, ``pruning.dominance_quantile`` turns on a second rule (:class:`DominanceCheck`):
+a trial stops once even its projected final point is dominated by a completed feasible trial, so it
+can no longer reach the front. Size is exact, training time is projected to the earliest epoch at
+which the trial can complete, and accuracy is what it would score if it ended now plus the gain the
+study's completed trials made after the same epoch (a quantile of those gains).
+
 The per-epoch scores live in the trial's ``epoch_history`` user attribute, so they survive
 restarts and every worker sharing the storage sees them.
 """
@@ -39,6 +45,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import OptimizationConfig
+from .results import is_feasible
 
 BRACKET_ATTR = "pruning_bracket"
 
@@ -219,3 +226,57 @@ def _competes(trial: FrozenTrial, trial_number: int, bracket: int, epoch: int) -
         and trial.user_attrs.get(BRACKET_ATTR) == bracket
         and len(trial.user_attrs.get("epoch_history", ())) >= epoch
     )
+
+
+def score_if_ended(history: list[dict]) -> float:
+    """The accuracy objective of a trial that ended after these epochs: the composite score of its
+    best epoch by validation loss (the weights early stopping keeps; the first of equal losses)."""
+    return min(history, key=lambda h: h["val_loss"])["val_score"]
+
+
+def expected_gain(completed: list[tuple[list[dict], float]], epoch: int, quantile: float) -> float | None:
+    """The ``quantile`` of what completed trials (history, final accuracy) gained after ``epoch``
+    over :func:`score_if_ended` at that epoch, at least 0; None with fewer than MIN_GAINS of them
+    trained past it (too few to know how much a trial still gains there)."""
+    gains = [final - score_if_ended(history[:epoch]) for history, final in completed if len(history) > epoch]
+    if len(gains) < MIN_GAINS:
+        return None
+    return max(0.0, float(np.quantile(gains, quantile)))
+
+
+MIN_GAINS = 5
+
+
+class DominanceCheck:
+    """Stops a trial that can no longer reach the front (``pruning.dominance_quantile``).
+
+    Checked at epochs 1, 2, 4, 8, ...: most trials it stops, it stops at epoch 1, and each check
+    reads the study (a few ms on SQLite), which every epoch would pay for little.
+    """
+
+    def __init__(self, config: OptimizationConfig) -> None:
+        assert config.pruning.dominance_quantile is not None
+        self.quantile = config.pruning.dominance_quantile
+        self.objectives = list(config.objectives)
+        # Oriented so that lower is better in every objective.
+        self.sign = np.array([-1.0 if name == "accuracy" else 1.0 for name in self.objectives])
+
+    @staticmethod
+    def checks_at(epoch: int) -> bool:
+        return epoch & (epoch - 1) == 0
+
+    def dominator(self, study: optuna.Study, history: list[dict], minutes: float, model_size: float) -> FrozenTrial | None:
+        """A completed feasible trial at least as good in every objective as this trial's projected
+        final point (``minutes``: its training time projected to completion), or None."""
+        completed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
+        projected = {"training_time": minutes, "model_size": model_size}
+        if "accuracy" in self.objectives:
+            index = self.objectives.index("accuracy")
+            gain = expected_gain(
+                [(t.user_attrs.get("epoch_history", []), t.values[index]) for t in completed], len(history), self.quantile
+            )
+            if gain is None:
+                return None
+            projected["accuracy"] = score_if_ended(history) + gain
+        point = self.sign * np.array([projected[name] for name in self.objectives])
+        return next((t for t in completed if np.all(self.sign * np.array(t.values) <= point)), None)

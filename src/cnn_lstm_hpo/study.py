@@ -23,7 +23,7 @@ from . import interrupts
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .objectives import directions
 from .paths import writable_dir
-from .monitor import TimeLimitExceeded, TrialMonitor, multi_objective_pruner, single_objective_pruner
+from .monitor import TimeLimitExceeded, TrialMonitor, dominance_check, multi_objective_pruner, single_objective_pruner
 from .progress import ProgressLine
 from .results import STOP_ATTR, atomic_write_text, trial_record, write_json, write_study_outputs
 from .samplers import make_sampler, startup_trials
@@ -172,6 +172,7 @@ class MultiObjectiveOptimizer:
         self.fingerprint = study_fingerprint(config, self.data)
         self.study: optuna.Study | None = None
         self.pruner = multi_objective_pruner(config)
+        self.dominance = dominance_check(config)
 
     # --- the guide's per-trial API -------------------------------------------------------
     def suggest_hyperparameters(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -210,7 +211,7 @@ class MultiObjectiveOptimizer:
         if limit is not None and size > limit:
             trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
             raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
-        monitor = TrialMonitor(trial, cfg, size, self.pruner)
+        monitor = TrialMonitor(trial, cfg, size, self.pruner, self.dominance)
         trainer = self.make_trainer(model, params, cfg.seed + trial.number)
         try:
             result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)

@@ -1,0 +1,224 @@
+"""Stopping a trial that can no longer reach the front (``pruning.dominance_quantile``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
+from cnn_lstm_hpo.monitor import TrialMonitor, dominance_check, multi_objective_pruner
+from cnn_lstm_hpo.objectives import Evaluation
+from cnn_lstm_hpo.pruning import MIN_GAINS, DominanceCheck, expected_gain, score_if_ended
+from cnn_lstm_hpo.study import set_constraint
+from cnn_lstm_hpo.train import EpochResult
+
+from test_pruning import config
+
+DIRECTIONS = {"accuracy": "maximize", "training_time": "minimize", "model_size": "minimize"}
+
+
+def history(scores_and_losses, seconds=1.0):
+    return [{"epoch": i + 1, "val_score": s, "val_loss": loss, "wall_seconds": seconds, "cpu_seconds": seconds}
+            for i, (s, loss) in enumerate(scores_and_losses)]
+
+
+def completed_study(objectives, trials):
+    """An in-memory study of completed trials: (values by objective, epoch history, feasible)."""
+    study = optuna.create_study(directions=[DIRECTIONS[o] for o in objectives])
+    for values, epochs, feasible in trials:
+        trial = study.ask()
+        trial.set_user_attr("epoch_history", epochs)
+        set_constraint(trial, "model_size_mb", -1.0 if feasible else 1.0)
+        study.tell(trial, [values[o] for o in objectives])
+    return study
+
+
+def check(tmp_path, objectives, quantile=0.5):
+    return DominanceCheck(config(tmp_path, objectives=objectives, pruning={"dominance_quantile": quantile}))
+
+
+# --- the parts, on hand-made curves ------------------------------------------------------------------------------
+def test_score_if_ended_is_the_score_of_the_best_loss_epoch_the_first_of_equal_losses():
+    epochs = history([(0.5, 1.0), (0.7, 0.8), (0.6, 0.8), (0.9, 0.9)])
+    assert score_if_ended(epochs) == 0.7  # not the best score (0.9), not the later equal loss (0.6)
+    assert score_if_ended(epochs[:1]) == 0.5
+
+
+def test_expected_gain_is_a_quantile_of_what_trials_that_trained_past_the_epoch_gained():
+    start = [(0.4, 1.0), (0.5, 0.9)]  # the score if ended at epoch 2: 0.5
+    past = [(history(start + [(f, 0.8)]), f) for f in (0.5, 0.52, 0.54, 0.56, 0.60)]  # gains 0 .. 0.10
+    ended_there = (history(start), 0.5)
+    big_gain_early = (history([(0.1, 1.0), (0.5, 0.9), (0.9, 0.8)]), 0.9)  # gained 0.8 after epoch 1, 0.4 after 2
+    assert expected_gain(past + [ended_there], 2, 0.5) == pytest.approx(0.04)
+    assert expected_gain(past + [ended_there], 2, 1.0) == pytest.approx(0.10)
+    assert expected_gain(past + [ended_there], 2, 0.25) == pytest.approx(0.02)
+    assert expected_gain(past + [big_gain_early], 2, 1.0) == pytest.approx(0.4)
+    assert expected_gain(past[:4] + [ended_there], 2, 0.5) is None  # 4 trained past epoch 2: too few
+    assert expected_gain(past, 3, 0.5) is None  # none trained past epoch 3
+    worse = [(history(start + [(0.45, 0.8)]), 0.45)] * MIN_GAINS
+    assert expected_gain(worse, 2, 1.0) == 0.0  # a trial is never assumed to get worse
+
+
+def _trained(final, size, minutes, feasible=True):
+    """A completed trial of 9 epochs that gained 0.02 after epoch 1, 0.01 after epoch 2, nothing later."""
+    epochs = history([(final - 0.02, 1.0), (final - 0.01, 0.9)] + [(final, 0.8 - e / 100) for e in range(7)],
+                     seconds=minutes * 60 / 9)
+    return {"accuracy": final, "training_time": minutes, "model_size": size}, epochs, feasible
+
+
+def test_a_completed_trial_at_least_as_good_everywhere_stops_the_trial(tmp_path):
+    objectives = ["accuracy", "training_time", "model_size"]
+    others = [_trained(0.50, 9.0, 9.0) for _ in range(MIN_GAINS)]  # gains 0.02 after epoch 1, far from the rest
+    study = completed_study(objectives, others + [_trained(0.60, 2.0, 1.0), _trained(0.70, 1.0, 0.5, feasible=False)])
+    rule = check(tmp_path, objectives)
+    epoch_1 = history([(0.57, 1.0)])
+    # 0.57 + 0.02 = 0.59 <= 0.60, size 3 >= 2, time 1.5 >= 1: trial 5 dominates.
+    assert rule.dominator(study, epoch_1, 1.5, 3.0).number == MIN_GAINS
+    # Equal in every objective still adds nothing to the front.
+    assert rule.dominator(study, history([(0.58, 1.0)]), 1.0, 2.0).number == MIN_GAINS
+    # A projected score above 0.60, a smaller model or a faster one can still reach the front.
+    assert rule.dominator(study, history([(0.59, 1.0)]), 1.5, 3.0) is None
+    assert rule.dominator(study, epoch_1, 1.5, 1.5) is None
+    assert rule.dominator(study, epoch_1, 0.9, 3.0) is None
+    # The infeasible trial 6 would dominate everything but is not on the front.
+    assert rule.dominator(study, history([(0.65, 1.0)]), 1.5, 3.0) is None
+
+
+def test_without_enough_completed_curves_nothing_stops_unless_accuracy_is_no_objective(tmp_path):
+    few = [_trained(0.60, 2.0, 1.0)] * (MIN_GAINS - 1)
+    with_accuracy = ["accuracy", "training_time", "model_size"]
+    assert check(tmp_path, with_accuracy).dominator(completed_study(with_accuracy, few), history([(0.1, 1.0)]), 5.0, 5.0) is None
+    # Size and time are exact (time projected): no gains to estimate, one completed trial decides.
+    cost_only = ["training_time", "model_size"]
+    study = completed_study(cost_only, few[:1])
+    assert check(tmp_path, cost_only).dominator(study, history([(0.9, 1.0)]), 5.0, 5.0).number == 0
+    assert check(tmp_path, cost_only).dominator(study, history([(0.9, 1.0)]), 0.5, 5.0) is None
+
+
+def _quantile(values, q):
+    """Linear interpolation between order statistics, written out."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
+def _independent_dominator(objectives, trials, epochs, minutes, size, quantile):
+    """The rule written another way: loops over named objectives, first dominating trial by number."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())]
+    mine = {"training_time": minutes, "model_size": size}
+    if "accuracy" in objectives:
+        k = len(epochs)
+        gains = []
+        for t in done:
+            h = t.user_attrs["epoch_history"]
+            if len(h) > k:
+                best = 0
+                for i in range(1, k):
+                    if h[i]["val_loss"] < h[best]["val_loss"]:
+                        best = i
+                gains.append(t.values[objectives.index("accuracy")] - h[best]["val_score"])
+        if len(gains) < MIN_GAINS:
+            return None
+        best = 0
+        for i in range(1, k):
+            if epochs[i]["val_loss"] < epochs[best]["val_loss"]:
+                best = i
+        mine["accuracy"] = epochs[best]["val_score"] + max(0.0, _quantile(gains, quantile))
+    for t in sorted(done, key=lambda t: t.number):
+        if all((t.values[j] >= mine[o]) if DIRECTIONS[o] == "maximize" else (t.values[j] <= mine[o])
+               for j, o in enumerate(objectives)):
+            return t.number
+    return None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_dominator_matches_an_independent_implementation(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    objectives = [["accuracy", "training_time", "model_size"], ["accuracy", "model_size"],
+                  ["training_time", "model_size"]][seed % 3]
+    quantile = float(rng.choice([0.0, 0.25, 0.5, 0.9, 1.0]))
+    grid = [0.1, 0.2, 0.3]  # few values: ties in every objective and in losses
+
+    def epochs(n):
+        return history([(float(rng.choice(grid)), float(rng.choice(grid))) for _ in range(n)], seconds=float(rng.choice(grid)))
+
+    study = optuna.create_study(directions=[DIRECTIONS[o] for o in objectives])
+    for _ in range(int(rng.integers(0, 25))):
+        trial = study.ask()
+        trained = epochs(int(rng.integers(1, 7)))
+        trial.set_user_attr("epoch_history", trained)
+        set_constraint(trial, "model_size_mb", float(rng.choice([-1.0, 0.0, 1.0])))
+        state = rng.choice(["complete", "pruned", "running"])
+        if state == "complete":
+            final = {"accuracy": score_if_ended(trained) + float(rng.choice([-0.1, 0.0, 0.1])),
+                     "training_time": float(rng.choice(grid)), "model_size": float(rng.choice(grid))}
+            study.tell(trial, [final[o] for o in objectives])
+        elif state == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+    rule = check(tmp_path, objectives, quantile)
+    for _ in range(10):
+        mine, minutes, size = epochs(int(rng.integers(1, 5))), float(rng.choice(grid)), float(rng.choice(grid))
+        found = rule.dominator(study, mine, minutes, size)
+        assert (found.number if found else None) == _independent_dominator(
+            objectives, study.trials, mine, minutes, size, quantile)
+
+
+# --- in a trial and in a study -------------------------------------------------------------------------------------
+def _epoch(number, score, loss, seconds=6.0):
+    val = Evaluation(loss=loss, accuracy=score, classification_score=score, regression_score=0.5, composite=score, majority_rate=0.5)
+    return EpochResult(number, 1.0, val, wall_seconds=seconds, cpu_seconds=seconds, last=False, epochs_since_best=0)
+
+
+def test_a_trial_is_checked_at_epochs_1_2_4_8_against_its_projected_time(tmp_path):
+    """9 epochs, patience 9: after epoch e of 6 s the trial will surely train 9 - e more, so its
+    projected training time is 0.9 minutes whatever e is."""
+    objectives = ["accuracy", "training_time", "model_size"]
+    cfg = config(tmp_path, objectives=objectives, pruning={"dominance_quantile": 1.0})
+    others = [_trained(0.50, 9.0, 9.0) for _ in range(MIN_GAINS)]
+    study = completed_study(objectives, others + [_trained(0.60, 1.0, 0.9)])
+    trial = study.ask()
+    monitor = TrialMonitor(trial, cfg, 1.0, multi_objective_pruner(cfg), dominance_check(cfg))
+    monitor.pruner = None  # the rungs decide nothing here
+    checked_epochs = [e for e in range(1, 10) if DominanceCheck.checks_at(e)]
+    assert checked_epochs == [1, 2, 4, 8]
+    monitor(_epoch(1, 0.59, 1.0))  # 0.59 + 0.02 > 0.60: not dominated
+    monitor(_epoch(2, 0.60, 0.9))  # 0.60 + 0.01: not dominated
+    monitor(_epoch(3, 0.55, 0.8))  # no check at epoch 3, though 0.55 + 0 <= 0.60 now
+    assert "stop_reason" not in study.trials[-1].user_attrs
+    # Projected: 4 epochs of 6 s, then 5 more it will surely train (patience 9) = 0.9 minutes, as
+    # fast as the completed trial; 0.55 if ended (epoch 3 has the best loss) + 0 gained after epoch 4.
+    with pytest.raises(optuna.TrialPruned, match=rf"^dominated at epoch 4 by trial {MIN_GAINS}$"):
+        monitor(_epoch(4, 0.50, 0.95))
+    assert monitor.projected_minutes(_epoch(4, 0.50, 0.95)) == pytest.approx(0.9)
+    stored = study.trials[-1].user_attrs
+    assert stored["stop_reason"] == f"dominated at epoch 4 by trial {MIN_GAINS}"
+    assert len(stored["epoch_history"]) == 4
+
+
+def test_a_study_stops_exactly_the_trials_that_can_no_longer_reach_the_front(tmp_path):
+    """A real study (trials one after another): every check is redone from the stored trials by
+    the independent implementation, stopped trials and continued ones alike. Accuracy and size:
+    epoch times vary run to run, and whether a trial is stopped must not."""
+    objectives = ["accuracy", "model_size"]
+    cfg = config(tmp_path, n_trials=16, objectives=objectives, pruning={"dominance_quantile": 0.0}, max_training_time_minutes=60)
+    trials = sorted(MultiObjectiveOptimizer(cfg, progress=False).optimize().trials, key=lambda t: t.number)
+    reasons = [t.user_attrs.get("stop_reason", "") for t in trials]
+    assert any(r.startswith("dominated at epoch") for r in reasons), reasons
+    checks = 0
+    for trial, reason in zip(trials, reasons):
+        trained = trial.user_attrs["epoch_history"]
+        for e in (1, 2, 4, 8):
+            if e > len(trained) or e == cfg.max_epochs_per_trial or reason == f"pruned at epoch {e}":
+                break
+            earlier = [t for t in trials if t.number < trial.number]
+            expected = _independent_dominator(objectives, earlier, trained[:e], None, trial.user_attrs["model_size_mb"], 0.0)
+            stopped_by = int(reason.rsplit(" ", 1)[1]) if reason.startswith(f"dominated at epoch {e} by") else None
+            assert stopped_by == expected, (trial.number, e)
+            checks += 1
+    assert checks >= len(trials)

@@ -43,14 +43,24 @@ def tiny_config(save_dir: Path, **overrides) -> OptimizationConfig:
     return create_optimization_config(**{**settings, **overrides})
 
 
-def test_replaying_a_real_study_on_its_own_curves_takes_the_same_decisions(tmp_path):
-    config = tiny_config(tmp_path / "real")
+# With the dominance check, accuracy and size only: whether a trial is dominated must not hang on
+# how fast this machine trained it, so that the study surely holds such a decision to replay.
+@pytest.mark.parametrize(
+    ("dominance", "objectives"),
+    [(None, ["accuracy", "training_time", "model_size"]), (0.0, ["accuracy", "model_size"])],
+    ids=["rungs", "rungs-and-dominance"],
+)
+def test_replaying_a_real_study_on_its_own_curves_takes_the_same_decisions(tmp_path, dominance, objectives):
+    pruning = {"enabled": True, "min_resource": 1, "reduction_factor": 2, "dominance_quantile": dominance}
+    config = tiny_config(tmp_path / "real", pruning=pruning, objectives=objectives)
     real = MultiObjectiveOptimizer(config, progress=False).optimize()
     real_trials = real.get_trials()
     assert {t.state for t in real_trials} >= {optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE}
+    if dominance is not None:
+        assert any(t.user_attrs.get("stop_reason", "").startswith("dominated at epoch") for t in real_trials)
     table = replay.CurveTable(replay.rows_from_study(real), config.search_space)
 
-    again = tiny_config(tmp_path / "replayed")
+    again = tiny_config(tmp_path / "replayed", pruning=pruning, objectives=objectives)
     study, simulated, _ = replay.replay(again, table, loaders(again))
     replayed = study.get_trials()
     assert len(replayed) == len(real_trials)

@@ -76,22 +76,23 @@ def base_config(args: argparse.Namespace, seed: int, save_dir: Path, **overrides
 
 
 def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
-    # "plain": what a hand-written Optuna script does, every trial to the epoch budget (no pruning,
-    # no early stopping): where the savings of the whole policy come from. "eager": the same rule
-    # with its earliest rungs (epoch 1, eta 4): how much more pruning alone could save.
-    specs = {"pruning": {}, "none": {"pruning": {"enabled": False}},
+    # "pruning": the default (rungs and the dominance check). "rungs": the rungs alone (the default
+    # before pruning.dominance_quantile). "plain": what a hand-written Optuna script does, every trial
+    # to the epoch budget (no pruning, no early stopping): where the savings of the whole policy come
+    # from. "eager": the rungs alone, earliest (epoch 1, eta 4): how much more rungs could save.
+    rungs_only = {"dominance_quantile": None}
+    specs = {"pruning": {}, "none": {"pruning": {"enabled": False}}, "rungs": {"pruning": rungs_only},
              "plain": {"pruning": {"enabled": False}, "training": {"early_stopping_patience": args.max_epochs}},
-             "eager": {"pruning": {"min_resource": 1, "reduction_factor": 4}, "pruning_warmup_steps": 0}}
+             "eager": {"pruning": {**rungs_only, "min_resource": 1, "reduction_factor": 4}, "pruning_warmup_steps": 0}}
     # "asha-N": the most aggressive bracket alone (pruning.strategy: asha), rungs from epoch 1, eta N.
     for eta in args.asha_eta:
-        specs[f"asha-{eta}"] = {"pruning": {"strategy": "asha", "min_resource": 1, "reduction_factor": eta},
+        specs[f"asha-{eta}"] = {"pruning": {**rungs_only, "strategy": "asha", "min_resource": 1, "reduction_factor": eta},
                                 "pruning_warmup_steps": 0}
-    # "dominance-Q": the default rungs plus pruning.dominance_quantile Q (a trial stops once a completed
-    # trial dominates its projected final point).
+    # "dominance-Q": the default rungs with pruning.dominance_quantile Q instead of the default's.
     for q in args.dominance_quantile:
         specs[f"dominance-{q}"] = {"pruning": {"dominance_quantile": q}}
-    pairs = [("pruning", "none"), ("pruning", "plain"), ("eager", "none"), *((f"asha-{eta}", "none") for eta in args.asha_eta),
-             *((f"dominance-{q}", "none") for q in args.dominance_quantile)]
+    pairs = [("pruning", "none"), ("pruning", "plain"), ("rungs", "none"), ("eager", "none"),
+             *((f"asha-{eta}", "none") for eta in args.asha_eta), *((f"dominance-{q}", "none") for q in args.dominance_quantile)]
     ratios: dict[tuple, list[float]] = {pair: [] for pair in pairs}
     hv_ratios: dict[tuple, list[float]] = {pair: [] for pair in pairs}
     ceilings: list[float] = []
@@ -113,6 +114,8 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
           f"{med['pruning', 'none'][1]:.3f} of the unpruned study (goal >= 0.95); medians over {args.seeds} seeds")
     print(f"    ceiling for any pruning rule against early stopping alone: {statistics.median(ceilings):.2f}x "
           "(every trial that trained stopped after its first epoch)")
+    print(f"    the rungs alone (no dominance check) against none: {med['rungs', 'none'][0]:.2f}x fewer, "
+          f"hypervolume {med['rungs', 'none'][1]:.3f}")
     print(f"    eager rungs (epoch 1, eta 4) against none: {med['eager', 'none'][0]:.2f}x fewer, hypervolume {med['eager', 'none'][1]:.3f}")
     print(f"    against plain trials (no pruning, no early stopping): {med['pruning', 'plain'][0]:.2f}x fewer, "
           f"hypervolume {med['pruning', 'plain'][1]:.3f}")
@@ -120,7 +123,7 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
         print(f"    asha (one bracket, rungs from epoch 1, eta {eta}) against none: {med[f'asha-{eta}', 'none'][0]:.2f}x "
               f"fewer, hypervolume {med[f'asha-{eta}', 'none'][1]:.3f}")
     for q in args.dominance_quantile:
-        print(f"    dominance check (quantile {q}) with the default rungs against none: "
+        print(f"    dominance check at quantile {q} against none: "
               f"{med[f'dominance-{q}', 'none'][0]:.2f}x fewer, hypervolume {med[f'dominance-{q}', 'none'][1]:.3f}")
 
 
@@ -147,7 +150,7 @@ def ratio(a: float, b: float) -> float:
 
 def goal_p2(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
     arms = {"default": {}, "random": {"sampler": {"type": "random"}, "pruning": {"enabled": False}}}
-    for q in args.dominance_quantile:  # the default plus the dominance check
+    for q in args.dominance_quantile:  # the default with another pruning.dominance_quantile
         arms[f"dominance-{q}"] = {"pruning": {"dominance_quantile": q}}
     per_seed = at_budget(args, arms, table, loaders, tmp, "P2")
     ratios = [ratio(hv["default"], hv["random"]) for hv in per_seed]
@@ -156,7 +159,7 @@ def goal_p2(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
           f"{statistics.median(ratios):.3f}x (goal >= 1.10), default wins {wins} of {len(ratios)} seeds (goal >= 80 %)")
     for q in args.dominance_quantile:
         ratios = [ratio(hv[f"dominance-{q}"], hv["random"]) for hv in per_seed]
-        print(f"    with the dominance check (quantile {q}): median {statistics.median(ratios):.3f}x, "
+        print(f"    with pruning.dominance_quantile {q}: median {statistics.median(ratios):.3f}x, "
               f"wins {sum(r > 1 for r in ratios)} of {len(ratios)} seeds")
 
 
@@ -320,8 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pruning-warmup", type=int, default=OptimizationConfig().pruning_warmup_steps,
                         help="pruning_warmup_steps: epochs before the first rung (a policy candidate)")
     parser.add_argument("--asha-eta", type=int, nargs="*", default=[3, 4], help="--goals P1: asha arms, one per reduction factor")
-    parser.add_argument("--dominance-quantile", type=float, nargs="*", default=[0.5, 1.0],
-                        help="--goals P1 P2: dominance-check arms, one per pruning.dominance_quantile")
+    parser.add_argument("--dominance-quantile", type=float, nargs="*", default=[],
+                        help="--goals P1 P2: more arms, the default with this pruning.dominance_quantile (0.5 is the default's)")
     parser.add_argument("--budget-hours", type=float, default=2.0)
     parser.add_argument("--samplers", nargs="+", default=["tpe", "tpe-independent", "gp", "nsga2"],
                         choices=["tpe", "tpe-joint", "tpe-independent", "gp", "nsga2"],

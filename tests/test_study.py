@@ -215,19 +215,25 @@ def test_resume_refuses_other_data_or_budget_naming_the_fields(tmp_path):
 
 
 def test_a_setting_added_later_keeps_older_studies_resumable(tmp_path):
-    """pruning.strategy and pruning.dominance_quantile came after studies existed: at their defaults they are left out of the stored
-    fingerprint (an older study's has no such key), another value is a difference."""
-    run(tiny_config(tmp_path, n_trials=1, pruning={"enabled": True}))
+    """pruning.strategy and pruning.dominance_quantile came after studies existed: at the values older
+    studies ran with (hyperband, no dominance check) they are left out of the stored fingerprint,
+    so an older study (no such keys) resumes with them. Any other value is a difference, the new
+    default dominance_quantile (0.5) included, and the refusal says how to resume as before."""
+    older = {"enabled": True, "strategy": "hyperband", "dominance_quantile": None}
+    run(tiny_config(tmp_path, n_trials=1, pruning=older))
     stored = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
-    assert "pruning.strategy" not in stored.user_attrs["fingerprint"]
-    assert "pruning.dominance_quantile" not in stored.user_attrs["fingerprint"]
-    assert len(run(tiny_config(tmp_path, n_trials=2, pruning={"enabled": True, "strategy": "hyperband"})).trials) == 2
+    assert not {"pruning.strategy", "pruning.dominance_quantile"} & set(stored.user_attrs["fingerprint"])
+    assert len(run(tiny_config(tmp_path, n_trials=2, pruning=older)).trials) == 2
     with pytest.raises(HPOError) as error:
-        run(tiny_config(tmp_path, n_trials=3, pruning={"enabled": True, "strategy": "asha"}))
-    assert "was run with other settings: pruning.strategy ('hyperband' -> 'asha'); its trials" in str(error.value)
+        run(tiny_config(tmp_path, n_trials=3, pruning={**older, "strategy": "asha"}))
+    assert ("was run with other settings: pruning.strategy ('hyperband' -> 'asha'); its trials would not be "
+            "comparable: resume with the same settings (pruning.strategy: hyperband, as before it existed) "
+            "or use another --study-name") in str(error.value)
     with pytest.raises(HPOError) as error:
-        run(tiny_config(tmp_path, n_trials=3, pruning={"enabled": True, "dominance_quantile": 0.5}))
-    assert "was run with other settings: pruning.dominance_quantile (None -> 0.5); its trials" in str(error.value)
+        run(tiny_config(tmp_path, n_trials=3, pruning={"enabled": True}))
+    assert ("was run with other settings: pruning.dominance_quantile (None -> 0.5); its trials would not be "
+            "comparable: resume with the same settings (pruning.dominance_quantile: null, as before it existed) "
+            "or use another --study-name") in str(error.value)
 
 
 def test_resume_refuses_changed_bars_and_fingerprints_an_older_study(tmp_path, synthetic_frames, write_csv_folder):

@@ -220,8 +220,10 @@ def goal_time_limit(args: argparse.Namespace, table: CurveTable, loaders: tuple,
         for name, monitor in (("to completion", COUNTS_TO_COMPLETION), ("to next rung", CountsToNextRung)):
             study_module.TrialMonitor = monitor  # the real optimizer, with the old policy swapped in
             try:
+                # Without the dominance check: its projection uses completes_at too, which the arms change.
                 cfg = create_optimization_config(scenario="quick_test", seed=seed, data=DATA[args.data],
-                                                 save_dir=tmp / f"tl-{seed}-{len(arms)}", study_name="replay")
+                                                 save_dir=tmp / f"tl-{seed}-{len(arms)}", study_name="replay",
+                                                 pruning={"dominance_quantile": None})
                 arms[name] = replay(cfg, table, loaders)
             finally:
                 study_module.TrialMonitor = COUNTS_TO_COMPLETION
@@ -259,7 +261,8 @@ def goal_time_limit_real(args: argparse.Namespace, table: CurveTable, loaders: t
                     data={"source": "sample", "start": "2011-01-01", "sequence_length": 20},
                     objectives=["accuracy", "training_time"], timeout_hours=None,
                     max_training_time_minutes=args.real_limit, training={"early_stopping_patience": 3},
-                    pruning={"enabled": True, "min_resource": 1, "reduction_factor": 3}, pruning_warmup_steps=0,
+                    pruning={"enabled": True, "min_resource": 1, "reduction_factor": 3, "dominance_quantile": None},
+                    pruning_warmup_steps=0,
                     save_dir=tmp / f"real-{seed}-{name.replace(' ', '-')}")
                 started = time.perf_counter()
                 study = study_module.MultiObjectiveOptimizer(cfg, progress=False).optimize()

@@ -218,7 +218,8 @@ def test_a_setting_added_later_keeps_older_studies_resumable(tmp_path):
     """pruning.strategy and pruning.dominance_quantile came after studies existed: at the values older
     studies ran with (hyperband, no dominance check) they are left out of the stored fingerprint,
     so an older study (no such keys) resumes with them. Any other value is a difference, the new
-    default dominance_quantile (0.5) included, and the refusal says how to resume as before."""
+    default dominance_quantile (0.5) included, and the refusal says how to resume as before, except
+    where the rule is off anyway (one objective, no pruning): there the quantile is never read."""
     older = {"enabled": True, "strategy": "hyperband", "dominance_quantile": None}
     run(tiny_config(tmp_path, n_trials=1, pruning=older))
     stored = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
@@ -227,13 +228,20 @@ def test_a_setting_added_later_keeps_older_studies_resumable(tmp_path):
     with pytest.raises(HPOError) as error:
         run(tiny_config(tmp_path, n_trials=3, pruning={**older, "strategy": "asha"}))
     assert ("was run with other settings: pruning.strategy ('hyperband' -> 'asha'); its trials would not be "
-            "comparable: resume with the same settings (pruning.strategy: hyperband, as before it existed) "
+            "comparable: resume with the same settings (here pruning.strategy: hyperband) "
             "or use another --study-name") in str(error.value)
     with pytest.raises(HPOError) as error:
         run(tiny_config(tmp_path, n_trials=3, pruning={"enabled": True}))
     assert ("was run with other settings: pruning.dominance_quantile (None -> 0.5); its trials would not be "
-            "comparable: resume with the same settings (pruning.dominance_quantile: null, as before it existed) "
+            "comparable: resume with the same settings (here pruning.dominance_quantile: null) "
             "or use another --study-name") in str(error.value)
+    cases = {  # (the older study, the same settings today)
+        "one-objective": ({"objectives": ["accuracy"], "pruning": older}, {"objectives": ["accuracy"], "pruning": {"enabled": True}}),
+        "pruning-off": ({"pruning": {**older, "enabled": False}}, {"pruning": {"enabled": False}}),
+    }
+    for name, (before, now) in cases.items():
+        run(tiny_config(tmp_path / name, n_trials=1, **before))
+        assert len(run(tiny_config(tmp_path / name, n_trials=2, **now)).trials) == 2
 
 
 def test_resume_refuses_changed_bars_and_fingerprints_an_older_study(tmp_path, synthetic_frames, write_csv_folder):

@@ -208,6 +208,11 @@ class OptimizationConfig(_Section):
         return self.study_name or self.scenario
 
     @property
+    def dominance_check_on(self) -> bool:
+        """pruning.dominance_quantile applies: pruning on, several objectives (one: Optuna's pruners)."""
+        return self.pruning.enabled and self.pruning.dominance_quantile is not None and len(self.objectives) > 1
+
+    @property
     def resolved_storage(self) -> str:
         return self.storage or default_url(self.save_dir, self.workers)
 

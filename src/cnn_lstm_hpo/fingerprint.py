@@ -29,6 +29,8 @@ def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[st
     fields["search_space"] = cfg["search_space"]
     fields["max_epochs_per_trial"] = cfg["max_epochs_per_trial"]
     fields.update({f"pruning.{k}": v for k, v in cfg["pruning"].items()})
+    if not config.dominance_check_on:  # a quantile the study never reads must not block its resume
+        fields["pruning.dominance_quantile"] = ADDED_LATER["pruning.dominance_quantile"]
     fields.update({f"training.{k}": v for k, v in cfg["training"].items() if k != "device"})
     return {k: v for k, v in fields.items() if ADDED_LATER.get(k, object()) != v}
 

@@ -42,9 +42,7 @@ def multi_objective_pruner(config: OptimizationConfig) -> ParetoRungPruner | Non
 
 def dominance_check(config: OptimizationConfig) -> DominanceCheck | None:
     """The rule that stops a trial which can no longer reach the front, where it is on (several objectives)."""
-    if not config.pruning.enabled or config.pruning.dominance_quantile is None or len(config.objectives) < 2:
-        return None
-    return DominanceCheck(config)
+    return DominanceCheck(config) if config.dominance_check_on else None
 
 
 ROUGH_PROBE_MARGIN = 3.0  # after one batch, only a trial this many times over the limit stops
@@ -101,8 +99,10 @@ class TrialMonitor:
             self.save()
         if not epoch.last:
             self._check_pruning(epoch)
-            self._check_dominance(epoch)
+        # The limit before the dominance check: a trial over it is infeasible, whatever dominates it.
         self._check_time(self.projected_minutes(epoch))
+        if not epoch.last:
+            self._check_dominance(epoch)
 
     def projected_minutes(self, epoch: EpochResult) -> float:
         """Training time so far plus the epochs it will surely train before it can complete, each
@@ -152,7 +152,6 @@ class TrialMonitor:
             return
         better = self.dominance.dominator(self.trial.study, self.history, self.projected_minutes(epoch), self.model_size)
         if better is not None:
-            self.save()  # the epochs so far, for the analysis of where trials stopped
             self.trial.set_user_attr("stop_reason", f"dominated at epoch {epoch.epoch} by trial {better.number}")
             raise optuna.TrialPruned(f"dominated at epoch {epoch.epoch} by trial {better.number}")
 

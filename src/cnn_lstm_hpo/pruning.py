@@ -228,6 +228,9 @@ def _competes(trial: FrozenTrial, trial_number: int, bracket: int, epoch: int) -
     )
 
 
+MIN_GAINS = 5  # completed trials that trained past an epoch before their gains tell what a trial still gains
+
+
 def score_if_ended(history: list[dict]) -> float:
     """The accuracy objective of a trial that ended after these epochs: the composite score of its
     best epoch by validation loss (the weights early stopping keeps; the first of equal losses)."""
@@ -243,8 +246,6 @@ def expected_gain(completed: list[tuple[list[dict], float]], epoch: int, quantil
         return None
     return max(0.0, float(np.quantile(gains, quantile)))
 
-
-MIN_GAINS = 5
 
 
 class DominanceCheck:

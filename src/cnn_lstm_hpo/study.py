@@ -96,11 +96,11 @@ def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str) -
             if k != "search_space" and k != "data.digest" else k
             for k in differ
         ]
-        # A setting the study predates: say which value gives what the study ran with.
+        # A setting the study predates (or ran at the value it predates): the value that resumes it.
         before = [
             f"{k}: {'null' if ADDED_LATER[k] is None else ADDED_LATER[k]}" for k in differ if k in ADDED_LATER and k not in stored
         ]
-        hint = f" ({', '.join(before)}, as before it existed)" if before else ""
+        hint = f" (here {', '.join(before)})" if before else ""
         raise HPOError(
             f"study {study.study_name!r} in {redact(url)} was run with other settings: {'; '.join(shown)}; "
             f"its trials would not be comparable: resume with the same settings{hint} or use another --study-name"

@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
+from cnn_lstm_hpo import MultiObjectiveOptimizer
 from cnn_lstm_hpo.monitor import TrialMonitor, dominance_check, multi_objective_pruner
 from cnn_lstm_hpo.objectives import Evaluation
 from cnn_lstm_hpo.pruning import MIN_GAINS, DominanceCheck, expected_gain, score_if_ended

@@ -247,7 +247,6 @@ def expected_gain(completed: list[tuple[list[dict], float]], epoch: int, quantil
     return max(0.0, float(np.quantile(gains, quantile)))
 
 
-
 class DominanceCheck:
     """Stops a trial that can no longer reach the front (``pruning.dominance_quantile``).
 

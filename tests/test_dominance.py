@@ -109,7 +109,8 @@ def _quantile(values, q):
 
 
 def _independent_dominator(objectives, trials, epochs, minutes, size, quantile):
-    """The rule written another way: loops over named objectives, first dominating trial by number."""
+    """The rule written another way: loops over named objectives, first dominating trial by number;
+    equal within floating-point noise counts as equal."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())]
     mine = {"training_time": minutes, "model_size": size}
     if "accuracy" in objectives:
@@ -131,7 +132,8 @@ def _independent_dominator(objectives, trials, epochs, minutes, size, quantile):
                 best = i
         mine["accuracy"] = epochs[best]["val_score"] + max(0.0, _quantile(gains, quantile))
     for t in sorted(done, key=lambda t: t.number):
-        if all((t.values[j] >= mine[o]) if DIRECTIONS[o] == "maximize" else (t.values[j] <= mine[o])
+        if all(math.isclose(t.values[j], mine[o], rel_tol=1e-9)
+               or ((t.values[j] > mine[o]) if DIRECTIONS[o] == "maximize" else (t.values[j] < mine[o]))
                for j, o in enumerate(objectives)):
             return t.number
     return None
@@ -260,3 +262,30 @@ def test_a_trial_over_the_time_limit_stops_as_infeasible_even_when_also_dominate
     with pytest.raises(optuna.TrialPruned, match=r"^training time 0\.90 min > max_training_time_minutes 0\.5$"):
         monitor(_epoch(1, 0.50, 1.0))
     assert study.trials[-1].user_attrs["stop_reason"].startswith("time limit: 0.90 min projected")
+
+
+def test_a_trial_identical_to_a_completed_one_stops_at_its_first_epoch(tmp_path):
+    """One architecture, one replayed curve of 0.7-s epochs (best at epoch 1, so each trial
+    completes at epoch 6, patience 5). A later trial's time projected at epoch 1 (0.7 s + 5 x 0.7 s)
+    and a completed trial's (six 0.7 s summed) differ in their last bits, the projection lower:
+    equal must still count as dominated."""
+    from test_replay import hand_made_row, loaders
+
+    from cnn_lstm_hpo import replay
+
+    one_architecture = {"cnn_num_filters": {"type": "categorical", "choices": [8]},
+                        "cnn_filter_sizes": {"type": "categorical", "choices": [[3]]},
+                        "cnn_attention_heads": {"type": "categorical", "choices": [2]},
+                        "lstm_hidden_dim": {"type": "categorical", "choices": [8]},
+                        "lstm_num_layers": {"type": "int", "low": 1, "high": 1},
+                        "lstm_bidirectional": {"type": "categorical", "choices": [False]},
+                        "batch_size": {"type": "categorical", "choices": [256]}}
+    cfg = config(tmp_path, n_trials=MIN_GAINS + 3, max_epochs_per_trial=8, search_space=one_architecture,
+                 objectives=["accuracy", "training_time", "model_size"], max_training_time_minutes=None,
+                 training={"early_stopping_patience": 5}, pruning={"dominance_quantile": 0.5})
+    params = {name: spec.choices[0] if hasattr(spec, "choices") else spec.low for name, spec in cfg.search_space.items()}
+    table = replay.CurveTable([hand_made_row(params, [0.6, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], seconds=0.7)], cfg.search_space)
+    trials = sorted(replay.replay(cfg, table, loaders(cfg))[0].trials, key=lambda t: t.number)
+    assert sum([0.7] * 6) / 60 > 0.7 / 60 + 5 * (0.7 / 60)  # what this test is about
+    assert [len(t.user_attrs["epoch_history"]) for t in trials] == [6] * MIN_GAINS + [1] * 3
+    assert [t.user_attrs.get("stop_reason") for t in trials[MIN_GAINS:]] == ["dominated at epoch 1 by trial 0"] * 3

@@ -229,6 +229,9 @@ def _competes(trial: FrozenTrial, trial_number: int, bracket: int, epoch: int) -
 
 
 MIN_GAINS = 5  # completed trials that trained past an epoch before their gains tell what a trial still gains
+# Relative: a value equal to another but summed in another order (a trial's time projected epoch by
+# epoch against a completed trial's total) differs in its last bits, and equal must count as equal.
+EQUAL_WITHIN = 1e-9
 
 
 def score_if_ended(history: list[dict]) -> float:
@@ -279,4 +282,5 @@ class DominanceCheck:
                 return None
             projected["accuracy"] = score_if_ended(history) + gain
         point = self.sign * np.array([projected[name] for name in self.objectives])
+        point += EQUAL_WITHIN * np.abs(point)
         return next((t for t in completed if np.all(self.sign * np.array(t.values) <= point)), None)

@@ -146,6 +146,35 @@ def test_a_trial_that_cannot_complete_in_time_costs_only_its_probe_batches_even_
         assert t.constraints["training_time_minutes"] == pytest.approx(projected - 1.0)  # infeasible
 
 
+class PrunesAtEpoch2:
+    """A rung pruner that prunes every trial at epoch 2: what a rung decides is not this test's matter."""
+
+    def bracket_of(self, trial_number: int) -> int:
+        return 0
+
+    def is_rung(self, bracket: int, epoch: int) -> bool:
+        return epoch == 2
+
+    def should_prune(self, study, trial_number, bracket, history, model_size) -> bool:
+        return len(history) == 2
+
+
+def test_a_trial_pruned_at_a_rung_while_it_could_not_complete_in_time_is_recorded_infeasible(tmp_path):
+    """Epochs of 10 s, patience 5: the probe sees 6 epochs (1.0 min) within the 1.1-minute limit, but
+    epoch 2 improves, so the trial cannot complete before epoch 7 (1.17 min). The rung prunes it
+    there first; it is still over the limit, which is what the sampler must learn."""
+    config = tiny_config(tmp_path / "rung", n_trials=1, max_epochs_per_trial=8, max_training_time_minutes=1.1,
+                         training={"early_stopping_patience": 5}, pruning={"enabled": True, "dominance_quantile": None})
+    lowest = {name: spec.choices[0] if hasattr(spec, "choices") else spec.low for name, spec in config.search_space.items()}
+    table = replay.CurveTable([hand_made_row(lowest, [0.5, 0.6] + [0.55] * 6, seconds=10.0)], config.search_space)
+    clock = replay.SimulatedClock()
+    optimizer = replay.ReplayOptimizer(config, table, loaders(config), clock)
+    optimizer.pruner = PrunesAtEpoch2()
+    (trial,) = optimizer.optimize().trials
+    assert trial.user_attrs["stop_reason"] == "pruned at epoch 2"
+    assert trial.constraints["training_time_minutes"] == pytest.approx(7 * 10 / 60 - 1.1)  # > 0: infeasible
+
+
 def test_the_constant_liar_is_on_only_where_workers_share_the_study_and_alone_changes_no_decision(tmp_path):
     """Alone, TPE's constant liar rereads every trial for each parameter; it is off for SQLite (one process)."""
     table = replay.CurveTable(replay.load_rows(replay.CURVES / "synthetic.jsonl.gz"), OptimizationConfig().search_space)

@@ -73,6 +73,7 @@ class TrialMonitor:
         self.dominance = dominance
         self.time_key = "wall_seconds" if config.training.time_measure == "wall" else "cpu_seconds"
         self.history: list[dict[str, float]] = []
+        self.projected = 0.0  # training time projected to completion after the last epoch (minutes)
         self.saved_epochs = 0
         self.saved_at = -float("inf")
         self.bracket = -1
@@ -97,13 +98,14 @@ class TrialMonitor:
         at_rung = self.pruner is not None and self.pruner.is_rung(self.bracket, epoch.epoch)
         if at_rung or epoch.last or time.monotonic() - self.saved_at >= LIVE_VIEW_SECONDS:
             self.save()
+        # Before any check: a trial pruned at a rung is judged feasible or not by this projection.
+        self.projected = self.projected_minutes(epoch)
         if not epoch.last:
             self._check_pruning(epoch)
         # The limit before the dominance check: a trial over it is infeasible, whatever dominates it.
-        projected = self.projected_minutes(epoch)
-        self._check_time(projected)
+        self._check_time(self.projected)
         if not epoch.last:
-            self._check_dominance(epoch, projected)
+            self._check_dominance(epoch, self.projected)
 
     def projected_minutes(self, epoch: EpochResult) -> float:
         """Training time so far plus the epochs it will surely train before it can complete, each

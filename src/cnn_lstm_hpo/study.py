@@ -224,7 +224,8 @@ class MultiObjectiveOptimizer:
             set_constraint(trial, "training_time_minutes", self._over_time(stop.projected_minutes))
             raise
         except optuna.TrialPruned:
-            set_constraint(trial, "training_time_minutes", self._over_time(monitor.minutes()))
+            # What it would have trained to complete: a trial pruned while over the limit was infeasible.
+            set_constraint(trial, "training_time_minutes", self._over_time(monitor.projected))
             raise
         except Exception as error:  # diverged, out of memory, ...: recorded FAIL, the study goes on
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")

@@ -151,7 +151,7 @@ class TrialMonitor:
             raise TimeLimitExceeded(projected_minutes, limit)
 
     def _check_dominance(self, epoch: EpochResult, projected_minutes: float) -> None:
-        if self.dominance is None or not self.dominance.checks_at(epoch.epoch):
+        if self.dominance is None:
             return
         better = self.dominance.dominator(self.trial.study, self.history, projected_minutes, self.model_size)
         if better is not None:

@@ -105,7 +105,7 @@ class TrialMonitor:
         # The limit before the dominance check: a trial over it is infeasible, whatever dominates it.
         self._check_time(self.projected)
         if not epoch.last:
-            self._check_dominance(epoch, self.projected)
+            self._check_dominance(epoch)
 
     def projected_minutes(self, epoch: EpochResult) -> float:
         """Training time so far plus the epochs it will surely train before it can complete, each
@@ -150,10 +150,10 @@ class TrialMonitor:
             )
             raise TimeLimitExceeded(projected_minutes, limit)
 
-    def _check_dominance(self, epoch: EpochResult, projected_minutes: float) -> None:
+    def _check_dominance(self, epoch: EpochResult) -> None:
         if self.dominance is None:
             return
-        better = self.dominance.dominator(self.trial.study, self.history, projected_minutes, self.model_size)
+        better = self.dominance.dominator(self.trial.study, self.history, self.projected, self.model_size)
         if better is not None:
             self.trial.set_user_attr("stop_reason", f"dominated at epoch {epoch.epoch} by trial {better.number}")
             raise optuna.TrialPruned(f"dominated at epoch {epoch.epoch} by trial {better.number}")

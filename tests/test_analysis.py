@@ -181,6 +181,20 @@ def test_pruning_diagnostics_per_rung(planted):
     assert (rung2["reached"], rung2["continued"], rung2["pruned_here"], rung2["finished"]) == (46, 40, 6, 40)
     assert rung2["spearman_rho"] > 0.9  # the planted curves keep their order
     assert (rung4["reached"], rung4["continued"], rung4["pruned_here"]) == (40, 40, 0)
+    for row in part["rungs"]:
+        assert row["reached"] == row["continued"] + row["pruned_here"] + row["stopped_here"]
+
+
+def test_trials_ended_at_a_rung_for_another_reason_are_counted_apart():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    curve = lambda n: [{"epoch": e, "val_score": 0.5, "val_loss": 1.0} for e in range(1, n + 1)]
+    told(study, None, state=TrialState.PRUNED, attrs={"epoch_history": curve(2), "stop_reason": "pruned at epoch 2"})
+    told(study, None, state=TrialState.PRUNED, attrs={"epoch_history": curve(2), "stop_reason": "dominated at epoch 2 by trial 0"})
+    told(study, [0.5, 1.0], attrs={"epoch_history": curve(2)})  # early stopping ended it at the rung
+    told(study, [0.5, 1.0], attrs={"epoch_history": curve(4)})
+    told(study, None, state=TrialState.PRUNED, attrs={"epoch_history": curve(1), "stop_reason": "pruned at epoch 1"})
+    (rung,) = pruning_part(study, [2])["rungs"]
+    assert (rung["reached"], rung["continued"], rung["pruned_here"], rung["stopped_here"]) == (4, 1, 1, 2)
 
 
 def test_rungs_come_from_pruned_trials_without_a_config(planted):

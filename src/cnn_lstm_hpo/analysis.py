@@ -460,6 +460,9 @@ def pruning_part(study: optuna.Study, rungs: list[int]) -> dict[str, Any]:
             "reached": len(reached),
             "continued": sum(len(history(t)) > rung for t in reached),
             "pruned_here": sum(stop_reason(t) == f"pruned at epoch {rung}" for t in reached),
+            # Ended at this epoch otherwise (early stopping, the epoch budget, the time limit, the
+            # dominance check): reached = continued + pruned_here + stopped_here.
+            "stopped_here": sum(len(history(t)) == rung and stop_reason(t) != f"pruned at epoch {rung}" for t in reached),
             "finished": len(finished),
         }
         at = np.array([score_at(t, rung) for t in finished], dtype=float)

@@ -196,7 +196,7 @@ def render_report(study: optuna.Study, analysis: dict[str, Any], summary: str) -
     )
     states = analysis["trials"]
     stopped = [[s["trial_number"], s["state"], s["reason"], s["epochs_trained"]] for s in states["stopped"]]
-    pruning_rows = [[r["epoch"], r["reached"], r["continued"], r["pruned_here"], r["finished"],
+    pruning_rows = [[r["epoch"], r["reached"], r["continued"], r["pruned_here"], r["stopped_here"], r["finished"],
                      r.get("spearman_rho"), r.get("p_value")] for r in analysis["pruning"]["rungs"]]
     rungs = [r["epoch"] for r in analysis["pruning"]["rungs"]]
     sections = [
@@ -211,7 +211,7 @@ def render_report(study: optuna.Study, analysis: dict[str, Any], summary: str) -
         _section("Hyperparameter correlations", _plot_or_note(correlation_figure(analysis), "correlation-plot")
                  + "".join(_note(n) for n in analysis["correlations"].get("notes", [])), "correlations"),
         _section("Learning curves", _plot_or_note(learning_figure(study, rungs), "learning-plot"), "learning"),
-        _section("Pruning rungs", _table(["epoch", "reached", "continued", "pruned here", "finished",
+        _section("Pruning rungs", _table(["epoch", "reached", "continued", "pruned here", "ended here otherwise", "finished",
                                           "Spearman rho (rung vs final)", "p"], pruning_rows)
                  + _note(analysis["pruning"].get("note")), "pruning"),
         _section("Stopped and failed trials",

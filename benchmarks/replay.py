@@ -23,6 +23,7 @@ Prints, over seeds:
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -37,9 +38,13 @@ from optuna.trial import TrialState
 
 from cnn_lstm_hpo import study as study_module
 from cnn_lstm_hpo.config import OptimizationConfig, create_optimization_config
-from cnn_lstm_hpo.replay import CURVES, CurveTable, load_rows, loaders_for, replay
+from cnn_lstm_hpo.replay import CURVES, CurveTable, _key, load_rows, loaders_for, replay
+from cnn_lstm_hpo.objectives import directions
 from cnn_lstm_hpo.results import epochs_trained, is_feasible
-from cnn_lstm_hpo.storage import journal_url
+from cnn_lstm_hpo.samplers import make_sampler
+from cnn_lstm_hpo.space import decode_params, suggest
+from cnn_lstm_hpo.storage import close_storage, journal_url, open_storage, write_ahead
+from cnn_lstm_hpo.study import set_constraint
 from cnn_lstm_hpo.windows import prepare_windows
 
 DATA = {"synthetic": {"source": "synthetic"}, "sample": {"source": "sample", "start": "2011-01-01"}}
@@ -93,9 +98,13 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
         specs[f"dominance-{q}"] = {"pruning": {"dominance_quantile": q}}
     pairs = [("pruning", "none"), ("pruning", "plain"), ("rungs", "none"), ("eager", "none"),
              *((f"asha-{eta}", "none") for eta in args.asha_eta), *((f"dominance-{q}", "none") for q in args.dominance_quantile)]
+    if args.p1_arms is not None:  # fewer arms: a 1000-trial study takes minutes an arm
+        specs = {k: v for k, v in specs.items() if k in {"pruning", "none", *args.p1_arms}}
+        pairs = [pair for pair in pairs if set(pair) <= specs.keys()]
     ratios: dict[tuple, list[float]] = {pair: [] for pair in pairs}
     hv_ratios: dict[tuple, list[float]] = {pair: [] for pair in pairs}
     ceilings: list[float] = []
+    twins: list[tuple[int, int]] = []
     for seed in range(args.seeds):
         arms = {name: replay(base_config(args, seed, tmp / f"p1-{seed}-{name}", **extra), table, loaders)[0]
                 for name, extra in specs.items()}
@@ -103,6 +112,7 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
         # The most any rung rule could save against "none": every trial that trained stops after one epoch.
         ceilings.append(epochs["none"] / max(1, sum(bool(t.user_attrs.get("epoch_history")) for t in arms["none"].trials)))
         hv = dict(zip(arms, hypervolumes(*(front_points(s) for s in arms.values()))))
+        twins.append(twin_stops(arms["pruning"], table))
         for a, b in pairs:
             ratios[a, b].append(epochs[b] / max(epochs[a], 1))
             hv_ratios[a, b].append(hv[a] / hv[b] if hv[b] else float("nan"))
@@ -114,17 +124,28 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
           f"{med['pruning', 'none'][1]:.3f} of the unpruned study (goal >= 0.95); medians over {args.seeds} seeds")
     print(f"    ceiling for any pruning rule against early stopping alone: {statistics.median(ceilings):.2f}x "
           "(every trial that trained stopped after its first epoch)")
-    print(f"    the rungs alone (no dominance check) against none: {med['rungs', 'none'][0]:.2f}x fewer, "
-          f"hypervolume {med['rungs', 'none'][1]:.3f}")
-    print(f"    eager rungs (epoch 1, eta 4) against none: {med['eager', 'none'][0]:.2f}x fewer, hypervolume {med['eager', 'none'][1]:.3f}")
-    print(f"    against plain trials (no pruning, no early stopping): {med['pruning', 'plain'][0]:.2f}x fewer, "
-          f"hypervolume {med['pruning', 'plain'][1]:.3f}")
-    for eta in args.asha_eta:
-        print(f"    asha (one bracket, rungs from epoch 1, eta {eta}) against none: {med[f'asha-{eta}', 'none'][0]:.2f}x "
-              f"fewer, hypervolume {med[f'asha-{eta}', 'none'][1]:.3f}")
-    for q in args.dominance_quantile:
-        print(f"    dominance check at quantile {q} against none: "
-              f"{med[f'dominance-{q}', 'none'][0]:.2f}x fewer, hypervolume {med[f'dominance-{q}', 'none'][1]:.3f}")
+    print(f"    trials the dominance check stopped that replayed their dominator's own curve: "
+          f"{sum(t[0] for t in twins)} of {sum(t[1] for t in twins)} (--score-jitter makes such twins differ)")
+    labels = {"plain": "against plain trials (no pruning, no early stopping)",
+              "rungs": "the rungs alone (no dominance check) against none",
+              "eager": "eager rungs (epoch 1, eta 4) against none",
+              **{f"asha-{eta}": f"asha (one bracket, rungs from epoch 1, eta {eta}) against none" for eta in args.asha_eta},
+              **{f"dominance-{q}": f"dominance check at quantile {q} against none" for q in args.dominance_quantile}}
+    for a, b in pairs[1:]:
+        print(f"    {labels[b if b == 'plain' else a]}: {med[a, b][0]:.2f}x fewer, hypervolume {med[a, b][1]:.3f}")
+
+
+def twin_stops(study: optuna.Study, table: CurveTable) -> tuple[int, int]:
+    """(trials stopped by the dominance check whose curve is their dominator's, all it stopped)."""
+    by_number = {t.number: t for t in study.trials}
+    curve_of = lambda t: _key(table.curve(decode_params(t.params))["params"])  # noqa: E731
+    twins = stopped = 0
+    for t in study.trials:
+        found = re.match(r"dominated at epoch \d+ by trial (\d+)", t.user_attrs.get("stop_reason", ""))
+        if found:
+            stopped += 1
+            twins += curve_of(t) == curve_of(by_number[int(found.group(1))])
+    return twins, stopped
 
 
 def at_budget(args: argparse.Namespace, arms: dict[str, dict], table: CurveTable, loaders: tuple, tmp: Path,
@@ -287,10 +308,34 @@ def storage_url(kind: str, folder: Path, postgres_url: str | None) -> str | None
     return postgres_url
 
 
+def optuna_alone(cfg: OptimizationConfig, url: str, name: str) -> float:
+    """Real seconds of what a hand-written Optuna script does for the same study, and no more: the
+    same storage (opened as ours is), sampler, search space, objectives and two constraints a trial,
+    values drawn at random. No pruner, history, attributes or result files: Optuna's own floor."""
+    storage = open_storage(url)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, directions=directions(cfg.objectives),
+                                    sampler=make_sampler(cfg.sampler, cfg.seed, shared=not url.startswith("sqlite")))
+        write_ahead(storage, url)
+        rng = np.random.default_rng(cfg.seed)
+
+        def objective(trial: optuna.Trial) -> list[float]:
+            suggest(trial, cfg.search_space)
+            for key in ("training_time", "model_size"):
+                set_constraint(trial, key, rng.uniform(-1, 0.2))
+            return [rng.uniform(0.4, 0.6)] + list(rng.uniform(0.01, 10, len(cfg.objectives) - 1))
+
+        started = time.perf_counter()
+        study.optimize(objective, n_trials=cfg.n_trials)
+        return time.perf_counter() - started
+    finally:
+        close_storage(storage)
+
+
 def goal_p4(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
     print("P4: the framework's real seconds per trial (trials replayed, so training costs nothing; the replay's "
           "stand-ins for building the model and finding its curve are the trial's work, left out), "
-          "as a share of 5-second trials")
+          "as a share of 5-second trials; beside it, a hand-written Optuna script's on the same storage")
     for kind in args.storages:
         for n in args.overhead_trials:
             folder = tmp / f"p4-{kind}-{n}"
@@ -301,12 +346,14 @@ def goal_p4(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
             folder.mkdir(parents=True, exist_ok=True)
             name = f"p4_{kind}_{n}_{time.time_ns()}"  # a fresh study on a shared server
             cfg = base_config(args, 0, folder, n_trials=n, storage=url, study_name=name)
+            alone = optuna_alone(cfg, url, name + "_optuna_alone")
             study, _, framework = replay(cfg, table, loaders)
             late = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)[-max(1, n // 10):]
             late_ms = statistics.mean((t.datetime_complete - t.datetime_start).total_seconds() for t in late) * 1000
             print(f"  {kind:10s} {n:5d} trials: {framework / n * 1000:6.1f} ms/trial overall "
                   f"({framework / n / 5 * 100:.2f} % of 5 s), last tenth's trials {late_ms:.1f} ms in the objective "
-                  "(stand-ins included)")
+                  f"(stand-ins included); Optuna alone {alone / n * 1000:.1f} ms/trial "
+                  f"({alone / n / 5 * 100:.2f} %), ours / Optuna's {framework / alone:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -326,6 +373,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pruning-warmup", type=int, default=OptimizationConfig().pruning_warmup_steps,
                         help="pruning_warmup_steps: epochs before the first rung (a policy candidate)")
     parser.add_argument("--asha-eta", type=int, nargs="*", default=[3, 4], help="--goals P1: asha arms, one per reduction factor")
+    parser.add_argument("--p1-arms", nargs="*", default=None,
+                        help="--goals P1: only these arms besides pruning and none (rungs plain eager asha-N dominance-Q)")
+    parser.add_argument("--score-jitter", type=float, default=0.0,
+                        help="a sensitivity check: each unrecorded configuration's scores move by its own normal offset of this size")
     parser.add_argument("--dominance-quantile", type=float, nargs="*", default=[],
                         help="--goals P1 P2: more arms, the default with this pruning.dominance_quantile (0.5 is the default's)")
     parser.add_argument("--budget-hours", type=float, default=2.0)
@@ -343,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.data not in DATA:
         sys.exit(f"error: cannot tell the table's data set from {args.table.name}; pass --data")
     rows = load_rows(args.table)
-    table = CurveTable(rows, OptimizationConfig().search_space, time_scale=args.time_scale)
+    table = CurveTable(rows, OptimizationConfig().search_space, time_scale=args.time_scale, score_jitter=args.score_jitter)
     full = len(table.full)
     print(f"table {args.table.name}: {len(rows)} configurations, {full} with complete curves, "
           f"{len(rows) - full} with their first epoch only; cost model: {'fitted' if table.cost is not None else 'nearest row'}")

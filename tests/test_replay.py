@@ -117,6 +117,27 @@ def test_unrecorded_configurations_replay_the_nearest_curve():
     assert table.epoch_seconds(base) == 2.0  # two rows fit no cost model: the nearest row's time
 
 
+def test_score_jitter_moves_each_unrecorded_twin_by_its_own_fixed_offset():
+    space = OptimizationConfig().search_space
+    recorded = {"learning_rate": 1e-3, "cnn_num_filters": 32, "cnn_filter_sizes": [3, 5, 7], "cnn_attention_heads": 4,
+                "lstm_hidden_dim": 64, "lstm_num_layers": 1, "lstm_bidirectional": False, "dropout_rate": 0.2,
+                "weight_decay": 1e-5, "batch_size": 64, "optimizer": "adam", "scheduler": "none"}
+    row = hand_made_row(recorded, [0.5, 0.6, 0.55], 2.0)
+    twins = [{**recorded, "learning_rate": lr} for lr in (2e-3, 3e-3, 4e-3)]
+    assert all(replay.CurveTable([row], space).curve(t) is row for t in twins)  # no jitter: exact twins
+    table = replay.CurveTable([row], space, score_jitter=0.01)
+    assert table.curve(recorded) is row  # a recorded configuration replays its own curve
+    offsets = []
+    for twin in twins:
+        scores = [e["val_score"] for e in table.curve(twin)["epochs"]]
+        shifts = [a - b for a, b in zip(scores, [0.5, 0.6, 0.55])]
+        assert max(shifts) - min(shifts) < 1e-12  # one offset for the whole curve
+        assert [e["val_score"] for e in table.curve(twin)["epochs"]] == scores  # the same on every lookup
+        offsets.append(shifts[0])
+    assert len(set(offsets)) == 3 and all(0 < abs(o) < 0.05 for o in offsets)
+    assert [e["val_score"] for e in row["epochs"]] == [0.5, 0.6, 0.55]  # the table's row untouched
+
+
 @pytest.mark.parametrize(
     ("epoch_seconds", "batches_timed"),
     [(20.0, PROBE_BATCHES),  # 2 min projected against a 1-minute limit: stopped by the full probe

@@ -19,6 +19,7 @@ import gzip
 import json
 import statistics
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,20 @@ def _key(params: dict[str, Any]) -> str:
 class CurveTable:
     """Recorded curves, looked up by configuration; epoch time of unrecorded ones from a cost model."""
 
-    def __init__(self, rows: list[dict], space: dict[str, Any], *, time_scale: float | None = None) -> None:
+    def __init__(self, rows: list[dict], space: dict[str, Any], *, time_scale: float | None = None,
+                 score_jitter: float = 0.0) -> None:
         """``time_scale``: epoch times of another machine or data set, as a multiple of the cost model's
-        (every configuration's time then comes from the model, recorded ones too)."""
+        (every configuration's time then comes from the model, recorded ones too).
+
+        ``score_jitter``: a sensitivity check. Configurations that differ only where the nearest-curve
+        lookup does not look far (learning rate, dropout) replay the same curve, exact twins, so one
+        stops at its first epoch when the other completed. With a jitter, each unrecorded
+        configuration's validation scores move by its own offset (normal, this standard deviation,
+        fixed by the configuration), so twins differ as real reruns would.
+        """
         self.space = space
         self.time_scale = time_scale
+        self.score_jitter = score_jitter
         self.exact = {_key(r["params"]): r for r in rows}
         self.full = [r for r in rows if not r.get("truncated") and r["epochs"]]
         if not self.full:
@@ -113,7 +123,11 @@ class CurveTable:
         if row is not None and not row.get("truncated"):
             return row
         distances = np.abs(self.full_vectors - np.array(self._vector(params))).sum(axis=1)
-        return self.full[int(np.argmin(distances))]
+        nearest = self.full[int(np.argmin(distances))]
+        if not self.score_jitter:
+            return nearest
+        offset = self.score_jitter * np.random.default_rng(zlib.crc32(_key(params).encode())).standard_normal()
+        return {**nearest, "epochs": [{**e, "val_score": e["val_score"] + offset} for e in nearest["epochs"]]}
 
     def predicted_seconds(self, params: dict[str, Any]) -> float:
         """Epoch wall seconds on the table's machine: the cost model, or the nearest curve's with too few rows."""

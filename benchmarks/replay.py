@@ -13,10 +13,15 @@ Prints, over seeds:
 - convergence: stopping when the front stalls (``convergence.patience``) against running every
   trial: trials, simulated time and hypervolume;
 - P4: the framework's own cost per trial (real seconds: sampler, pruner, storage, callbacks) as the
-  study grows, per storage, as a share of 5-second trials.
+  study grows, per storage, as a share of 5-second trials, beside a hand-written Optuna script's.
+
+P1 also counts the dominance stops on "twins" (a configuration replaying its dominator's own
+curve); ``--score-jitter`` makes twins differ. P2 also prints its ceiling on the table (a long
+random search without a budget, ``--reachable-trials``).
 
     python benchmarks/replay.py [--table src/cnn_lstm_hpo/curves/synthetic.jsonl.gz] [--seeds 5] [--n-trials 300]
         [--budget-hours 2] [--samplers tpe tpe-independent gp nsga2] [--overhead-trials 100 1000]
+        [--p1-arms [rungs plain ...]] [--score-jitter 0.005] [--reachable-trials 2000]
         [--storages sqlite journal] [--postgres-url URL]
 """
 
@@ -38,8 +43,8 @@ from optuna.trial import TrialState
 
 from cnn_lstm_hpo import study as study_module
 from cnn_lstm_hpo.config import OptimizationConfig, create_optimization_config
-from cnn_lstm_hpo.replay import CURVES, CurveTable, _key, load_rows, loaders_for, replay
 from cnn_lstm_hpo.objectives import directions
+from cnn_lstm_hpo.replay import CURVES, CurveTable, load_rows, loaders_for, replay
 from cnn_lstm_hpo.results import epochs_trained, is_feasible
 from cnn_lstm_hpo.samplers import make_sampler
 from cnn_lstm_hpo.space import decode_params, suggest
@@ -138,7 +143,7 @@ def goal_p1(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
 def twin_stops(study: optuna.Study, table: CurveTable) -> tuple[int, int]:
     """(trials stopped by the dominance check whose curve is their dominator's, all it stopped)."""
     by_number = {t.number: t for t in study.trials}
-    curve_of = lambda t: _key(table.curve(decode_params(t.params))["params"])  # noqa: E731
+    curve_of = lambda t: table.curve(decode_params(t.params))["params"]  # noqa: E731
     twins = stopped = 0
     for t in study.trials:
         found = re.match(r"dominated at epoch \d+ by trial (\d+)", t.user_attrs.get("stop_reason", ""))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 import torch
@@ -445,3 +446,20 @@ def test_control_never_sees_a_true_label_not_even_for_early_stopping(monkeypatch
         assert sorted(origin[:30].tolist()) == list(range(30)), name  # permuted within symbol A only
         assert torch.equal(given.y_class, true.y_class[origin]), name
     assert control["significance"]["n"] == n
+
+
+def test_a_save_dir_without_its_study_is_refused_and_leaves_no_connection_open(tmp_path):
+    config = create_optimization_config(scenario="smoke", save_dir=tmp_path, study_name="gone")
+    (tmp_path / "resolved_config.yaml").write_text(config.to_yaml())
+    storage = optuna.storages.RDBStorage(config.resolved_storage)
+    optuna.create_study(storage=storage, study_name="another")
+    storage.engine.dispose()
+    database = (tmp_path / "study.db").resolve()
+
+    def open_on_database() -> int:
+        return sum(os.path.realpath(f"/proc/self/fd/{fd}") == str(database) for fd in os.listdir("/proc/self/fd"))
+
+    assert open_on_database() == 0
+    with pytest.raises(retrain_module.HPOError, match="no study named 'gone' in sqlite:///"):
+        retrain_module.load_saved_study(tmp_path)
+    assert open_on_database() == 0

@@ -32,7 +32,7 @@ from .checkpoint import checkpoint_meta, save_checkpoint
 from .config import OptimizationConfig, TrainingConfig, build_config
 from .data import load_frames
 from .errors import HPOError, TrialDiverged
-from .storage import open_storage, redact
+from .storage import close_storage, open_storage, redact
 from .features import direction_classes
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .objectives import evaluate_predictions
@@ -90,6 +90,7 @@ def load_saved_study(save_dir: Path) -> tuple[OptimizationConfig, optuna.Study]:
     try:
         study = optuna.load_study(study_name=config.resolved_study_name, storage=storage)
     except KeyError:
+        close_storage(storage)
         raise HPOError(f"no study named {config.resolved_study_name!r} in {redact(url)}") from None
     return config, study
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import stat
@@ -327,3 +328,24 @@ def test_tpe_samples_jointly_by_default_and_one_by_one_where_asked(multivariate)
     # Ours samples jointly unless told otherwise; Optuna 5 (null) samples each parameter alone in
     # multi-objective studies.
     assert set(joint) == ({"x", "y"} if multivariate in ("unset", True) else set())
+
+
+@pytest.mark.parametrize("sampler, pruning, expected", [
+    ({"type": "nsga2", "population_size": 8}, True,
+     "note: sampler.type nsga2 breeds only from completed trials (8 a generation) and pruning ends most trials "
+     "early: it samples at random until 8 trials complete"),
+    ({"type": "gp", "n_startup_trials": 4}, True,
+     "note: sampler.type gp fits completed trials only and pruning ends most trials early: it samples at random "
+     "until 4 trials complete"),
+    ({"type": "nsga2"}, False, None),
+    ({"type": "tpe"}, True, None),  # TPE learns from pruned trials too
+])
+def test_samplers_that_learn_from_completed_trials_only_are_flagged_under_pruning(tmp_path, caplog, sampler, pruning, expected):
+    config = tiny_config(tmp_path, sampler=sampler, pruning={"enabled": pruning})
+    with caplog.at_level(logging.WARNING, logger="cnn_lstm_hpo"):
+        MultiObjectiveOptimizer(config, progress=False)
+        MultiObjectiveOptimizer(config, progress=False, write_outputs=False)  # a spawned worker: says nothing
+    notes = [r.getMessage() for r in caplog.records if "sampler.type" in r.getMessage()]
+    assert len(notes) == (expected is not None)
+    if expected:
+        assert notes[0].startswith(expected)

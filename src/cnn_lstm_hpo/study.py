@@ -26,7 +26,7 @@ from .paths import writable_dir
 from .monitor import TimeLimitExceeded, TrialMonitor, dominance_check, multi_objective_pruner, single_objective_pruner
 from .progress import ProgressLine
 from .results import STOP_ATTR, atomic_write_text, trial_record, write_json, write_study_outputs
-from .samplers import make_sampler, startup_trials
+from .samplers import make_sampler, pruning_caveat, startup_trials
 from .space import suggest
 from .storage import check_url_for_workers, close_storage, open_storage, redact, write_ahead
 from .train import Trainer, resolve_device
@@ -174,6 +174,9 @@ class MultiObjectiveOptimizer:
             self.data, self.notice = prepare_windows(config.data, config.symbols, explicit_symbols=explicit_symbols)
             if self.notice:
                 log.warning("note: %s", self.notice)
+        caveat = pruning_caveat(config.sampler, config.pruning.enabled)
+        if caveat and write_outputs:  # once, from the process the user started (not workers or replays)
+            log.warning("note: %s", caveat)
         self.fingerprint = study_fingerprint(config, self.data)
         self.study: optuna.Study | None = None
         self.pruner = multi_objective_pruner(config)

@@ -11,8 +11,9 @@ accuracy objective (the composite score of the best epoch by validation loss):
   study seeds each trial by its number). Seed 0 is the recorder's own (the row's index), so its
   score must equal the one the table's curve gives: a check that retraining is recording.
 - nearest-curve error: configurations drawn at random from the default space (another seed than
-  the recorder's, and learning rates are continuous: none is a recorded row) whose epoch the table's cost model predicts to be fast, each against the curve the replay
-  would give it. Their differences' standard deviation is the jitter a replay should use.
+  the recorder's, and learning rates are continuous: none is a recorded row) whose epoch the
+  table's cost model predicts to be fast, each against the curve the replay would give it. Their
+  differences' standard deviation is the jitter a replay should use.
 
     python benchmarks/replay_fidelity.py [--table src/cnn_lstm_hpo/curves/sample.jsonl.gz]
         [--configs 6] [--seeds 4] [--draws 16] [--fast-seconds 10]
@@ -112,12 +113,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     training = TrainingConfig()  # the study's defaults: early stopping patience 5
-    rows = [r for r in load_rows(args.table) if not r["truncated"] and "diverged" not in r]
-    complete = [objective_from_curve(r, training.early_stopping_patience, args.max_epochs) for r in rows]
-    print(f"table {args.table.name}: the objective across its {len(rows)} complete configurations: sd {statistics.stdev(complete):.4f}")
+    rows = load_rows(args.table)  # truncated rows too: the cost model that picks fast draws fits them
+    complete = [r for r in rows if not r["truncated"] and "diverged" not in r]
+    objectives = [objective_from_curve(r, training.early_stopping_patience, args.max_epochs) for r in complete]
+    print(f"table {args.table.name}: the objective across its {len(complete)} complete configurations: "
+          f"sd {statistics.stdev(objectives):.4f}")
     data, _ = prepare_windows(DATA[args.data], None)
-    seed_noise(rows, args, data, training)
-    nearest_curve_error(load_rows(args.table), args, data, training)
+    seed_noise(complete, args, data, training)
+    nearest_curve_error(rows, args, data, training)
 
 
 if __name__ == "__main__":

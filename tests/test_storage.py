@@ -137,3 +137,21 @@ def test_a_study_another_process_is_reading_keeps_the_rollback_journal(tmp_path)
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: not in WAL mode
     close_storage(opened)
     assert _journal_mode(path) == "delete"
+
+
+def test_heartbeats_only_where_another_host_can_open_the_study(tmp_path, monkeypatch, postgres_url):
+    """On a local disk only this host's processes open a SQLite file, and their pid sweep fails a dead
+    worker's trial: no heartbeat there. A network file system or a server: heartbeats."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    monkeypatch.setattr(storage, "filesystem_type", lambda path: "ext4")
+    local = open_storage(url, heartbeat_seconds=60)
+    monkeypatch.setattr(storage, "filesystem_type", lambda path: "nfs4")
+    network = open_storage(url, heartbeat_seconds=60)
+    server = open_storage(postgres_url, heartbeat_seconds=60)
+    try:
+        assert local.get_heartbeat_interval() is None
+        assert network.get_heartbeat_interval() == 60 and server.get_heartbeat_interval() == 60
+        assert network.grace_period == 180
+    finally:
+        for opened in (local, network, server):
+            close_storage(opened)

@@ -146,7 +146,7 @@ class OptimizationConfig(_Section):
     # Worker processes on this machine sharing the study, and torch threads in each (None: cores / workers).
     workers: int = Field(1, ge=1)
     threads: int | None = Field(None, ge=1)
-    heartbeat_seconds: int = Field(60, ge=1)  # RDB storages: a trial silent for 3 beats is failed
+    heartbeat_seconds: int = Field(60, ge=1)  # PostgreSQL, SQLite on a network disk: a trial silent for 3 beats is failed
     study_name: str | None = Field(None, min_length=1, max_length=512)  # default: the scenario name; 512: Optuna's column
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

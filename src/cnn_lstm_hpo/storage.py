@@ -17,6 +17,7 @@ import optuna
 import sqlalchemy
 from sqlalchemy import event
 
+from .batched_writes import BatchingRDBStorage
 from .errors import HPOError
 
 JOURNAL = "journal:///"
@@ -60,6 +61,9 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
 
     ``heartbeat_seconds``: RDB trials record a heartbeat this often, and a trial silent for 3 beats is
     failed by the next worker that starts a trial (a killed worker leaves nothing RUNNING for good).
+    Not for SQLite on a local disk: only processes of this host open it, and their dead-worker sweep
+    (by pid, :func:`.workers.fail_dead_local_trials`) already fails a dead worker's trial; the beats
+    would cost ~5 ms a trial for nothing.
     ``create=False`` opens read-only: nothing is created where nothing is, and errors say "cannot read".
     """
     try:
@@ -75,11 +79,11 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
                 raise HPOError(f"no study storage at {path}; pass --storage URL or the --save-dir of a study")
             path.parent.mkdir(parents=True, exist_ok=True)
         beat: dict[str, Any] = {}
-        if heartbeat_seconds:
+        if heartbeat_seconds and not local_sqlite(url):
             beat = {"heartbeat_interval": heartbeat_seconds, "grace_period": 3 * heartbeat_seconds}
         with warnings.catch_warnings():  # Optuna marks heartbeats experimental; we use them knowingly
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return BatchingRDBStorage(
                 _with_installed_driver(url), engine_kwargs=_engine_kwargs(url), skip_table_creation=not create, **beat
             )
     except HPOError:
@@ -117,13 +121,18 @@ def _mount_table() -> list[str]:
         return []
 
 
+def local_sqlite(url: str) -> bool:
+    """A SQLite file on a local Linux file system (not a network one, where other hosts may open it)."""
+    return url.startswith("sqlite:///") and filesystem_type(Path(url.removeprefix("sqlite:///"))) in WAL_SAFE_FILESYSTEMS
+
+
 def write_ahead(storage: optuna.storages.BaseStorage, url: str) -> None:
     """A SQLite study on a local disk: WAL with synchronous=NORMAL until ``close_storage``, which
     turns the file back to the rollback journal. A commit costs 2.5x less than in the rollback
     journal (benchmarks/sqlite_writes.py), and readers (the dashboard, report) no longer block the
     study; a power cut may lose the last commits, never the database. Called once the run is sure
     to write: switching modes rewrites the file's header, and a refused resume changes nothing."""
-    if not url.startswith("sqlite:///") or filesystem_type(Path(url.removeprefix("sqlite:///"))) not in WAL_SAFE_FILESYSTEMS:
+    if not local_sqlite(url):
         return
     try:
         with storage.engine.connect() as connection:  # a property of the file, until close_storage

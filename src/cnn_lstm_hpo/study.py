@@ -14,6 +14,7 @@ import torch
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY as CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
 
+from .batched_writes import batched_writes
 from .config import OptimizationConfig, validate_config
 from .convergence import front_stall
 from .errors import HPOError, StudyFailed
@@ -207,43 +208,44 @@ class MultiObjectiveOptimizer:
 
     def objective(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
-        params = self.suggest_hyperparameters(trial)
-        torch.manual_seed(cfg.seed + trial.number)  # the initial weights too: same params, same trial
-        model = self.build_model(params)
-        size = model_size_mb(model)
-        trial.set_user_attr("model_size_mb", size)
-        # Checked before any training: an oversized model costs no training time. The constraint
-        # is recorded so the sampler learns the infeasible region; the trial ends PRUNED.
-        limit = cfg.max_model_size_mb
-        set_constraint(trial, "model_size_mb", size - limit if limit is not None else 0.0)
-        if limit is not None and size > limit:
-            trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
-            raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
-        monitor = TrialMonitor(trial, cfg, size, self.pruner, self.dominance)
+        with batched_writes(trial):  # parameters, size, bracket and size constraint: one transaction, not 15
+            params = self.suggest_hyperparameters(trial)
+            torch.manual_seed(cfg.seed + trial.number)  # the initial weights too: same params, same trial
+            model = self.build_model(params)
+            size = model_size_mb(model)
+            trial.set_user_attr("model_size_mb", size)
+            # Checked before any training: an oversized model costs no training time. The constraint
+            # is recorded so the sampler learns the infeasible region; the trial ends PRUNED.
+            limit = cfg.max_model_size_mb
+            set_constraint(trial, "model_size_mb", size - limit if limit is not None else 0.0)
+            if limit is not None and size > limit:
+                trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
+                raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
+            monitor = TrialMonitor(trial, cfg, size, self.pruner, self.dominance)
         trainer = self.make_trainer(model, params, cfg.seed + trial.number)
         try:
             result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)
-        except TimeLimitExceeded as stop:
-            set_constraint(trial, "training_time_minutes", self._over_time(stop.projected_minutes))
+        except BaseException as stop:
+            with batched_writes(trial):  # however it ends (interrupted too): how, and the whole history
+                if isinstance(stop, TimeLimitExceeded):
+                    set_constraint(trial, "training_time_minutes", self._over_time(stop.projected_minutes))
+                elif isinstance(stop, optuna.TrialPruned):
+                    # What it would have trained to complete: a trial pruned while over the limit was infeasible.
+                    set_constraint(trial, "training_time_minutes", self._over_time(monitor.projected))
+                elif isinstance(stop, Exception):  # diverged, out of memory, ...: recorded FAIL, the study goes on
+                    trial.set_user_attr("fail_reason", f"{type(stop).__name__}: {stop}")
+                monitor.save()
             raise
-        except optuna.TrialPruned:
-            # What it would have trained to complete: a trial pruned while over the limit was infeasible.
-            set_constraint(trial, "training_time_minutes", self._over_time(monitor.projected))
-            raise
-        except Exception as error:  # diverged, out of memory, ...: recorded FAIL, the study goes on
-            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
-            raise
-        finally:  # however it ends (interrupted too), the whole history is in storage
-            monitor.save()
         minutes = monitor.minutes()
-        set_constraint(trial, "training_time_minutes", self._over_time(minutes))
         best = result.best.val
-        # Two attributes, not one per number: each is a storage write (a commit on SQLite).
-        trial.set_user_attr("val_metrics", best.to_dict())
-        trial.set_user_attr("training", {
-            "epochs_trained": len(result.epochs), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-            "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60,
-        })
+        with batched_writes(trial):  # the results and the whole history: one transaction
+            monitor.save()
+            set_constraint(trial, "training_time_minutes", self._over_time(minutes))
+            trial.set_user_attr("val_metrics", best.to_dict())
+            trial.set_user_attr("training", {
+                "epochs_trained": len(result.epochs), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+                "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60,
+            })
         values = {"accuracy": best.composite, "training_time": minutes, "model_size": size}
         return [values[name] for name in cfg.objectives]
 

@@ -5,8 +5,8 @@
   So processes sharing a save dir reach ``n_trials`` exactly. Workers on other machines use their
   own save dir: there the target can be passed by the trials that start at the same moment.
 - Each trial records the **worker** (host:pid) that runs it; a process starting on the same host
-  fails the RUNNING trials of workers that no longer exist. RDB storages also use Optuna's
-  heartbeats, which catch dead workers on any host.
+  fails the RUNNING trials of workers that no longer exist. PostgreSQL (and SQLite on a network
+  file system) also use Optuna's heartbeats, which catch dead workers on any host.
 - **Signals** (see :mod:`.interrupts`) reaching the process that started the workers are passed on
   to them, and each records its running trial FAIL ("interrupted") before it exits.
 """

@@ -366,7 +366,10 @@ def goal_p4(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Pa
             folder.mkdir(parents=True, exist_ok=True)
             name = f"p4_{kind}_{n}_{time.time_ns()}"  # a fresh study on a shared server
             cfg = base_config(args, 0, folder, n_trials=n, storage=url, study_name=name)
-            alone = optuna_alone(cfg, url, name + "_optuna_alone")
+            # Its own file, so that neither study runs in a file the other has filled (on a server: its own study).
+            alone_url = storage_url(kind, folder / "optuna-alone", args.postgres_url)
+            (folder / "optuna-alone").mkdir(exist_ok=True)
+            alone = optuna_alone(cfg, alone_url, name + "_optuna_alone")
             study, _, framework = replay(cfg, table, loaders)
             late = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)[-max(1, n // 10):]
             late_ms = statistics.mean((t.datetime_complete - t.datetime_start).total_seconds() for t in late) * 1000

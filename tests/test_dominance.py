@@ -259,6 +259,7 @@ def test_a_trial_over_the_time_limit_stops_as_infeasible_even_when_also_dominate
     # 9 epochs of 6 s are certain (patience 9): 0.9 min > 0.5; and trial 0 dominates (0.52 < 0.60).
     with pytest.raises(optuna.TrialPruned, match=r"^training time 0\.90 min > max_training_time_minutes 0\.5$"):
         monitor(_epoch(1, 0.50, 1.0))
+    monitor.save()  # as the objective does however the trial ends: the reason goes with its last writes
     assert study.trials[-1].user_attrs["stop_reason"].startswith("time limit: 0.90 min projected")
 
 
@@ -287,3 +288,27 @@ def test_a_trial_identical_to_a_completed_one_stops_at_its_first_epoch(tmp_path)
     assert sum([0.7] * 6) / 60 > 0.7 / 60 + 5 * (0.7 / 60)  # what this test is about
     assert [len(t.user_attrs["epoch_history"]) for t in trials] == [6] * MIN_GAINS + [1] * 3
     assert [t.user_attrs.get("stop_reason") for t in trials[MIN_GAINS:]] == ["dominated at epoch 1 by trial 0"] * 3
+
+
+@pytest.mark.parametrize("others_may_finish", [True, False])
+def test_the_completed_trials_are_read_again_each_epoch_only_where_other_processes_may_add_some(tmp_path, others_may_finish):
+    """On a storage only this process writes (SQLite), no trial completes while this one trains: one
+    read a trial. On a shared one, a trial another worker completed meanwhile counts at the next epoch."""
+    objectives = ["accuracy", "training_time", "model_size"]
+    cfg = config(tmp_path, objectives=objectives, pruning={"dominance_quantile": 1.0})
+    study = completed_study(objectives, [_trained(0.50, 9.0, 9.0) for _ in range(MIN_GAINS)])
+    trial = study.ask()
+    monitor = TrialMonitor(trial, cfg, 1.0, None, dominance_check(cfg), others_may_finish=others_may_finish)
+    monitor(_epoch(1, 0.59, 1.0))
+    # Another worker completes a trial that dominates this one (0.60 at 0.9 min, size 1.0).
+    values, epochs, _ = _trained(0.60, 1.0, 0.9)
+    other = study.ask()
+    other.set_user_attr("epoch_history", epochs)
+    set_constraint(other, "model_size_mb", -1.0)
+    study.tell(other, [values[o] for o in objectives])
+    if others_may_finish:
+        with pytest.raises(optuna.TrialPruned, match=rf"^dominated at epoch 2 by trial {other.number}$"):
+            monitor(_epoch(2, 0.55, 0.9))  # 0.55 + 0.01 after epoch 2 < 0.60
+    else:
+        monitor(_epoch(2, 0.55, 0.9))  # what it read at epoch 1 still stands
+        assert monitor.completed is not None and other.number not in [t.number for t in monitor.completed]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from .config import OptimizationConfig
 from .pruning import BRACKET_ATTR, DominanceCheck, ParetoRungPruner, fitted_min_resource
@@ -65,8 +66,15 @@ class TrialMonitor:
         model_size: float,
         pruner: ParetoRungPruner | None,
         dominance: DominanceCheck | None = None,
+        *,
+        others_may_finish: bool = True,
     ) -> None:
         self.trial = trial
+        # Whether other processes may complete trials while this one trains (a shared storage). If
+        # not, the completed trials the dominance check compares against are read once a trial.
+        self.others_may_finish = others_may_finish
+        self.completed: list[FrozenTrial] | None = None
+        self.stop_reason: str | None = None  # written by save(), with the history
         self.config = config
         self.model_size = model_size
         self.pruner = pruner
@@ -115,10 +123,13 @@ class TrialMonitor:
         return self.minutes() + more * fastest
 
     def save(self) -> None:
-        """The history into storage, if it has epochs not saved yet."""
+        """The history into storage, if it has epochs not saved yet, and why the trial was stopped, if it was
+        (the objective calls it however the trial ends, with the trial's other last writes)."""
         if len(self.history) > self.saved_epochs:
             self.trial.set_user_attr("epoch_history", list(self.history))  # a snapshot: in-memory storage keeps the object
             self.saved_epochs, self.saved_at = len(self.history), time.monotonic()
+        if self.stop_reason is not None:
+            self.trial.set_user_attr("stop_reason", self.stop_reason)
 
     def probe(self, first_epoch_seconds: float, batches: int) -> None:
         """Early in epoch 1: stop now if the trial cannot complete within the limit. After fewer than
@@ -145,18 +156,18 @@ class TrialMonitor:
         """Stop once the projected training time (spent plus certain) breaks the limit (x ``margin``)."""
         limit = self.config.max_training_time_minutes
         if limit is not None and projected_minutes > limit * margin:
-            self.trial.set_user_attr(
-                "stop_reason", f"time limit: {projected_minutes:.2f} min projected > {limit} min"
-            )
+            self.stop_reason = f"time limit: {projected_minutes:.2f} min projected > {limit} min"
             raise TimeLimitExceeded(projected_minutes, limit)
 
     def _check_dominance(self, epoch: EpochResult) -> None:
         if self.dominance is None:
             return
-        better = self.dominance.dominator(self.trial.study, self.history, self.projected, self.model_size)
+        if self.completed is None or self.others_may_finish:
+            self.completed = self.dominance.completed(self.trial.study)
+        better = self.dominance.dominator(self.trial.study, self.history, self.projected, self.model_size, self.completed)
         if better is not None:
-            self.trial.set_user_attr("stop_reason", f"dominated at epoch {epoch.epoch} by trial {better.number}")
-            raise optuna.TrialPruned(f"dominated at epoch {epoch.epoch} by trial {better.number}")
+            self.stop_reason = f"dominated at epoch {epoch.epoch} by trial {better.number}"
+            raise optuna.TrialPruned(self.stop_reason)
 
     def _check_pruning(self, epoch: EpochResult) -> None:
         if self.pruner is not None:
@@ -170,5 +181,5 @@ class TrialMonitor:
         else:
             return
         if pruned:
-            self.trial.set_user_attr("stop_reason", f"pruned at epoch {epoch.epoch}")
-            raise optuna.TrialPruned(f"pruned at epoch {epoch.epoch}")
+            self.stop_reason = f"pruned at epoch {epoch.epoch}"
+            raise optuna.TrialPruned(self.stop_reason)

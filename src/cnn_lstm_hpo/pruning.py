@@ -265,10 +265,20 @@ class DominanceCheck:
         # Oriented so that lower is better in every objective.
         self.sign = np.array([-1.0 if name == "accuracy" else 1.0 for name in self.objectives])
 
-    def dominator(self, study: optuna.Study, history: list[dict], minutes: float, model_size: float) -> FrozenTrial | None:
+    @staticmethod
+    def completed(study: optuna.Study) -> list[FrozenTrial]:
+        """The trials a trial is checked against: completed and feasible."""
+        return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
+
+    def dominator(
+        self, study: optuna.Study, history: list[dict], minutes: float, model_size: float,
+        completed: list[FrozenTrial] | None = None,
+    ) -> FrozenTrial | None:
         """A completed feasible trial at least as good in every objective as this trial's projected
-        final point (``minutes``: its training time projected to completion), or None."""
-        completed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
+        final point (``minutes``: its training time projected to completion), or None.
+        ``completed``: :meth:`completed` as read before, where the caller knows nothing changed since."""
+        if completed is None:
+            completed = self.completed(study)
         projected = {"training_time": minutes, "model_size": model_size}
         if "accuracy" in self.objectives:
             index = self.objectives.index("accuracy")

@@ -48,6 +48,12 @@ def check_url_for_workers(url: str, workers: int) -> None:
         )
 
 
+def shared_by_processes(url: str) -> bool:
+    """Whether other processes may run the study's trials at the same time: a journal or a database
+    server may be; SQLite is refused for several workers (:func:`check_url_for_workers`)."""
+    return not url.startswith("sqlite")
+
+
 def is_journal(url: str) -> bool:
     return url.startswith(JOURNAL)
 

@@ -29,7 +29,7 @@ from .progress import ProgressLine
 from .results import STOP_ATTR, atomic_write_text, trial_record, write_json, write_study_outputs
 from .samplers import make_sampler, pruning_caveat, startup_trials
 from .space import suggest
-from .storage import check_url_for_workers, close_storage, open_storage, redact, write_ahead
+from .storage import check_url_for_workers, close_storage, open_storage, redact, shared_by_processes, write_ahead
 from .train import Trainer, resolve_device
 from .windows import WindowedData, prepare_windows, split_from_loader
 from .workers import (
@@ -74,7 +74,7 @@ def open_study(
     # A resumed study and each worker must not replay the same random start-up points.
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     seed = worker_seed(config.seed, finished, worker_id)
-    study.sampler = make_sampler(config.sampler, seed, shared=not url.startswith("sqlite"))
+    study.sampler = make_sampler(config.sampler, seed, shared=shared_by_processes(url))
     return study
 
 
@@ -221,7 +221,9 @@ class MultiObjectiveOptimizer:
             if limit is not None and size > limit:
                 trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
                 raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
-            monitor = TrialMonitor(trial, cfg, size, self.pruner, self.dominance)
+            monitor = TrialMonitor(
+                trial, cfg, size, self.pruner, self.dominance, others_may_finish=shared_by_processes(cfg.resolved_storage)
+            )
         trainer = self.make_trainer(model, params, cfg.seed + trial.number)
         try:
             result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)

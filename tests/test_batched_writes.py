@@ -31,6 +31,14 @@ def opened(url):
     close_storage(storage)
 
 
+@pytest.fixture
+def other(url):
+    """The same storage as another process opens it: it sees only what is committed."""
+    storage = open_storage(url)
+    yield storage
+    close_storage(storage)
+
+
 def _study(storage) -> optuna.Study:
     return optuna.create_study(storage=storage, study_name=f"s-{uuid.uuid4().hex}", directions=["maximize", "minimize"])
 
@@ -89,25 +97,26 @@ def test_held_writes_make_the_same_trial_in_one_commit(opened):
     assert opened.get_trial(held._trial_id).user_attrs["size"] == 2.5
 
 
-def test_this_process_reads_held_writes_at_once_and_others_when_the_block_ends(opened, url):
+def _second_trial_of_a_study_with_x(opened) -> tuple[optuna.Study, optuna.Trial]:
     study = _study(opened)
-    study.ask().suggest_float("x", 0.0, 1.0)  # a parameter new to this process is written at once (it is checked against the study's)
-    trial = study.ask()
-    other = open_storage(url)
-    try:
-        with batched_writes(trial):
-            trial.suggest_float("x", 0.0, 1.0)
-            trial.set_user_attr("worker", "host:1")
-            assert other.get_trial(trial._trial_id).user_attrs == {}  # held
-            # Any read here writes what is held first: this process never reads around it.
-            assert study.trials[-1].user_attrs == {"worker": "host:1"}
-            assert "x" in study.trials[-1].params
-            trial.set_user_attr("size", 3.0)
-            assert "size" not in other.get_trial(trial._trial_id).user_attrs
-        seen = other.get_trial(trial._trial_id)
-        assert seen.user_attrs == {"worker": "host:1", "size": 3.0} and "x" in seen.params
-    finally:
-        close_storage(other)
+    # A parameter new to this process is written at once (it is checked against the study's): not held.
+    study.ask().suggest_float("x", 0.0, 1.0)
+    return study, study.ask()
+
+
+def test_this_process_reads_held_writes_at_once_and_others_when_the_block_ends(opened, other):
+    study, trial = _second_trial_of_a_study_with_x(opened)
+    with batched_writes(trial):
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_user_attr("worker", "host:1")
+        assert other.get_trial(trial._trial_id).user_attrs == {}  # held
+        # Any read here writes what is held first: this process never reads around it.
+        assert study.trials[-1].user_attrs == {"worker": "host:1"}
+        assert "x" in study.trials[-1].params
+        trial.set_user_attr("size", 3.0)
+        assert "size" not in other.get_trial(trial._trial_id).user_attrs
+    seen = other.get_trial(trial._trial_id)
+    assert seen.user_attrs == {"worker": "host:1", "size": 3.0} and "x" in seen.params
 
 
 def test_an_exception_in_the_block_still_writes_what_was_held(opened):
@@ -133,20 +142,16 @@ def test_bad_values_fail_where_they_did_unheld(opened):
     assert opened.get_trial(trial._trial_id).user_attrs == {"fine": 1}
 
 
-def test_held_writes_to_a_trial_finished_meanwhile_fail_as_unheld(opened, url):
+def test_held_writes_to_a_trial_finished_meanwhile_fail_as_unheld(opened, other):
     study = _study(opened)
     trial = study.ask()
-    other = open_storage(url)
-    try:
-        with pytest.raises(RuntimeError, match="has already finished and can not be updated"):
-            with batched_writes(trial):
-                trial.set_user_attr("late", 1)
-                other.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        assert opened.get_trial(trial._trial_id).user_attrs == {}
-        with batched_writes(trial):  # nothing is left held from the failed block
-            pass
-    finally:
-        close_storage(other)
+    with pytest.raises(RuntimeError, match="has already finished and can not be updated"):
+        with batched_writes(trial):
+            trial.set_user_attr("late", 1)
+            other.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    assert opened.get_trial(trial._trial_id).user_attrs == {}
+    with batched_writes(trial):  # nothing is left held from the failed block
+        pass
 
 
 def test_every_rdb_method_that_opens_a_session_is_held_or_writes_what_is_held_first():
@@ -160,15 +165,10 @@ def test_every_rdb_method_that_opens_a_session_is_held_or_writes_what_is_held_fi
         assert vars(BatchingRDBStorage)[name] is not vars(optuna.storages.RDBStorage).get(name)
 
 
-def test_outside_a_block_each_write_commits_at_once(opened, url):
-    study = _study(opened)
-    trial = study.ask()
-    other = open_storage(url)
-    try:
-        trial.set_user_attr("worker", "host:1")
-        assert other.get_trial(trial._trial_id).user_attrs == {"worker": "host:1"}
-    finally:
-        close_storage(other)
+def test_outside_a_block_each_write_commits_at_once(opened, other):
+    trial = _study(opened).ask()
+    trial.set_user_attr("worker", "host:1")
+    assert other.get_trial(trial._trial_id).user_attrs == {"worker": "host:1"}
 
 
 def test_journal_and_in_memory_studies_write_as_before(tmp_path):
@@ -180,18 +180,12 @@ def test_journal_and_in_memory_studies_write_as_before(tmp_path):
             assert trial.study.trials[-1].user_attrs == {"worker": "host:1"}
 
 
-def test_a_parameter_another_process_wrote_first_is_skipped_and_the_rest_written(opened, url):
-    study = _study(opened)
-    study.ask().suggest_float("x", 0.0, 1.0)
-    trial = study.ask()
-    other = open_storage(url)
-    try:
-        with batched_writes(trial):
-            trial.suggest_float("x", 0.0, 1.0)
-            trial.set_user_attr("worker", "host:1")
-            other.set_trial_param(trial._trial_id, "x", 0.25, FloatDistribution(0.0, 1.0))
-        # As unheld: Optuna ignores the second write of a parameter (a unique key), keeps the rest.
-        written = opened.get_trial(trial._trial_id)
-        assert written.params == {"x": 0.25} and written.user_attrs == {"worker": "host:1"}
-    finally:
-        close_storage(other)
+def test_a_parameter_another_process_wrote_first_is_skipped_and_the_rest_written(opened, other):
+    _, trial = _second_trial_of_a_study_with_x(opened)
+    with batched_writes(trial):
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_user_attr("worker", "host:1")
+        other.set_trial_param(trial._trial_id, "x", 0.25, FloatDistribution(0.0, 1.0))
+    # As unheld: Optuna ignores the second write of a parameter (a unique key), keeps the rest.
+    written = opened.get_trial(trial._trial_id)
+    assert written.params == {"x": 0.25} and written.user_attrs == {"worker": "host:1"}

@@ -253,8 +253,9 @@ def expected_gain(completed: list[tuple[list[dict], float]], epoch: int, quantil
 class DominanceCheck:
     """Stops a trial that can no longer reach the front (``pruning.dominance_quantile``).
 
-    Checked after every epoch but the last: a check reads the study (a few ms on SQLite, small beside
-    an epoch), and checking at epochs 1, 2, 4, 8, ... only trained 1.1x more trial-epochs in the
+    Checked after every epoch but the last: a check reads the study's completed trials (a few ms,
+    small beside an epoch; once a trial where no other process can complete one, see
+    :class:`.monitor.TrialMonitor`), and checking at epochs 1, 2, 4, 8, ... only trained 1.1x more trial-epochs in the
     replay (docs/benchmarks.md, "The dominance check, refined").
     """
 

@@ -104,7 +104,8 @@ class TrialMonitor:
             }
         )
         at_rung = self.pruner is not None and self.pruner.is_rung(self.bracket, epoch.epoch)
-        if at_rung or epoch.last or time.monotonic() - self.saved_at >= LIVE_VIEW_SECONDS:
+        # Not at the last epoch: the objective saves then, with the trial's other last writes.
+        if not epoch.last and (at_rung or time.monotonic() - self.saved_at >= LIVE_VIEW_SECONDS):
             self.save()
         # Before any check: a trial pruned at a rung is judged feasible or not by this projection.
         self.projected = self.projected_minutes(epoch)

@@ -182,6 +182,7 @@ class MultiObjectiveOptimizer:
         self.study: optuna.Study | None = None
         self.pruner = multi_objective_pruner(config)
         self.dominance = dominance_check(config)
+        self.others_may_finish = shared_by_processes(config.resolved_storage)  # trials completed meanwhile elsewhere
 
     # --- the guide's per-trial API -------------------------------------------------------
     def suggest_hyperparameters(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -222,7 +223,7 @@ class MultiObjectiveOptimizer:
                 trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
                 raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
             monitor = TrialMonitor(
-                trial, cfg, size, self.pruner, self.dominance, others_may_finish=shared_by_processes(cfg.resolved_storage)
+                trial, cfg, size, self.pruner, self.dominance, others_may_finish=self.others_may_finish
             )
         trainer = self.make_trainer(model, params, cfg.seed + trial.number)
         try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config, storage
 from cnn_lstm_hpo.storage import close_storage, filesystem_type, open_storage, write_ahead
@@ -155,3 +156,26 @@ def test_heartbeats_only_where_another_host_can_open_the_study(tmp_path, monkeyp
     finally:
         for opened in (local, network, server):
             close_storage(opened)
+
+
+def test_a_schema_version_stamped_by_another_process_at_the_same_moment_is_not_an_error(tmp_path, monkeypatch):
+    """Optuna stamps a new database's schema version on every open, readers included: a reader (the
+    live view, a test polling the study) opening a study as its run creates it can stamp first, and
+    the run's own stamp then fails on the unique key. Seen once in CI; made here deterministic."""
+    from optuna.storages._rdb.storage import _VersionManager
+
+    path = tmp_path / "study.db"
+    stamp, raced = _VersionManager._set_alembic_revision, []
+
+    def other_process_stamps_first(self, revision):
+        stamp(self, revision)  # the other process's stamp commits...
+        if not raced:  # ...while ours, begun before it, fails on the unique key, as SQLite reports it
+            raced.append(True)
+            raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
+
+    monkeypatch.setattr(_VersionManager, "_set_alembic_revision", other_process_stamps_first)
+    opened = open_storage(f"sqlite:///{path}")
+    try:
+        assert raced and optuna.create_study(storage=opened, study_name="s").study_name == "s"
+    finally:
+        close_storage(opened)

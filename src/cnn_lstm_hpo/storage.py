@@ -7,6 +7,7 @@ file lock, safe for many processes on one file system). Every other URL goes to 
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 import weakref
@@ -89,9 +90,16 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
             beat = {"heartbeat_interval": heartbeat_seconds, "grace_period": 3 * heartbeat_seconds}
         with warnings.catch_warnings():  # Optuna marks heartbeats experimental; we use them knowingly
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return BatchingRDBStorage(
-                _with_installed_driver(url), engine_kwargs=_engine_kwargs(url), skip_table_creation=not create, **beat
+            opening = functools.partial(
+                BatchingRDBStorage, _with_installed_driver(url), engine_kwargs=_engine_kwargs(url),
+                skip_table_creation=not create, **beat,
             )
+            try:
+                return opening()
+            except sqlalchemy.exc.IntegrityError:
+                # Another process (a reader such as the dashboard, or a worker) stamped the new
+                # database's schema version at the same moment: it is stamped now, so open again.
+                return opening()
     except HPOError:
         raise
     except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver, schema and file errors all mean "cannot open"

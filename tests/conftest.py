@@ -10,6 +10,7 @@ import torch
 
 from cnn_lstm_hpo.config import DataConfig
 from cnn_lstm_hpo.data import synthetic_frame
+from cnn_lstm_hpo.storage import close_storage, open_storage
 from postgres import postgres_server, postgres_url  # noqa: F401 - a real PostgreSQL server (tests/postgres.py)
 
 
@@ -83,3 +84,27 @@ def small_params() -> dict:
 # The models here are tiny: intra-op threads buy nothing, and OpenMP's spin-waiting makes every op
 # 10-100x slower whenever another process holds the second core. One thread keeps runtimes stable.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def rdb_url(request, tmp_path) -> str:
+    """A database storage's URL: an SQLite file, then a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def opened(rdb_url):
+    """The database storage as ``optimize`` opens it."""
+    storage = open_storage(rdb_url)
+    yield storage
+    close_storage(storage)
+
+
+@pytest.fixture
+def other(rdb_url):
+    """The same storage as another process opens it: it sees only what is committed."""
+    storage = open_storage(rdb_url)
+    yield storage
+    close_storage(storage)

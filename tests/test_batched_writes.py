@@ -14,29 +14,7 @@ from optuna.distributions import FloatDistribution
 from sqlalchemy import event
 
 from cnn_lstm_hpo.batched_writes import FLUSH_FIRST, NOT_HELD, BatchingRDBStorage, batched_writes
-from cnn_lstm_hpo.storage import close_storage, open_storage
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'study.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def opened(url):
-    storage = open_storage(url)
-    yield storage
-    close_storage(storage)
-
-
-@pytest.fixture
-def other(url):
-    """The same storage as another process opens it: it sees only what is committed."""
-    storage = open_storage(url)
-    yield storage
-    close_storage(storage)
+from cnn_lstm_hpo.storage import open_storage
 
 
 def _study(storage) -> optuna.Study:

@@ -22,9 +22,30 @@ from optuna import distributions
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from sqlalchemy import exc as sqlalchemy_exc
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 PARAM, USER_ATTR, SYSTEM_ATTR = "param", "user_attr", "system_attr"
 _ATTR_MODELS = {USER_ATTR: models.TrialUserAttributeModel, SYSTEM_ATTR: models.TrialSystemAttributeModel}
+_TRIALS = models.TrialModel.__table__
+
+
+def _upsert_on_conflict(dialect_insert: Any) -> Any:
+    def upsert(table: Any) -> Any:
+        statement = dialect_insert(table)
+        return statement.on_conflict_do_update(index_elements=["trial_id", "key"],
+                                               set_={"value_json": statement.excluded.value_json})
+    return upsert
+
+
+def _upsert_on_duplicate_key(table: Any) -> Any:
+    statement = mysql.insert(table)
+    return statement.on_duplicate_key_update(value_json=statement.inserted.value_json)
+
+
+# An attribute written again replaces the stored value: one statement however many there are.
+_UPSERTS = {"sqlite": _upsert_on_conflict(sqlite.insert), "postgresql": _upsert_on_conflict(postgresql.insert),
+            "mysql": _upsert_on_duplicate_key}
 
 # RDBStorage's methods that open a session and are not held: each writes what is held first.
 # (The heartbeat's two touch only the heartbeat table and run on their own thread.)
@@ -47,6 +68,7 @@ class BatchingRDBStorage(optuna.storages.RDBStorage):
         self._held: dict[tuple[str, int, str], Any] = {}  # (kind, trial id, name) -> the latest value
         self._depth = 0
         self._lock = threading.RLock()
+        self._can_hold = self.engine.dialect.name in _UPSERTS  # elsewhere each write commits on its own, as Optuna's
 
     def __getstate__(self) -> dict[Any, Any]:  # RDBStorage pickles for Optuna's process pools; a lock cannot
         state = super().__getstate__()
@@ -90,32 +112,30 @@ class BatchingRDBStorage(optuna.storages.RDBStorage):
                         super().set_trial_system_attr(trial_id, name, value)
 
     def _write(self, session: Any, held: dict[tuple[str, int, str], Any]) -> None:
-        """What is held, in a few statements: each trial and each kind of attribute read once, not once a write."""
-        by_trial: dict[int, dict[str, dict[str, Any]]] = {}
+        """What is held, in a few statements: the trials' states, the parameters, and an upsert per attribute kind."""
+        trials = {trial_id for _, trial_id, _ in held}
+        states = dict(session.execute(select(_TRIALS.c.trial_id, _TRIALS.c.state).where(_TRIALS.c.trial_id.in_(trials))).all())
+        for trial_id in trials:
+            if trial_id not in states:
+                raise KeyError(models.NOT_FOUND_MSG)
+            self.check_trial_is_updatable(trial_id, states[trial_id])
+        rows: dict[str, list[dict[str, Any]]] = {PARAM: [], USER_ATTR: [], SYSTEM_ATTR: []}
         for (kind, trial_id, name), value in held.items():
-            by_trial.setdefault(trial_id, {}).setdefault(kind, {})[name] = value
-        for trial_id, kinds in by_trial.items():
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-            self.check_trial_is_updatable(trial_id, trial.state)
-            for name, (internal, distribution, _previous) in kinds.get(PARAM, {}).items():
-                session.add(models.TrialParamModel(
-                    trial_id=trial_id, param_name=name, param_value=internal,
-                    distribution_json=distributions.distribution_to_json(distribution),
-                ))
-            for kind, model in _ATTR_MODELS.items():
-                values = kinds.get(kind, {})
-                if not values:
-                    continue
-                stored = {a.key: a for a in session.query(model).filter(model.trial_id == trial_id, model.key.in_(values))}
-                for key, value in values.items():
-                    if key in stored:
-                        stored[key].value_json = json.dumps(value)
-                    else:
-                        session.add(model(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+            if kind == PARAM:
+                internal, distribution, _previous = value
+                rows[PARAM].append({"trial_id": trial_id, "param_name": name, "param_value": internal,
+                                    "distribution_json": distributions.distribution_to_json(distribution)})
+            else:
+                rows[kind].append({"trial_id": trial_id, "key": name, "value_json": json.dumps(value)})
+        if rows[PARAM]:
+            session.execute(insert(models.TrialParamModel.__table__), rows[PARAM])
+        for kind, model in _ATTR_MODELS.items():
+            if rows[kind]:
+                session.execute(_UPSERTS[self.engine.dialect.name](model.__table__), rows[kind])
 
     def _hold(self, key: tuple[str, int, str], value: Any) -> bool:
         with self._lock:
-            if self._depth == 0:
+            if self._depth == 0 or not self._can_hold:
                 return False
             self._held[key] = value
             return True

@@ -103,18 +103,20 @@ class TrialMonitor:
                 "cpu_seconds": epoch.cpu_seconds,
             }
         )
-        at_rung = self.pruner is not None and self.pruner.is_rung(self.bracket, epoch.epoch)
-        # Not at the last epoch: the objective saves then, with the trial's other last writes.
-        if not epoch.last and (at_rung or time.monotonic() - self.saved_at >= LIVE_VIEW_SECONDS):
-            self.save()
         # Before any check: a trial pruned at a rung is judged feasible or not by this projection.
         self.projected = self.projected_minutes(epoch)
         if not epoch.last:
             self._check_pruning(epoch)
         # The limit before the dominance check: a trial over it is infeasible, whatever dominates it.
         self._check_time(self.projected)
-        if not epoch.last:
-            self._check_dominance(epoch)
+        if epoch.last:
+            return
+        self._check_dominance(epoch)
+        # It trains on: its history at a rung (other workers' pruners compare with it there), or for the live
+        # view. A trial stopped here or at its last epoch has it saved by the objective, with its other last writes.
+        at_rung = self.pruner is not None and self.pruner.is_rung(self.bracket, epoch.epoch)
+        if at_rung or time.monotonic() - self.saved_at >= LIVE_VIEW_SECONDS:
+            self.save()
 
     def projected_minutes(self, epoch: EpochResult) -> float:
         """Training time so far plus the epochs it will surely train before it can complete, each

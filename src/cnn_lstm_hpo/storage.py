@@ -18,7 +18,7 @@ import optuna
 import sqlalchemy
 from sqlalchemy import event
 
-from .batched_writes import BatchingRDBStorage
+from .cached_reads import CachedReadsRDBStorage
 from .errors import HPOError
 
 JOURNAL = "journal:///"
@@ -91,7 +91,7 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
         with warnings.catch_warnings():  # Optuna marks heartbeats experimental; we use them knowingly
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             opening = functools.partial(
-                BatchingRDBStorage, _with_installed_driver(url), engine_kwargs=_engine_kwargs(url),
+                CachedReadsRDBStorage, _with_installed_driver(url), engine_kwargs=_engine_kwargs(url),
                 skip_table_creation=not create, **beat,
             )
             try:

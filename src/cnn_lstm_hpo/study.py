@@ -209,7 +209,8 @@ class MultiObjectiveOptimizer:
 
     def objective(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
-        with batched_writes(trial):  # parameters, size, bracket and size constraint: one transaction, not 15
+        with batched_writes(trial):  # parameters, size, bracket and size constraint: one transaction, not 16
+            trial.set_user_attr("worker", this_worker())
             params = self.suggest_hyperparameters(trial)
             torch.manual_seed(cfg.seed + trial.number)  # the initial weights too: same params, same trial
             model = self.build_model(params)
@@ -348,7 +349,6 @@ class MultiObjectiveOptimizer:
 
     def _objective_in_slot(self, trial: optuna.Trial, slot: FileLock) -> list[float]:
         slot.release()
-        trial.set_user_attr("worker", this_worker())
         try:
             return self.objective(trial)
         except KeyboardInterrupt:

@@ -1,0 +1,226 @@
+"""Reading a study's trials from a database storage in two statements, and not rereading what cannot have changed.
+
+Optuna's RDB storage reads trials with an ORM query per table: the trials, then their parameters, values, user and
+system attributes and intermediate values (6-7 statements a read). Its cache wrapper rereads every unfinished trial
+at each ``study.get_trials`` (4-5 times a trial with TPE and our pruner) and ``get_trial`` reads a trial 3 times more
+(ask, tell, callbacks): about 50 statements a trial, each a round trip on PostgreSQL. Here a read is:
+
+- the trials' rows (id, number, state, times): one statement; the row says whether what is in memory still holds;
+- a finished trial, from memory once read: Optuna refuses every write to it, so it cannot change;
+- a running trial this process started, from memory until this process writes to it: no other process writes its
+  parameters or attributes (another may only fail it when its heartbeat goes stale, which its row shows);
+- the rest (trials of other processes, trials written since), one more statement for all five tables.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+from typing import Any, Container, Sequence
+
+from optuna import distributions
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Float, Integer, String, Text, cast, literal_column, null, or_, select, union_all
+
+from .batched_writes import BatchingRDBStorage
+
+_TRIALS = models.TrialModel.__table__
+_ROW = (_TRIALS.c.trial_id, _TRIALS.c.number, _TRIALS.c.state, _TRIALS.c.datetime_start, _TRIALS.c.datetime_complete)
+PARAM, VALUE, USER_ATTR, SYSTEM_ATTR, INTERMEDIATE = range(5)
+_IDS_PER_STATEMENT = 500  # well under every database's limit on bound parameters
+_VALUE_TYPE = models.TrialValueModel.TrialValueType
+_INTERMEDIATE_TYPE = models.TrialIntermediateValueModel.TrialIntermediateValueType
+
+
+@functools.lru_cache(maxsize=4096)
+def _distribution(distribution_json: str) -> distributions.BaseDistribution:
+    """A stored distribution, parsed once (a study stores the same few thousands of times)."""
+    return distributions.json_to_distribution(distribution_json)
+
+
+def _local_time(stored_utc: datetime.datetime | None) -> datetime.datetime | None:
+    # As Optuna's TrialModel: naive UTC in the database, naive local time in a FrozenTrial.
+    if stored_utc is None:
+        return None
+    return stored_utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)
+
+
+def _children(trial_ids: Sequence[int]) -> Any:
+    """One statement for the parameters, values, attributes and intermediate values of ``trial_ids``:
+    (kind, trial id, order, name, number, type, text)."""
+    p, v = models.TrialParamModel.__table__, models.TrialValueModel.__table__
+    u, s = models.TrialUserAttributeModel.__table__, models.TrialSystemAttributeModel.__table__
+    i = models.TrialIntermediateValueModel.__table__
+    no_int, no_name, no_number = cast(null(), Integer), cast(null(), String), cast(null(), Float)
+    no_type, no_text = cast(null(), String), cast(null(), Text)
+
+    def kind(k: int) -> Any:
+        return literal_column(str(k), Integer)
+
+    return union_all(
+        select(kind(PARAM), p.c.trial_id, p.c.param_id, p.c.param_name, p.c.param_value, no_type, p.c.distribution_json)
+        .where(p.c.trial_id.in_(trial_ids)),
+        select(kind(VALUE), v.c.trial_id, v.c.objective, no_name, v.c.value, cast(v.c.value_type, String), no_text)
+        .where(v.c.trial_id.in_(trial_ids)),
+        select(kind(USER_ATTR), u.c.trial_id, no_int, u.c.key, no_number, no_type, u.c.value_json)
+        .where(u.c.trial_id.in_(trial_ids)),
+        select(kind(SYSTEM_ATTR), s.c.trial_id, no_int, s.c.key, no_number, no_type, s.c.value_json)
+        .where(s.c.trial_id.in_(trial_ids)),
+        select(kind(INTERMEDIATE), i.c.trial_id, i.c.step, no_name, i.c.intermediate_value,
+               cast(i.c.intermediate_value_type, String), no_text)
+        .where(i.c.trial_id.in_(trial_ids)),
+    )
+
+
+class _Parts:
+    """What a trial's five child tables hold, as a FrozenTrial has it."""
+
+    def __init__(self) -> None:
+        self.params: list[tuple[int, str, float, distributions.BaseDistribution]] = []  # (param id, ...)
+        self.values: dict[int, float] = {}
+        self.user_attrs: dict[str, Any] = {}
+        self.system_attrs: dict[str, Any] = {}
+        self.intermediate_values: dict[int, float] = {}
+
+    def add(self, kind: int, order: int | None, name: str | None, number: float | None, type_name: str | None,
+            text: str | None) -> None:
+        if kind == PARAM:
+            self.params.append((order, name, number, _distribution(text)))
+        elif kind == VALUE:
+            self.values[order] = models.TrialValueModel.stored_repr_to_value(number, _VALUE_TYPE[type_name])
+        elif kind == USER_ATTR:
+            self.user_attrs[name] = json.loads(text)
+        elif kind == SYSTEM_ATTR:
+            self.system_attrs[name] = json.loads(text)
+        else:
+            self.intermediate_values[order] = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+                number, _INTERMEDIATE_TYPE[type_name])
+
+    def frozen(self, row: Any) -> FrozenTrial:
+        """A new FrozenTrial (its dicts its own: Optuna's Trial updates the one it holds)."""
+        params = sorted(self.params)
+        return FrozenTrial(
+            number=row.number, state=row.state, value=None,
+            values=[self.values[k] for k in range(len(self.values))] if self.values else None,
+            datetime_start=_local_time(row.datetime_start), datetime_complete=_local_time(row.datetime_complete),
+            params={name: distribution.to_external_repr(value) for _, name, value, distribution in params},
+            distributions={name: distribution for _, name, _, distribution in params},
+            user_attrs=dict(self.user_attrs), system_attrs=dict(self.system_attrs),
+            intermediate_values=dict(self.intermediate_values), trial_id=row.trial_id,
+        )
+
+
+class CachedReadsRDBStorage(BatchingRDBStorage):
+    """Optuna's RDB storage with batched writes, whose trial reads skip what cannot have changed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._forget()
+
+    def _forget(self) -> None:
+        self._known: dict[int, tuple[Any, _Parts]] = {}  # trial id -> (its row when read, its parts)
+        self._started_here: set[int] = set()  # running trials this process started
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:  # another process: the trials it runs are not ours
+        super().__setstate__(state)
+        self._forget()
+
+    def _get_trials(self, study_id: int, states: Container[TrialState] | None, included_trial_ids: set[int],
+                    trial_id_greater_than: int) -> list[FrozenTrial]:
+        # The same trials as Optuna's: those in ``states``, and if ``trial_id_greater_than`` > -1 only those
+        # above it or in ``included_trial_ids``.
+        included = [t for t in included_trial_ids if t <= trial_id_greater_than]
+        query = select(*_ROW).where(_TRIALS.c.study_id == study_id)
+        if states is not None:
+            query = query.where(_TRIALS.c.state.in_(list(states)))  # type: ignore[call-overload]
+        if trial_id_greater_than > -1:
+            newer = _TRIALS.c.trial_id > trial_id_greater_than
+            query = query.where(or_(newer, _TRIALS.c.trial_id.in_(included)) if included else newer)
+        with self._lock:
+            self.flush()
+            with _create_scoped_session(self.scoped_session) as session:
+                rows = session.execute(query.order_by(_TRIALS.c.trial_id)).all()
+                if not rows:
+                    models.StudyModel.find_or_raise_by_id(study_id, session)  # a missing study raises, as Optuna's
+                return self._frozen(session, rows)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            self.flush()
+            with _create_scoped_session(self.scoped_session) as session:
+                rows = session.execute(select(*_ROW).where(_TRIALS.c.trial_id == trial_id)).all()
+                if not rows:
+                    raise KeyError(models.NOT_FOUND_MSG)
+                return self._frozen(session, rows)[0]
+
+    def _frozen(self, session: Any, rows: Sequence[Any]) -> list[FrozenTrial]:
+        parts: dict[int, _Parts] = {}
+        # What was read under a row still holds while the row is the same (a trial finished since, or an id
+        # SQLite gave again after its study was deleted, is read anew).
+        for row in rows:
+            known = self._known.get(row.trial_id)
+            if known is not None and known[0] == row:
+                parts[row.trial_id] = known[1]
+        missing = [row.trial_id for row in rows if row.trial_id not in parts]
+        for start in range(0, len(missing), _IDS_PER_STATEMENT):
+            chunk = missing[start:start + _IDS_PER_STATEMENT]
+            parts.update((trial_id, _Parts()) for trial_id in chunk)
+            for kind, trial_id, *child in session.execute(_children(chunk)):
+                parts[trial_id].add(kind, *child)
+        for row in rows:
+            if row.state.is_finished() or row.trial_id in self._started_here:
+                self._known[row.trial_id] = (row, parts[row.trial_id])
+        return [parts[row.trial_id].frozen(row) for row in rows]
+
+    def _changed(self, trial_id: int) -> None:
+        """After this process wrote to a trial: read it again next time."""
+        with self._lock:
+            self._known.pop(trial_id, None)
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        trial = super()._create_new_trial(study_id, template_trial)
+        if template_trial is None:  # started here, running (a template's trial is enqueued or already finished)
+            with self._lock:
+                self._started_here.add(trial._trial_id)
+        return trial
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        try:
+            taken = super().set_trial_state_values(trial_id, state, values)
+        finally:
+            self._changed(trial_id)
+        with self._lock:
+            if state == TrialState.RUNNING and taken:  # an enqueued trial this process now runs
+                self._started_here.add(trial_id)
+            elif state.is_finished():
+                self._started_here.discard(trial_id)
+        return taken
+
+    def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                         distribution: distributions.BaseDistribution,
+                         previous_distribution: distributions.BaseDistribution | None) -> None:
+        try:
+            super()._set_trial_param(trial_id, param_name, param_value_internal, distribution, previous_distribution)
+        finally:
+            self._changed(trial_id)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        try:
+            super().set_trial_user_attr(trial_id, key, value)
+        finally:
+            self._changed(trial_id)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        try:
+            super().set_trial_system_attr(trial_id, key, value)
+        finally:
+            self._changed(trial_id)
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        try:
+            super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+        finally:
+            self._changed(trial_id)

@@ -7,11 +7,15 @@ from __future__ import annotations
 import inspect
 import re
 import uuid
+import warnings
+from datetime import timedelta
 
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
-from sqlalchemy import event
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+from sqlalchemy import event, select, update
 
 from cnn_lstm_hpo.batched_writes import FLUSH_FIRST, NOT_HELD, BatchingRDBStorage, batched_writes
 from cnn_lstm_hpo.storage import open_storage
@@ -167,3 +171,23 @@ def test_a_parameter_another_process_wrote_first_is_skipped_and_the_rest_written
     # As unheld: Optuna ignores the second write of a parameter (a unique key), keeps the rest.
     written = opened.get_trial(trial._trial_id)
     assert written.params == {"x": 0.25} and written.user_attrs == {"worker": "host:1"}
+
+
+def test_heartbeats_and_stale_trials_are_what_optuna_records_and_finds(rdb_url):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ours = BatchingRDBStorage(rdb_url, heartbeat_interval=1, grace_period=5)
+        optunas = optuna.storages.RDBStorage(rdb_url, heartbeat_interval=1, grace_period=5)
+    study_id = ours.create_new_study([optuna.study.StudyDirection.MAXIMIZE], f"s-{uuid.uuid4().hex}")
+    dead, failed, alive, _never_beat = (ours.create_new_trial(study_id) for _ in range(4))
+    for trial_id in (dead, failed, alive):
+        ours.record_heartbeat(trial_id)
+    beats = models.TrialHeartbeatModel.__table__
+    with ours.engine.begin() as connection:  # their processes stopped beating 10 s ago
+        for trial_id, beat in connection.execute(select(beats.c.trial_id, beats.c.heartbeat)).all():
+            connection.execute(update(beats).where(beats.c.trial_id == trial_id).values(heartbeat=beat - timedelta(seconds=10)))
+    ours.record_heartbeat(alive)  # beats again: its one row is updated
+    ours.set_trial_state_values(failed, TrialState.FAIL)
+    assert ours._get_stale_trial_ids(study_id) == optunas._get_stale_trial_ids(study_id) == [dead]
+    with ours.engine.connect() as connection:
+        assert connection.execute(select(beats.c.trial_id).where(beats.c.trial_id == alive)).all() == [(alive,)]

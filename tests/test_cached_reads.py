@@ -32,12 +32,12 @@ def _comparable(x: Any) -> Any:
     """Value for value, with NaN equal to NaN (a FrozenTrial's == is not)."""
     if isinstance(x, float) and math.isnan(x):
         return "NaN"
-    if isinstance(x, FrozenTrial):
-        return _comparable(vars(x))
+    if isinstance(x, FrozenTrial):  # parameters in the order they were written, as Optuna reads them
+        return {**_comparable(vars(x)), "parameter order": list(x.params)}
     if isinstance(x, dict):
         return {k: _comparable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_comparable(v) for v in x]
+    if isinstance(x, (list, tuple)):  # a tuple stays a tuple: an attribute's reads back as a list
+        return type(x)(_comparable(v) for v in x)
     return x
 
 
@@ -95,10 +95,12 @@ def _random_write(rng: random.Random, ours, elsewhere, study_id: int) -> None:
                 external = {"cell": rng.choice(distribution.choices) if name == "cell" else None}.get(name)
                 if name != "cell":
                     external = distribution.low if rng.random() < 0.5 else distribution.high
-                ours.set_trial_param(trial._trial_id, name, distribution.to_internal_repr(external), distribution)
+                # With the distribution already known (as Optuna's cache wrapper passes it) a write can be held.
+                known = distribution if rng.random() < 0.7 else None
+                ours._set_trial_param(trial._trial_id, name, distribution.to_internal_repr(external), distribution, known)
         elif action == "attr":  # new keys and keys written again
             ours.set_trial_user_attr(trial._trial_id, rng.choice(["a", "b", "history"]),
-                                     rng.choice([rng.random(), [1, {"x": None}], "text", None, True]))
+                                     rng.choice([rng.random(), [1, {"x": None}], "text", None, True, (1, 2), {3: "int key"}]))
         elif action == "system attr":
             ours.set_trial_system_attr(trial._trial_id, rng.choice(["constraints", "c2"]), [rng.uniform(-1, 1)])
         elif action == "intermediate":
@@ -145,7 +147,7 @@ def test_reads_give_what_optunas_storage_reads_after_random_writes(opened, other
     assert {t.state for t in optunas.get_all_trials(study_id)} >= {TrialState.RUNNING, TrialState.COMPLETE}
 
 
-def test_a_finished_trial_is_read_once_and_a_running_one_again_only_after_this_process_writes_to_it(opened):
+def test_a_trial_is_read_from_the_database_once_and_again_only_after_a_write_not_known_value_for_value(opened):
     study = optuna.create_study(storage=opened, study_name=f"s-{uuid.uuid4().hex}")
     done = study.ask()
     done.suggest_float("x", 0.0, 1.0)
@@ -156,12 +158,24 @@ def test_a_finished_trial_is_read_once_and_a_running_one_again_only_after_this_p
     assert statements[0] == 1  # its row: is it still the trial that was read?
     opened.get_trial(trial._trial_id)
     assert statements[0] == 2  # its row: running, as this process left it
-    trial.set_user_attr("size", 1.5)
+    with batched_writes(trial):  # held writes are known value for value
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_user_attr("size", 1.5)
     before = statements[0]
     assert opened.get_trial(trial._trial_id).user_attrs == {"size": 1.5}
+    assert statements[0] - before == 1
+    study.tell(trial, 0.25)  # so is the state it is told
+    before = statements[0]
+    told = opened.get_trial(trial._trial_id)
+    assert (told.state, told.values, told.user_attrs, list(told.params)) == (TrialState.COMPLETE, [0.25], {"size": 1.5}, ["x"])
+    assert statements[0] - before == 1
+    last = study.ask()
+    last.set_user_attr("size", 2.5)  # a write on its own: not kept value for value
+    before = statements[0]
+    assert opened.get_trial(last._trial_id).user_attrs == {"size": 2.5}
     assert statements[0] - before == 2  # its row and, written since, the rest of it
     before = statements[0]
-    assert len(opened.get_all_trials(study._study_id)) == 2
+    assert len(opened.get_all_trials(study._study_id)) == 3
     assert statements[0] - before == 1
 
 
@@ -223,3 +237,24 @@ def test_a_study_run_through_optuna_reads_the_same_and_its_held_writes_at_once(o
             assert study.trials[-1].user_attrs == {"x": x}
         study.tell(trial, [x, 1 - x])
     assert _comparable(study.get_trials()) == _comparable(optunas.get_all_trials(study._study_id))
+
+
+def test_held_writes_are_kept_as_the_database_gives_them_back(opened, optunas):
+    study = optuna.create_study(storage=opened, study_name=f"s-{uuid.uuid4().hex}")
+    first = study.ask()  # parameters new to the study are written at once, not held
+    first.suggest_int("n", 1, 8)
+    first.suggest_categorical("cell", [None, 1.5, "lstm"])
+    trial = study.ask()
+    opened.get_trial(trial._trial_id)
+    statements = _statements(opened)
+    with batched_writes(trial):
+        trial.suggest_categorical("cell", [None, 1.5, "lstm"])
+        trial.suggest_int("n", 1, 8)
+        trial.set_user_attr("pair", (1, 2))  # JSON gives back a list
+        trial.set_user_attr("by_epoch", {3: 0.5})  # and string keys
+        trial.storage.set_trial_system_attr(trial._trial_id, "constraints", [0.1])
+    before = statements[0]
+    kept = opened.get_trial(trial._trial_id)
+    assert statements[0] - before == 1  # its row: the rest as written
+    assert kept.user_attrs == {"pair": [1, 2], "by_epoch": {"3": 0.5}}
+    assert _comparable(kept) == _comparable(optunas.get_trial(trial._trial_id))

@@ -8,12 +8,17 @@ transaction when the block ends, whether it ends normally or by an exception. An
 the storage (a read, the trial's state, a study attribute) first writes what is held, so this
 process never reads around its own writes. Other processes (workers, the live view) see them when
 the block ends: before the trial trains and when it has ended, as they did before.
+
+Attributes written again are upserts, and the heartbeat (on where other hosts can open the study)
+is one statement, not four.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
+from datetime import timedelta
 from contextlib import contextmanager, nullcontext
 from typing import Any, ContextManager, Iterator
 
@@ -21,31 +26,30 @@ import optuna
 from optuna import distributions
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
 from sqlalchemy import exc as sqlalchemy_exc
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 PARAM, USER_ATTR, SYSTEM_ATTR = "param", "user_attr", "system_attr"
 _ATTR_MODELS = {USER_ATTR: models.TrialUserAttributeModel, SYSTEM_ATTR: models.TrialSystemAttributeModel}
 _TRIALS = models.TrialModel.__table__
+_HEARTBEATS = models.TrialHeartbeatModel.__table__
 
 
-def _upsert_on_conflict(dialect_insert: Any) -> Any:
-    def upsert(table: Any) -> Any:
-        statement = dialect_insert(table)
-        return statement.on_conflict_do_update(index_elements=["trial_id", "key"],
-                                               set_={"value_json": statement.excluded.value_json})
-    return upsert
+UPSERT_DIALECTS = ("sqlite", "postgresql", "mysql")
 
 
-def _upsert_on_duplicate_key(table: Any) -> Any:
-    statement = mysql.insert(table)
-    return statement.on_duplicate_key_update(value_json=statement.inserted.value_json)
+@functools.lru_cache(maxsize=None)
+def upsert(dialect: str, table: Any, unique: tuple[str, ...], replaced: tuple[str, ...]) -> Any:
+    """An INSERT that, where a row with the same ``unique`` columns exists, replaces its ``replaced``
+    columns instead: one statement however many rows, none read first."""
+    if dialect == "mysql":
+        statement = mysql.insert(table)
+        return statement.on_duplicate_key_update({c: statement.inserted[c] for c in replaced})
+    statement = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect](table)
+    return statement.on_conflict_do_update(index_elements=list(unique), set_={c: statement.excluded[c] for c in replaced})
 
-
-# An attribute written again replaces the stored value: one statement however many there are.
-_UPSERTS = {"sqlite": _upsert_on_conflict(sqlite.insert), "postgresql": _upsert_on_conflict(postgresql.insert),
-            "mysql": _upsert_on_duplicate_key}
 
 # RDBStorage's methods that open a session and are not held: each writes what is held first.
 # (The heartbeat's two touch only the heartbeat table and run on their own thread.)
@@ -68,7 +72,7 @@ class BatchingRDBStorage(optuna.storages.RDBStorage):
         self._held: dict[tuple[str, int, str], Any] = {}  # (kind, trial id, name) -> the latest value
         self._depth = 0
         self._lock = threading.RLock()
-        self._can_hold = self.engine.dialect.name in _UPSERTS  # elsewhere each write commits on its own, as Optuna's
+        self._can_hold = self.engine.dialect.name in UPSERT_DIALECTS  # elsewhere each write commits on its own, as Optuna's
 
     def __getstate__(self) -> dict[Any, Any]:  # RDBStorage pickles for Optuna's process pools; a lock cannot
         state = super().__getstate__()
@@ -103,13 +107,26 @@ class BatchingRDBStorage(optuna.storages.RDBStorage):
             except sqlalchemy_exc.IntegrityError:
                 # A parameter or attribute another process wrote first: as Optuna writes them, one by one
                 # (it ignores a parameter written twice).
-                for (kind, trial_id, name), value in held.items():
-                    if kind == PARAM:
-                        super()._set_trial_param(trial_id, name, *value)
-                    elif kind == USER_ATTR:
-                        super().set_trial_user_attr(trial_id, name, value)
-                    else:
-                        super().set_trial_system_attr(trial_id, name, value)
+                try:
+                    for (kind, trial_id, name), value in held.items():
+                        if kind == PARAM:
+                            super()._set_trial_param(trial_id, name, *value)
+                        elif kind == USER_ATTR:
+                            super().set_trial_user_attr(trial_id, name, value)
+                        else:
+                            super().set_trial_system_attr(trial_id, name, value)
+                finally:
+                    for trial_id in {trial_id for _, trial_id, _ in held}:
+                        self._wrote(trial_id)
+            else:
+                self._wrote_held(held)
+
+    # What a subclass that keeps trials in memory is told (under the lock, after the database has it).
+    def _wrote(self, trial_id: int) -> None:
+        """A write to the trial, not known value for value."""
+
+    def _wrote_held(self, held: dict[tuple[str, int, str], Any]) -> None:
+        """These writes (kind, trial id, name) -> value, all of them."""
 
     def _write(self, session: Any, held: dict[tuple[str, int, str], Any]) -> None:
         """What is held, in a few statements: the trials' states, the parameters, and an upsert per attribute kind."""
@@ -131,7 +148,28 @@ class BatchingRDBStorage(optuna.storages.RDBStorage):
             session.execute(insert(models.TrialParamModel.__table__), rows[PARAM])
         for kind, model in _ATTR_MODELS.items():
             if rows[kind]:
-                session.execute(_UPSERTS[self.engine.dialect.name](model.__table__), rows[kind])
+                session.execute(upsert(self.engine.dialect.name, model.__table__, ("trial_id", "key"), ("value_json",)), rows[kind])
+
+    # The heartbeat, where it is on (a storage other hosts can open): Optuna's reads before it writes
+    # (4 statements a trial) and reads the stale trials in 3; one each here, in the database's own time.
+    def record_heartbeat(self, trial_id: int) -> None:
+        if self.engine.dialect.name not in UPSERT_DIALECTS:
+            return super().record_heartbeat(trial_id)
+        beat = upsert(self.engine.dialect.name, _HEARTBEATS, ("trial_id",), ("heartbeat",))
+        with _create_scoped_session(self.scoped_session, True) as session:
+            session.execute(beat.values(trial_id=trial_id, heartbeat=func.now()))
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        assert self.heartbeat_interval is not None
+        grace = timedelta(seconds=2 * self.heartbeat_interval if self.grace_period is None else self.grace_period)
+        beats = (select(_HEARTBEATS.c.trial_id, _HEARTBEATS.c.heartbeat, func.now())
+                 .join(_TRIALS, _TRIALS.c.trial_id == _HEARTBEATS.c.trial_id)
+                 .where(_TRIALS.c.study_id == study_id, _TRIALS.c.state == TrialState.RUNNING)
+                 .order_by(_HEARTBEATS.c.trial_id))
+        with _create_scoped_session(self.scoped_session, True) as session:
+            rows = session.execute(beats).all()
+        # As Optuna: the database's time without its zone, as the heartbeat column stores it.
+        return [trial_id for trial_id, beat, now in rows if now.replace(tzinfo=None) - beat > grace]
 
     def _hold(self, key: tuple[str, int, str], value: Any) -> bool:
         with self._lock:
@@ -151,19 +189,28 @@ class BatchingRDBStorage(optuna.storages.RDBStorage):
             if self._hold((PARAM, trial_id, param_name), (param_value_internal, distribution, previous_distribution)):
                 return
         self.flush()
-        super()._set_trial_param(trial_id, param_name, param_value_internal, distribution, previous_distribution)
+        try:
+            super()._set_trial_param(trial_id, param_name, param_value_internal, distribution, previous_distribution)
+        finally:
+            self._wrote(trial_id)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         json.dumps(value)  # a value that cannot be stored raises here, as unheld
         if not self._hold((USER_ATTR, trial_id, key), value):
             self.flush()
-            super().set_trial_user_attr(trial_id, key, value)
+            try:
+                super().set_trial_user_attr(trial_id, key, value)
+            finally:
+                self._wrote(trial_id)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         json.dumps(value)
         if not self._hold((SYSTEM_ATTR, trial_id, key), value):
             self.flush()
-            super().set_trial_system_attr(trial_id, key, value)
+            try:
+                super().set_trial_system_attr(trial_id, key, value)
+            finally:
+                self._wrote(trial_id)
 
 
 def _flushed_first(name: str) -> Any:

@@ -23,13 +23,13 @@ from optuna import distributions
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Float, Integer, String, Text, cast, literal_column, null, or_, select, union_all
+from sqlalchemy import Float, Integer, String, Text, bindparam, cast, literal_column, null, or_, select, union_all
 
-from .batched_writes import BatchingRDBStorage
+from .batched_writes import PARAM, SYSTEM_ATTR, USER_ATTR, BatchingRDBStorage
 
 _TRIALS = models.TrialModel.__table__
 _ROW = (_TRIALS.c.trial_id, _TRIALS.c.number, _TRIALS.c.state, _TRIALS.c.datetime_start, _TRIALS.c.datetime_complete)
-PARAM, VALUE, USER_ATTR, SYSTEM_ATTR, INTERMEDIATE = range(5)
+VALUE, INTERMEDIATE = "value", "intermediate"  # with batched_writes' kinds, those of the rows below
 _IDS_PER_STATEMENT = 500  # well under every database's limit on bound parameters
 _VALUE_TYPE = models.TrialValueModel.TrialValueType
 _INTERMEDIATE_TYPE = models.TrialIntermediateValueModel.TrialIntermediateValueType
@@ -48,17 +48,18 @@ def _local_time(stored_utc: datetime.datetime | None) -> datetime.datetime | Non
     return stored_utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)
 
 
-def _children(trial_ids: Sequence[int]) -> Any:
-    """One statement for the parameters, values, attributes and intermediate values of ``trial_ids``:
-    (kind, trial id, order, name, number, type, text)."""
+def _children() -> Any:
+    """One statement for the parameters, values, attributes and intermediate values of the trials ``ids``
+    (a parameter): (kind, trial id, order, name, number, type, text). Built once."""
+    trial_ids = bindparam("ids", expanding=True)
     p, v = models.TrialParamModel.__table__, models.TrialValueModel.__table__
     u, s = models.TrialUserAttributeModel.__table__, models.TrialSystemAttributeModel.__table__
     i = models.TrialIntermediateValueModel.__table__
     no_int, no_name, no_number = cast(null(), Integer), cast(null(), String), cast(null(), Float)
     no_type, no_text = cast(null(), String), cast(null(), Text)
 
-    def kind(k: int) -> Any:
-        return literal_column(str(k), Integer)
+    def kind(k: str) -> Any:
+        return literal_column(f"'{k}'", String)
 
     return union_all(
         select(kind(PARAM), p.c.trial_id, p.c.param_id, p.c.param_name, p.c.param_value, no_type, p.c.distribution_json)
@@ -75,6 +76,9 @@ def _children(trial_ids: Sequence[int]) -> Any:
     )
 
 
+_CHILDREN = _children()
+
+
 class _Parts:
     """What a trial's five child tables hold, as a FrozenTrial has it."""
 
@@ -85,7 +89,7 @@ class _Parts:
         self.system_attrs: dict[str, Any] = {}
         self.intermediate_values: dict[int, float] = {}
 
-    def add(self, kind: int, order: int | None, name: str | None, number: float | None, type_name: str | None,
+    def add(self, kind: str, order: int | None, name: str | None, number: float | None, type_name: str | None,
             text: str | None) -> None:
         if kind == PARAM:
             self.params.append((order, name, number, _distribution(text)))
@@ -98,6 +102,16 @@ class _Parts:
         else:
             self.intermediate_values[order] = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
                 number, _INTERMEDIATE_TYPE[type_name])
+
+    def apply(self, kind: str, name: str, value: Any) -> None:
+        """A held write (batched_writes), as reading it back would give it."""
+        if kind == PARAM:
+            internal, distribution, _previous = value
+            after = max((order for order, *_ in self.params), default=0) + 1  # its id is higher than theirs
+            self.params.append((after, name, float(internal), distribution))  # the database holds a float
+        else:
+            attrs = self.user_attrs if kind == USER_ATTR else self.system_attrs
+            attrs[name] = json.loads(json.dumps(value))
 
     def frozen(self, row: Any) -> FrozenTrial:
         """A new FrozenTrial (its dicts its own: Optuna's Trial updates the one it holds)."""
@@ -162,65 +176,57 @@ class CachedReadsRDBStorage(BatchingRDBStorage):
         # SQLite gave again after its study was deleted, is read anew).
         for row in rows:
             known = self._known.get(row.trial_id)
-            if known is not None and known[0] == row:
+            if known is not None and (known[0] is None or known[0] == row):
                 parts[row.trial_id] = known[1]
         missing = [row.trial_id for row in rows if row.trial_id not in parts]
         for start in range(0, len(missing), _IDS_PER_STATEMENT):
             chunk = missing[start:start + _IDS_PER_STATEMENT]
             parts.update((trial_id, _Parts()) for trial_id in chunk)
-            for kind, trial_id, *child in session.execute(_children(chunk)):
+            for kind, trial_id, *child in session.execute(_CHILDREN, {"ids": chunk}):
                 parts[trial_id].add(kind, *child)
         for row in rows:
             if row.state.is_finished() or row.trial_id in self._started_here:
                 self._known[row.trial_id] = (row, parts[row.trial_id])
         return [parts[row.trial_id].frozen(row) for row in rows]
 
-    def _changed(self, trial_id: int) -> None:
-        """After this process wrote to a trial: read it again next time."""
+    def _wrote(self, trial_id: int) -> None:
         with self._lock:
-            self._known.pop(trial_id, None)
+            self._known.pop(trial_id, None)  # read it again next time
+
+    def _wrote_held(self, held: dict[tuple[str, int, str], Any]) -> None:
+        for (kind, trial_id, name), value in held.items():
+            known = self._known.get(trial_id)
+            if known is not None:
+                known[1].apply(kind, name, value)
 
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
         trial = super()._create_new_trial(study_id, template_trial)
-        if template_trial is None:  # started here, running (a template's trial is enqueued or already finished)
+        if template_trial is None:  # started here, running, nothing written yet (a template's is enqueued or finished)
             with self._lock:
                 self._started_here.add(trial._trial_id)
+                self._known[trial._trial_id] = (None, _Parts())  # its row: when next read
         return trial
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
         try:
             taken = super().set_trial_state_values(trial_id, state, values)
-        finally:
-            self._changed(trial_id)
+        except BaseException:
+            self._wrote(trial_id)
+            raise
         with self._lock:
+            known = self._known.pop(trial_id, None)
+            if taken and known is not None:  # the rest as it was; values as written, the row when next read
+                if values is not None:
+                    known[1].values = {objective: float(value) for objective, value in enumerate(values)}
+                self._known[trial_id] = (None, known[1])
             if state == TrialState.RUNNING and taken:  # an enqueued trial this process now runs
                 self._started_here.add(trial_id)
             elif state.is_finished():
                 self._started_here.discard(trial_id)
         return taken
 
-    def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
-                         distribution: distributions.BaseDistribution,
-                         previous_distribution: distributions.BaseDistribution | None) -> None:
-        try:
-            super()._set_trial_param(trial_id, param_name, param_value_internal, distribution, previous_distribution)
-        finally:
-            self._changed(trial_id)
-
-    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        try:
-            super().set_trial_user_attr(trial_id, key, value)
-        finally:
-            self._changed(trial_id)
-
-    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        try:
-            super().set_trial_system_attr(trial_id, key, value)
-        finally:
-            self._changed(trial_id)
-
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
         try:
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
         finally:
-            self._changed(trial_id)
+            self._wrote(trial_id)

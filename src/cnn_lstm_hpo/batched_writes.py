@@ -9,8 +9,8 @@ the storage (a read, the trial's state, a study attribute) first writes what is 
 process never reads around its own writes. Other processes (workers, the live view) see them when
 the block ends: before the trial trains and when it has ended, as they did before.
 
-Attributes written again are upserts, and the heartbeat (on where other hosts can open the study)
-is one statement, not four.
+Attributes written again are upserts, and the heartbeat (kept where other hosts can open the
+study) is one statement, not four.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from datetime import timedelta
 from contextlib import contextmanager, nullcontext
+from datetime import timedelta
 from typing import Any, ContextManager, Iterator
 
 import optuna

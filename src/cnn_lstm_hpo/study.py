@@ -209,8 +209,7 @@ class MultiObjectiveOptimizer:
 
     def objective(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
-        with batched_writes(trial):  # parameters, size, bracket and size constraint: one transaction, not 16
-            trial.set_user_attr("worker", this_worker())
+        with batched_writes(trial):  # parameters, size, bracket and size constraint: one transaction, not 15
             params = self.suggest_hyperparameters(trial)
             torch.manual_seed(cfg.seed + trial.number)  # the initial weights too: same params, same trial
             model = self.build_model(params)
@@ -349,6 +348,9 @@ class MultiObjectiveOptimizer:
 
     def _objective_in_slot(self, trial: optuna.Trial, slot: FileLock) -> list[float]:
         slot.release()
+        # At once, not held with the trial's first writes: if this process dies before they reach the
+        # database, the sweep of dead workers' trials (workers.py) still finds this one by it.
+        trial.set_user_attr("worker", this_worker())
         try:
             return self.objective(trial)
         except KeyboardInterrupt:

@@ -170,9 +170,13 @@ def test_a_trial_is_read_from_the_database_once_and_again_only_after_a_write_not
     assert (told.state, told.values, told.user_attrs, list(told.params)) == (TrialState.COMPLETE, [0.25], {"size": 1.5}, ["x"])
     assert statements[0] - before == 1
     last = study.ask()
-    last.set_user_attr("size", 2.5)  # a write on its own: not kept value for value
+    last.set_user_attr("size", 2.5)  # outside a block: a block of its own, kept too
     before = statements[0]
     assert opened.get_trial(last._trial_id).user_attrs == {"size": 2.5}
+    assert statements[0] - before == 1
+    last.suggest_int("new", 1, 4)  # new to the study: Optuna's own write, not kept value for value
+    before = statements[0]
+    assert opened.get_trial(last._trial_id).params == {"new": last.params["new"]}
     assert statements[0] - before == 2  # its row and, written since, the rest of it
     before = statements[0]
     assert len(opened.get_all_trials(study._study_id)) == 3

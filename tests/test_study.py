@@ -17,7 +17,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from cnn_lstm_hpo.errors import StudyFailed
 from cnn_lstm_hpo import HPOError, IntegratedCNNLSTMTrainer, MultiObjectiveOptimizer, create_optimization_config
 from cnn_lstm_hpo.samplers import CachedTPESampler
+from cnn_lstm_hpo.storage import close_storage, open_storage
 from cnn_lstm_hpo.train import Trainer
+from cnn_lstm_hpo.workers import this_worker
 
 TINY_SPACE = {
     "cnn_num_filters": {"type": "categorical", "choices": [4, 8]},
@@ -349,3 +351,23 @@ def test_samplers_that_learn_from_completed_trials_only_are_flagged_under_prunin
     assert len(notes) == (expected is not None)
     if expected:
         assert notes[0].startswith(expected)
+
+
+def test_the_worker_is_in_the_database_before_the_trial_samples(tmp_path, monkeypatch):
+    """The sweep of dead workers' trials finds a trial by its worker: a process killed while its trial
+    samples or builds its model (writes still held) must not leave a RUNNING trial no sweep can fail."""
+    cfg = tiny_config(tmp_path, n_trials=2, max_epochs_per_trial=1, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    optimizer = MultiObjectiveOptimizer(cfg, progress=False)
+    seen, suggest = [], optimizer.suggest_hyperparameters
+
+    def suggest_and_look(trial):
+        elsewhere = open_storage(cfg.resolved_storage, create=False)  # as another process sees the study
+        try:
+            seen.append(elsewhere.get_trial(trial._trial_id).user_attrs.get("worker"))
+        finally:
+            close_storage(elsewhere)
+        return suggest(trial)
+
+    monkeypatch.setattr(optimizer, "suggest_hyperparameters", suggest_and_look)
+    optimizer.optimize()
+    assert seen == [this_worker()] * 2

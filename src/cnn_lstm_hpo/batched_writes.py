@@ -10,7 +10,7 @@ process never reads around its own writes. Other processes (workers, the live vi
 the block ends: before the trial trains and when it has ended, as they did before.
 
 Attributes written again are upserts, and the heartbeat (kept where other hosts can open the
-study) is one statement, not four.
+study) is one statement outside a transaction, not four in one.
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ class BatchingRDBStorage(optuna.storages.RDBStorage):
         if self.engine.dialect.name not in UPSERT_DIALECTS:
             return super().record_heartbeat(trial_id)
         beat = upsert(self.engine.dialect.name, _HEARTBEATS, ("trial_id",), ("heartbeat",))
-        with _create_scoped_session(self.scoped_session, True) as session:
-            session.execute(beat.values(trial_id=trial_id, heartbeat=func.now()))
+        with self._autocommit() as connection:
+            connection.execute(beat.values(trial_id=trial_id, heartbeat=func.now()))
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         assert self.heartbeat_interval is not None
@@ -166,28 +166,36 @@ class BatchingRDBStorage(optuna.storages.RDBStorage):
                  .join(_TRIALS, _TRIALS.c.trial_id == _HEARTBEATS.c.trial_id)
                  .where(_TRIALS.c.study_id == study_id, _TRIALS.c.state == TrialState.RUNNING)
                  .order_by(_HEARTBEATS.c.trial_id))
-        with _create_scoped_session(self.scoped_session, True) as session:
-            rows = session.execute(beats).all()
+        with self._autocommit() as connection:
+            rows = connection.execute(beats).all()
         # As Optuna: the database's time without its zone, as the heartbeat column stores it.
         return [trial_id for trial_id, beat, now in rows if now.replace(tzinfo=None) - beat > grace]
 
-    def _hold(self, key: tuple[str, int, str], value: Any) -> bool:
-        with self._lock:
-            if self._depth == 0 or not self._can_hold:
-                return False
+    @contextmanager
+    def _autocommit(self) -> Iterator[Any]:
+        """A connection for single statements, outside a transaction: one round trip each, none to begin
+        and commit (on PostgreSQL a statement reads what is committed when it starts, in a transaction or not)."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection.execution_options(isolation_level="AUTOCOMMIT")
+        except sqlalchemy_exc.SQLAlchemyError as error:  # as Optuna's storage reports a database error
+            raise optuna.exceptions.StorageInternalError(f"the study's database failed: {error}") from error
+
+    def _hold(self, key: tuple[str, int, str], value: Any) -> None:
+        """Held until this process's block ends; outside one, a block of its own (one transaction now)."""
+        with self.batch(), self._lock:
             self._held[key] = value
-            return True
 
     # The writes that can be held (what ``_CachedStorage``, Optuna's wrapper, calls for them).
     def _set_trial_param(
         self, trial_id: int, param_name: str, param_value_internal: float,
         distribution: distributions.BaseDistribution, previous_distribution: distributions.BaseDistribution | None,
     ) -> None:
-        # Without a previous distribution the study's stored one must be read to check against: not held.
-        if previous_distribution is not None:
+        if previous_distribution is not None and self._can_hold:
             distributions.check_distribution_compatibility(previous_distribution, distribution)  # raises here, as unheld
-            if self._hold((PARAM, trial_id, param_name), (param_value_internal, distribution, previous_distribution)):
-                return
+            self._hold((PARAM, trial_id, param_name), (param_value_internal, distribution, previous_distribution))
+            return
+        # Without a previous distribution the study's stored one must be read to check against: Optuna's write.
         self.flush()
         try:
             super()._set_trial_param(trial_id, param_name, param_value_internal, distribution, previous_distribution)
@@ -196,21 +204,17 @@ class BatchingRDBStorage(optuna.storages.RDBStorage):
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         json.dumps(value)  # a value that cannot be stored raises here, as unheld
-        if not self._hold((USER_ATTR, trial_id, key), value):
-            self.flush()
-            try:
-                super().set_trial_user_attr(trial_id, key, value)
-            finally:
-                self._wrote(trial_id)
+        if self._can_hold:
+            self._hold((USER_ATTR, trial_id, key), value)
+        else:
+            super().set_trial_user_attr(trial_id, key, value)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         json.dumps(value)
-        if not self._hold((SYSTEM_ATTR, trial_id, key), value):
-            self.flush()
-            try:
-                super().set_trial_system_attr(trial_id, key, value)
-            finally:
-                self._wrote(trial_id)
+        if self._can_hold:
+            self._hold((SYSTEM_ATTR, trial_id, key), value)
+        else:
+            super().set_trial_system_attr(trial_id, key, value)
 
 
 def _flushed_first(name: str) -> Any:

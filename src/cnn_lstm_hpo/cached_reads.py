@@ -3,12 +3,14 @@
 Optuna's RDB storage reads trials with an ORM query per table: the trials, then their parameters, values, user and
 system attributes and intermediate values (6-7 statements a read). Its cache wrapper rereads every unfinished trial
 at each ``study.get_trials`` (4-5 times a trial with TPE and our pruner) and ``get_trial`` reads a trial 3 times more
-(ask, tell, callbacks): about 50 statements a trial, each a round trip on PostgreSQL. Here a read is:
+(ask, tell, callbacks): about 50 statements a trial, each a round trip on PostgreSQL, plus a BEGIN and a COMMIT a
+read. Here a read is outside a transaction, and:
 
 - the trials' rows (id, number, state, times): one statement; the row says whether what is in memory still holds;
 - a finished trial, from memory once read: Optuna refuses every write to it, so it cannot change;
-- a running trial this process started, from memory until this process writes to it: no other process writes its
-  parameters or attributes (another may only fail it when its heartbeat goes stale, which its row shows);
+- a running trial this process started, from memory: no other process writes its parameters or attributes (another
+  may only fail it when its heartbeat goes stale, which its row shows). What this process writes in a held block
+  (batched_writes) and the state it tells it are kept value for value; after any other write it is read again;
 - the rest (trials of other processes, trials written since), one more statement for all five tables.
 """
 
@@ -21,13 +23,12 @@ from typing import Any, Container, Sequence
 
 from optuna import distributions
 from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Float, Integer, String, Text, bindparam, cast, literal_column, null, or_, select, union_all
 
 from .batched_writes import PARAM, SYSTEM_ATTR, USER_ATTR, BatchingRDBStorage
 
-_TRIALS = models.TrialModel.__table__
+_TRIALS, _STUDIES = models.TrialModel.__table__, models.StudyModel.__table__
 _ROW = (_TRIALS.c.trial_id, _TRIALS.c.number, _TRIALS.c.state, _TRIALS.c.datetime_start, _TRIALS.c.datetime_complete)
 VALUE, INTERMEDIATE = "value", "intermediate"  # with batched_writes' kinds, those of the rows below
 _IDS_PER_STATEMENT = 500  # well under every database's limit on bound parameters
@@ -155,22 +156,22 @@ class CachedReadsRDBStorage(BatchingRDBStorage):
             query = query.where(or_(newer, _TRIALS.c.trial_id.in_(included)) if included else newer)
         with self._lock:
             self.flush()
-            with _create_scoped_session(self.scoped_session) as session:
-                rows = session.execute(query.order_by(_TRIALS.c.trial_id)).all()
-                if not rows:
-                    models.StudyModel.find_or_raise_by_id(study_id, session)  # a missing study raises, as Optuna's
-                return self._frozen(session, rows)
+            with self._autocommit() as connection:
+                rows = connection.execute(query.order_by(_TRIALS.c.trial_id)).all()
+                if not rows and connection.execute(select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == study_id)).first() is None:
+                    raise KeyError(models.NOT_FOUND_MSG)  # as Optuna's
+                return self._frozen(connection, rows)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
             self.flush()
-            with _create_scoped_session(self.scoped_session) as session:
-                rows = session.execute(select(*_ROW).where(_TRIALS.c.trial_id == trial_id)).all()
+            with self._autocommit() as connection:
+                rows = connection.execute(select(*_ROW).where(_TRIALS.c.trial_id == trial_id)).all()
                 if not rows:
                     raise KeyError(models.NOT_FOUND_MSG)
-                return self._frozen(session, rows)[0]
+                return self._frozen(connection, rows)[0]
 
-    def _frozen(self, session: Any, rows: Sequence[Any]) -> list[FrozenTrial]:
+    def _frozen(self, connection: Any, rows: Sequence[Any]) -> list[FrozenTrial]:
         parts: dict[int, _Parts] = {}
         # What was read under a row still holds while the row is the same (a trial finished since, or an id
         # SQLite gave again after its study was deleted, is read anew).
@@ -182,7 +183,7 @@ class CachedReadsRDBStorage(BatchingRDBStorage):
         for start in range(0, len(missing), _IDS_PER_STATEMENT):
             chunk = missing[start:start + _IDS_PER_STATEMENT]
             parts.update((trial_id, _Parts()) for trial_id in chunk)
-            for kind, trial_id, *child in session.execute(_CHILDREN, {"ids": chunk}):
+            for kind, trial_id, *child in connection.execute(_CHILDREN, {"ids": chunk}):
                 parts[trial_id].add(kind, *child)
         for row in rows:
             if row.state.is_finished() or row.trial_id in self._started_here:

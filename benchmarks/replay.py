@@ -48,7 +48,7 @@ from cnn_lstm_hpo.replay import CURVES, CurveTable, load_rows, loaders_for, repl
 from cnn_lstm_hpo.results import epochs_trained, is_feasible
 from cnn_lstm_hpo.samplers import make_sampler
 from cnn_lstm_hpo.space import decode_params, suggest
-from cnn_lstm_hpo.storage import close_storage, journal_url, open_storage, write_ahead
+from cnn_lstm_hpo.storage import close_storage, is_journal, journal_url, open_storage, write_ahead
 from cnn_lstm_hpo.study import set_constraint
 from cnn_lstm_hpo.windows import prepare_windows
 
@@ -330,9 +330,10 @@ def storage_url(kind: str, folder: Path, postgres_url: str | None) -> str | None
 
 def optuna_alone(cfg: OptimizationConfig, url: str, name: str) -> float:
     """Real seconds of what a hand-written Optuna script does for the same study, and no more: the
-    same storage (opened as ours is), sampler, search space, objectives and two constraints a trial,
-    values drawn at random. No pruner, history, attributes or result files: Optuna's own floor."""
-    storage = open_storage(url)
+    same database (Optuna's own storage on it; SQLite in WAL mode, as ours), sampler, search space,
+    objectives and two constraints a trial, values drawn at random. No pruner, history, attributes or
+    result files: Optuna's own floor."""
+    storage = open_storage(url) if is_journal(url) else optuna.storages.RDBStorage(url)
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=directions(cfg.objectives),
                                     sampler=make_sampler(cfg.sampler, cfg.seed, shared=not url.startswith("sqlite")))

@@ -195,7 +195,10 @@ def test_writes_of_other_processes_are_read(opened, other):
     assert opened.get_trial(ours).state == TrialState.RUNNING
     other.set_trial_state_values(ours, TrialState.FAIL)  # ours, failed over there as stale
     assert opened.get_trial(ours).state == TrialState.FAIL
-    assert [t.state for t in opened.get_all_trials(study_id)] == [TrialState.RUNNING, TrialState.FAIL]
+    told = opened.create_new_trial(study_id)  # told over there before this process read it once
+    other.set_trial_state_values(told, TrialState.COMPLETE, [0.5])
+    assert opened.get_trial(told).values == [0.5]
+    assert [t.state for t in opened.get_all_trials(study_id)] == [TrialState.RUNNING, TrialState.FAIL, TrialState.COMPLETE]
 
 
 def test_a_copy_in_another_process_reads_the_trials_this_one_started_from_the_database(opened, other):

@@ -136,7 +136,8 @@ class CachedReadsRDBStorage(BatchingRDBStorage):
         self._forget()
 
     def _forget(self) -> None:
-        self._known: dict[int, tuple[Any, _Parts]] = {}  # trial id -> (its row when read, its parts)
+        # trial id -> (its row when read, or the state it must have where it is not read yet; its parts)
+        self._known: dict[int, tuple[Any, _Parts]] = {}
         self._started_here: set[int] = set()  # running trials this process started
 
     def __setstate__(self, state: dict[Any, Any]) -> None:  # another process: the trials it runs are not ours
@@ -177,7 +178,7 @@ class CachedReadsRDBStorage(BatchingRDBStorage):
         # SQLite gave again after its study was deleted, is read anew).
         for row in rows:
             known = self._known.get(row.trial_id)
-            if known is not None and (known[0] is None or known[0] == row):
+            if known is not None and (known[0] == row or known[0] == row.state):
                 parts[row.trial_id] = known[1]
         missing = [row.trial_id for row in rows if row.trial_id not in parts]
         for start in range(0, len(missing), _IDS_PER_STATEMENT):
@@ -205,7 +206,7 @@ class CachedReadsRDBStorage(BatchingRDBStorage):
         if template_trial is None:  # started here, running, nothing written yet (a template's is enqueued or finished)
             with self._lock:
                 self._started_here.add(trial._trial_id)
-                self._known[trial._trial_id] = (None, _Parts())  # its row: when next read
+                self._known[trial._trial_id] = (TrialState.RUNNING, _Parts())
         return trial
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
@@ -216,10 +217,10 @@ class CachedReadsRDBStorage(BatchingRDBStorage):
             raise
         with self._lock:
             known = self._known.pop(trial_id, None)
-            if taken and known is not None:  # the rest as it was; values as written, the row when next read
+            if taken and known is not None:  # the rest as it was; values as written
                 if values is not None:
                     known[1].values = {objective: float(value) for objective, value in enumerate(values)}
-                self._known[trial_id] = (None, known[1])
+                self._known[trial_id] = (state, known[1])
             if state == TrialState.RUNNING and taken:  # an enqueued trial this process now runs
                 self._started_here.add(trial_id)
             elif state.is_finished():

@@ -9,8 +9,10 @@ the storage (a read, the trial's state, a study attribute) first writes what is 
 process never reads around its own writes. Other processes (workers, the live view) see them when
 the block ends: before the trial trains and when it has ended, as they did before.
 
-Attributes written again are upserts, and the heartbeat (kept where other hosts can open the
-study) is one statement outside a transaction, not four in one.
+Outside a block an attribute write, or a parameter the study already has, is a block of its own.
+A block is a few Core statements: the trials' states, the parameters, an upsert per attribute kind (none read first).
+The heartbeat (kept where other hosts can open the study) is one statement outside a transaction,
+not four in one.
 """
 
 from __future__ import annotations

@@ -184,10 +184,13 @@ def test_heartbeats_and_stale_trials_are_what_optuna_records_and_finds(rdb_url):
         ours.record_heartbeat(trial_id)
     beats = models.TrialHeartbeatModel.__table__
     with ours.engine.begin() as connection:  # their processes stopped beating 10 s ago
-        for trial_id, beat in connection.execute(select(beats.c.trial_id, beats.c.heartbeat)).all():
+        mine = select(beats.c.trial_id, beats.c.heartbeat).where(beats.c.trial_id.in_([dead, failed, alive]))
+        for trial_id, beat in connection.execute(mine).all():
             connection.execute(update(beats).where(beats.c.trial_id == trial_id).values(heartbeat=beat - timedelta(seconds=10)))
     ours.record_heartbeat(alive)  # beats again: its one row is updated
     ours.set_trial_state_values(failed, TrialState.FAIL)
     assert ours._get_stale_trial_ids(study_id) == optunas._get_stale_trial_ids(study_id) == [dead]
     with ours.engine.connect() as connection:
         assert connection.execute(select(beats.c.trial_id).where(beats.c.trial_id == alive)).all() == [(alive,)]
+    for storage in (ours, optunas):
+        storage.engine.dispose()

@@ -208,6 +208,7 @@ def test_a_copy_in_another_process_reads_the_trials_this_one_started_from_the_da
     copy = pickle.loads(pickle.dumps(opened))  # as Optuna hands a storage to another process
     other.set_trial_user_attr(trial_id, "by", "elsewhere")
     assert copy.get_trial(trial_id).user_attrs == {"by": "elsewhere"}
+    copy.engine.dispose()
 
 
 def test_a_trial_whose_id_came_back_after_its_study_was_deleted_is_read_anew(opened, other):

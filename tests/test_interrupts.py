@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
+import threading
 import time
 
 import optuna
@@ -18,7 +18,9 @@ from cnn_lstm_hpo.interrupts import Interrupted
 
 
 def send(signum: int) -> None:
-    os.kill(os.getpid(), signum)  # the handler runs at the next bytecode of the main thread
+    # To this (the main) thread: its handler runs at the next bytecode. A signal to the process may be
+    # delivered to another thread (a test's leftover), and the main thread handle it later.
+    signal.pthread_kill(threading.main_thread().ident, signum)
 
 
 def test_a_signal_is_noted_inside_and_raised_at_the_next_check():

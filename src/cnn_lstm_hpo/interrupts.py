@@ -68,12 +68,15 @@ def deferred() -> Iterator[None]:
             signal.signal(signum, note)
     try:
         yield
-        check()  # a signal noted after the last safe point still stops the run
     finally:
-        _pending = None
         for signum, handler in previous.items():
             if signal.getsignal(signum) is note:  # not where an interrupt has set SIG_IGN since
                 signal.signal(signum, handler)
+        # Handlers first, then what was noted: a signal landing in between is noted or goes to the
+        # previous handler, never lost.
+        noted, _pending = _pending, None
+    if noted is not None:  # noted after the last safe point: it still stops the run
+        raise Interrupted(noted)
 
 
 def check() -> None:

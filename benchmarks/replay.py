@@ -49,7 +49,6 @@ from cnn_lstm_hpo.results import epochs_trained, is_feasible
 from cnn_lstm_hpo.samplers import make_sampler
 from cnn_lstm_hpo.space import decode_params, suggest
 from cnn_lstm_hpo.storage import close_storage, is_journal, journal_url, open_storage, write_ahead
-from cnn_lstm_hpo.study import set_constraint
 from cnn_lstm_hpo.windows import prepare_windows
 
 DATA = {"synthetic": {"source": "synthetic"}, "sample": {"source": "sample", "start": "2011-01-01"}}
@@ -343,7 +342,7 @@ def optuna_alone(cfg: OptimizationConfig, url: str, name: str) -> float:
         def objective(trial: optuna.Trial) -> list[float]:
             suggest(trial, cfg.search_space)
             for key in ("training_time", "model_size"):
-                set_constraint(trial, key, rng.uniform(-1, 0.2))
+                trial.set_constraint(key, rng.uniform(-1, 0.2))
             return [rng.uniform(0.4, 0.6)] + list(rng.uniform(0.01, 10, len(cfg.objectives) - 1))
 
         started = time.perf_counter()

@@ -36,10 +36,10 @@ class PostgresServer:
 
     @property
     def url(self) -> str:  # trust auth for the postgres role: no password in the URL
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{DATABASE}"
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
 
     def password_url(self, password: str = PASSWORD) -> str:
-        return f"postgresql+psycopg2://{PASSWORD_USER}:{password}@127.0.0.1:{self.port}/{DATABASE}"
+        return f"postgresql://{PASSWORD_USER}:{password}@127.0.0.1:{self.port}/{DATABASE}"
 
 
 def _bin_dir() -> Path | None:
@@ -99,7 +99,7 @@ def _start(bin_dir: Path, base: Path) -> PostgresServer:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    pytest.importorskip("psycopg2", reason='the PostgreSQL driver is an extra: pip install -e ".[postgres]"')
+    pytest.importorskip("psycopg", reason='the PostgreSQL driver is an extra: pip install -e ".[postgres]"')
     bin_dir = _bin_dir()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin "
@@ -128,5 +128,5 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server: PostgresServer) -> str:
-    """``postgresql+psycopg2://postgres@127.0.0.1:PORT/hpo_test`` of a running server (trust auth)."""
+    """``postgresql://postgres@127.0.0.1:PORT/hpo_test`` of a running server (trust auth)."""
     return postgres_server.url

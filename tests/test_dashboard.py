@@ -175,9 +175,9 @@ def test_unreadable_storage_url_hides_the_password(tmp_path):
     assert not (tmp_path / "absent.db").exists()
 
     port = _free_port()  # nothing listens there
-    url = f"postgresql+psycopg2://hpo:s3cret-pw@127.0.0.1:{port}/hpo"
+    url = f"postgresql://hpo:s3cret-pw@127.0.0.1:{port}/hpo"
     result = runner.invoke(app, ["dashboard", "--storage", url, "--port", str(_free_port())])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: cannot read storage postgresql+psycopg2://***@127.0.0.1:{port}/hpo: ")
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot read storage postgresql://***@127.0.0.1:{port}/hpo: ")
     assert "s3cret-pw" not in result.output

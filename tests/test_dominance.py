@@ -13,7 +13,6 @@ from cnn_lstm_hpo import MultiObjectiveOptimizer
 from cnn_lstm_hpo.monitor import TrialMonitor, dominance_check, multi_objective_pruner
 from cnn_lstm_hpo.objectives import Evaluation
 from cnn_lstm_hpo.pruning import MIN_GAINS, DominanceCheck, expected_gain, score_if_ended
-from cnn_lstm_hpo.study import set_constraint
 from cnn_lstm_hpo.train import EpochResult
 
 from test_pruning import config
@@ -32,7 +31,7 @@ def completed_study(objectives, trials):
     for values, epochs, feasible in trials:
         trial = study.ask()
         trial.set_user_attr("epoch_history", epochs)
-        set_constraint(trial, "model_size_mb", -1.0 if feasible else 1.0)
+        trial.set_constraint("model_size_mb", -1.0 if feasible else 1.0)
         study.tell(trial, [values[o] for o in objectives])
     return study
 
@@ -161,7 +160,7 @@ def test_dominator_matches_an_independent_implementation(tmp_path):
         for _ in range(int(rng.integers(0, 30))):
             trial = study.ask()
             trial.set_user_attr("epoch_history", epochs(int(rng.integers(1, 8))))
-            set_constraint(trial, "model_size_mb", float(rng.choice([-1.0, 0.0, 1.0], p=[0.4, 0.4, 0.2])))
+            trial.set_constraint("model_size_mb", float(rng.choice([-1.0, 0.0, 1.0], p=[0.4, 0.4, 0.2])))
             state = rng.choice(["complete", "pruned", "running"], p=[0.7, 0.15, 0.15])
             if state == "complete":
                 study.tell(trial, [float(rng.choice(grid)) for _ in objectives])
@@ -304,7 +303,7 @@ def test_the_completed_trials_are_read_again_each_epoch_only_where_other_process
     values, epochs, _ = _trained(0.60, 1.0, 0.9)
     other = study.ask()
     other.set_user_attr("epoch_history", epochs)
-    set_constraint(other, "model_size_mb", -1.0)
+    other.set_constraint("model_size_mb", -1.0)
     study.tell(other, [values[o] for o in objectives])
     if others_may_finish:
         with pytest.raises(optuna.TrialPruned, match=rf"^dominated at epoch 2 by trial {other.number}$"):

@@ -73,11 +73,11 @@ def test_cli_study_on_postgres_then_analyze(postgres_url: str, tmp_path: Path):
 
 
 def test_wrong_password_and_dead_server_are_one_line(postgres_server: PostgresServer, tmp_path: Path):
-    import psycopg2
+    import psycopg
 
     # The role and its password are real: the right one gets in, so the refusal below is the password's.
-    psycopg2.connect(host="127.0.0.1", port=postgres_server.port, user=PASSWORD_USER, password=PASSWORD,
-                     dbname=DATABASE).close()
+    psycopg.connect(host="127.0.0.1", port=postgres_server.port, user=PASSWORD_USER, password=PASSWORD,
+                    dbname=DATABASE).close()
 
     wrong = postgres_server.password_url("wrong-pw-123")
     line = _one_error_line("optimize", "--scenario", "smoke", "--data", "synthetic", "--n-trials", "1",
@@ -92,7 +92,7 @@ def test_wrong_password_and_dead_server_are_one_line(postgres_server: PostgresSe
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
-    dead = f"postgresql+psycopg2://{PASSWORD_USER}:{PASSWORD}@127.0.0.1:{dead_port}/{DATABASE}"
+    dead = f"postgresql://{PASSWORD_USER}:{PASSWORD}@127.0.0.1:{dead_port}/{DATABASE}"
     line = _one_error_line("optimize", "--scenario", "smoke", "--data", "synthetic", "--n-trials", "1",
                            "--storage", dead, "--save-dir", str(tmp_path / "dead"))
     assert PASSWORD not in line and f"127.0.0.1:{dead_port}" in line

@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cnn_lstm_hpo.errors import StudyFailed
 from cnn_lstm_hpo import HPOError, IntegratedCNNLSTMTrainer, MultiObjectiveOptimizer, create_optimization_config
-from cnn_lstm_hpo.samplers import CachedTPESampler
 from cnn_lstm_hpo.storage import close_storage, open_storage
 from cnn_lstm_hpo.train import Trainer
 from cnn_lstm_hpo.workers import this_worker
@@ -296,7 +295,7 @@ def test_optimize_closes_its_database_connections_and_files_honour_the_umask(tmp
 
 @pytest.mark.parametrize(
     ("kind", "sampler_class"),
-    [("tpe", CachedTPESampler), ("gp", optuna.samplers.GPSampler),
+    [("tpe", optuna.samplers.TPESampler), ("gp", optuna.samplers.GPSampler),
      ("nsga2", optuna.samplers.NSGAIISampler), ("random", optuna.samplers.RandomSampler)],
 )
 def test_sampler_choice_is_optunas_own_and_seeded(tmp_path, kind, sampler_class):

@@ -214,10 +214,9 @@ def running_trials(url: str) -> list:
 
 def test_three_workers_on_a_real_postgresql_server(tmp_path, postgres_url):
     save = tmp_path / "run"
-    plain = postgres_url.replace("postgresql+psycopg2://", "postgresql://")  # as a user writes it
     result = subprocess.run(
         cli("optimize", "--scenario", str(scenario(tmp_path, 6, 10)), "--save-dir", str(save), "--workers", "3",
-            "--storage", plain, "--study-name", "pg_workers", "--quiet"),
+            "--storage", postgres_url, "--study-name", "pg_workers", "--quiet"),
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr

@@ -188,7 +188,7 @@ class ParetoRungPruner:
     def _peer_vector(self, trial: FrozenTrial, epoch: int) -> np.ndarray:
         """A peer's rung vector; a finished peer's is computed once (its history no longer changes),
         else each of a 1000-trial study's rungs would redo hundreds of them at every decision."""
-        key = (trial._trial_id, epoch)
+        key = (trial.number, epoch)
         vector = self._finished_vectors.get(key)
         if vector is None:
             vector = self._vector(self.rung_point(trial.user_attrs["epoch_history"], trial.user_attrs["model_size_mb"], epoch))

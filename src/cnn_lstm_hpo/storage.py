@@ -18,7 +18,6 @@ import optuna
 import sqlalchemy
 from sqlalchemy import event
 
-from .cached_reads import CachedReadsRDBStorage
 from .errors import HPOError
 
 JOURNAL = "journal:///"
@@ -91,7 +90,7 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
         with warnings.catch_warnings():  # Optuna marks heartbeats experimental; we use them knowingly
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             opening = functools.partial(
-                CachedReadsRDBStorage, _with_installed_driver(url), engine_kwargs=_engine_kwargs(url),
+                optuna.storages.RDBStorage, url, engine_kwargs=_engine_kwargs(url),
                 skip_table_creation=not create, **beat,
             )
             try:
@@ -178,16 +177,6 @@ def _leave_write_ahead_log(engine: Any) -> None:
             connection.exec_driver_sql("PRAGMA journal_mode=DELETE")
     except sqlalchemy.exc.SQLAlchemyError:  # another process (the dashboard) still reads it: it stays WAL
         pass
-
-
-def _with_installed_driver(url: str) -> str:
-    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; the ``postgres`` extra installs psycopg2."""
-    if url.startswith("postgresql://"):
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    return url
 
 
 def close_storage(storage: optuna.storages.BaseStorage) -> None:

@@ -11,10 +11,8 @@ from typing import Any, Callable
 
 import optuna
 import torch
-from optuna.study._constrained_optimization import _CONSTRAINTS_KEY as CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
 
-from .batched_writes import batched_writes
 from .config import OptimizationConfig, validate_config
 from .convergence import front_stall
 from .errors import HPOError, StudyFailed
@@ -76,13 +74,6 @@ def open_study(
     seed = worker_seed(config.seed, finished, worker_id)
     study.sampler = make_sampler(config.sampler, seed, shared=shared_by_processes(url))
     return study
-
-
-def set_constraint(trial: optuna.Trial, key: str, value: float) -> None:
-    """``trial.set_constraint`` without its first step, a read of the whole trial (8 ms on SQLite by
-    300 trials, its epoch history included) to refuse a key set twice: we set each key once.
-    ``FrozenTrial.constraints`` reads the keys back (tests/test_study.py checks)."""
-    trial.storage.set_trial_system_attr(trial._trial_id, f"{CONSTRAINTS_KEY}:{key}", float(value))
 
 
 def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str) -> None:
@@ -209,46 +200,42 @@ class MultiObjectiveOptimizer:
 
     def objective(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
-        with batched_writes(trial):  # parameters, size, bracket and size constraint: one transaction, not 15
-            params = self.suggest_hyperparameters(trial)
-            torch.manual_seed(cfg.seed + trial.number)  # the initial weights too: same params, same trial
-            model = self.build_model(params)
-            size = model_size_mb(model)
-            trial.set_user_attr("model_size_mb", size)
-            # Checked before any training: an oversized model costs no training time. The constraint
-            # is recorded so the sampler learns the infeasible region; the trial ends PRUNED.
-            limit = cfg.max_model_size_mb
-            set_constraint(trial, "model_size_mb", size - limit if limit is not None else 0.0)
-            if limit is not None and size > limit:
-                trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
-                raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
-            monitor = TrialMonitor(
-                trial, cfg, size, self.pruner, self.dominance, others_may_finish=self.others_may_finish
-            )
+        params = self.suggest_hyperparameters(trial)
+        torch.manual_seed(cfg.seed + trial.number)  # the initial weights too: same params, same trial
+        model = self.build_model(params)
+        size = model_size_mb(model)
+        trial.set_user_attr("model_size_mb", size)
+        # Checked before any training: an oversized model costs no training time. The constraint
+        # is recorded so the sampler learns the infeasible region; the trial ends PRUNED.
+        limit = cfg.max_model_size_mb
+        trial.set_constraint("model_size_mb", size - limit if limit is not None else 0.0)
+        if limit is not None and size > limit:
+            trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
+            raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
+        monitor = TrialMonitor(trial, cfg, size, self.pruner, self.dominance, others_may_finish=self.others_may_finish)
         trainer = self.make_trainer(model, params, cfg.seed + trial.number)
         try:
             result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)
         except BaseException as stop:
-            with batched_writes(trial):  # however it ends (interrupted too): how, and the whole history
-                if isinstance(stop, TimeLimitExceeded):
-                    set_constraint(trial, "training_time_minutes", self._over_time(stop.projected_minutes))
-                elif isinstance(stop, optuna.TrialPruned):
-                    # What it would have trained to complete: a trial pruned while over the limit was infeasible.
-                    set_constraint(trial, "training_time_minutes", self._over_time(monitor.projected))
-                elif isinstance(stop, Exception):  # diverged, out of memory, ...: recorded FAIL, the study goes on
-                    trial.set_user_attr("fail_reason", f"{type(stop).__name__}: {stop}")
-                monitor.save()
+            # However it ends (interrupted too): how, and the whole history.
+            if isinstance(stop, TimeLimitExceeded):
+                trial.set_constraint("training_time_minutes", self._over_time(stop.projected_minutes))
+            elif isinstance(stop, optuna.TrialPruned):
+                # What it would have trained to complete: a trial pruned while over the limit was infeasible.
+                trial.set_constraint("training_time_minutes", self._over_time(monitor.projected))
+            elif isinstance(stop, Exception):  # diverged, out of memory, ...: recorded FAIL, the study goes on
+                trial.set_user_attr("fail_reason", f"{type(stop).__name__}: {stop}")
+            monitor.save()
             raise
         minutes = monitor.minutes()
         best = result.best.val
-        with batched_writes(trial):  # the results and the whole history: one transaction
-            monitor.save()
-            set_constraint(trial, "training_time_minutes", self._over_time(minutes))
-            trial.set_user_attr("val_metrics", best.to_dict())
-            trial.set_user_attr("training", {
-                "epochs_trained": len(result.epochs), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-                "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60,
-            })
+        monitor.save()
+        trial.set_constraint("training_time_minutes", self._over_time(minutes))
+        trial.set_user_attr("val_metrics", best.to_dict())
+        trial.set_user_attr("training", {
+            "epochs_trained": len(result.epochs), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+            "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60,
+        })
         values = {"accuracy": best.composite, "training_time": minutes, "model_size": size}
         return [values[name] for name in cfg.objectives]
 
@@ -265,7 +252,7 @@ class MultiObjectiveOptimizer:
         check_url_for_workers(url, cfg.workers)
         if cfg.threads or cfg.workers > 1:  # otherwise torch's own default (or the caller's setting)
             torch.set_num_threads(cfg.threads_per_worker)
-        storage = open_storage(url, heartbeat_seconds=cfg.heartbeat_seconds)
+        storage = self.storage = open_storage(url, heartbeat_seconds=cfg.heartbeat_seconds)
         try:
             study = self.study = open_study(cfg, self.fingerprint, storage, worker_id=self.worker_id)
             write_ahead(storage, url)
@@ -281,7 +268,7 @@ class MultiObjectiveOptimizer:
                     self._run_trials(study)
             except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: the books first, then exit
                 interrupts.ignore_further_signals()
-                fail_dead_local_trials(study)
+                fail_dead_local_trials(study, storage)
                 self._write_unrecorded_results(study)
                 if self.write_outputs:
                     self._write_study_files(study, analysis=False)
@@ -321,7 +308,7 @@ class MultiObjectiveOptimizer:
             interrupts.check()
             with FileLock(self.save_dir / SLOT_LOCK) as slot:
                 trials = study.get_trials(deepcopy=False)
-                fail_dead_local_trials(study, trials)  # failing a RUNNING trial leaves the count below as it is
+                fail_dead_local_trials(study, self.storage, trials)  # failing a RUNNING trial leaves the count below as it is
                 if sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials) >= cfg.n_trials:
                     return
                 if self._front_stalled(study, trials):
@@ -369,7 +356,7 @@ class MultiObjectiveOptimizer:
         with forward_interrupts(processes):
             self._run_trials(study)
             wait_for(processes)
-        fail_dead_local_trials(study)  # a worker killed mid-trial leaves nothing RUNNING
+        fail_dead_local_trials(study, self.storage)  # a worker killed mid-trial leaves nothing RUNNING
         failed = [p.returncode for p in processes if p.returncode not in (0, 1)]  # 1: every trial failed
         if failed:
             log.warning("warning: %d worker(s) ended with exit codes %s", len(failed), failed)

@@ -84,8 +84,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_dead_local_trials(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> list[int]:
+def fail_dead_local_trials(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, trials: list[FrozenTrial] | None = None
+) -> list[int]:
     """Fail the RUNNING trials whose worker ran on this host and no longer exists; their numbers.
+    ``storage``: the study's (the reason goes into a trial this process does not hold).
     ``trials``: the study's trials as just read, where the caller needs them too (a read fewer)."""
     host = socket.gethostname()
     failed = []
@@ -97,7 +100,10 @@ def fail_dead_local_trials(study: optuna.Study, trials: list[FrozenTrial] | None
         if worker_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
         # The trial is not ours to hold, so set the reason through the storage, then end it.
-        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {worker} died")  # noqa: SLF001
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(study.study_name), trial.number
+        )
+        storage.set_trial_user_attr(trial_id, "fail_reason", f"worker {worker} died")
         study.tell(trial.number, state=TrialState.FAIL)
         failed.append(trial.number)
     return failed

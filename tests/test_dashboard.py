@@ -181,3 +181,21 @@ def test_unreadable_storage_url_hides_the_password(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot read storage postgresql://***@127.0.0.1:{port}/hpo: ")
     assert "s3cret-pw" not in result.output
+
+
+def test_a_port_left_in_time_wait_by_the_last_run_is_free_again():
+    """Restarting the dashboard within a minute: the closed server's port is in TIME-WAIT only."""
+    from cnn_lstm_hpo.dashboard import _free_port as dashboard_port
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as wsgiref's server
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server side closes first: its end of the connection waits in TIME-WAIT
+    server.close()
+    client.recv(1)
+    client.close()
+    assert dashboard_port("127.0.0.1", port) == port

@@ -224,3 +224,20 @@ def test_three_workers_on_a_real_postgresql_server(tmp_path, postgres_url):
     assert sorted(t.number for t in trials) == list(range(6))
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert_workers_shared_with_distinct_first_points(trials, result.stderr)
+
+
+def test_a_journal_study_names_its_objectives_and_prints_what_optunas_own_cli_takes(tmp_path):
+    save = tmp_path / "run"
+    run = subprocess.run(
+        cli("optimize", "--scenario", str(scenario(tmp_path, 1, 1)), "--save-dir", str(save),
+            "--storage", f"journal:///{save / 'study.journal'}", "--quiet"),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    hint = next(line for line in run.stdout.splitlines() if line.startswith("with Optuna's own CLI: "))
+    assert hint == f"with Optuna's own CLI: optuna trials --storage {save / 'study.journal'} --storage-class JournalFileBackend --study-name tiny"
+    listed = subprocess.run([str(Path(sys.executable).parent / "optuna"), *hint.split(": ", 1)[1].split()[1:], "-f", "json"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert [t["number"] for t in json.loads(listed.stdout)] == [0]
+    assert load(f"journal:///{save / 'study.journal'}").metric_names == ["accuracy", "training_time", "model_size"]

@@ -15,6 +15,7 @@ import typer
 
 from .config import build_config, scenario_names, scenario_text
 from .errors import HPOError, StudyFailed
+from .storage import optuna_cli_storage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-objective HPO of CNN+LSTM market models.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="List and show the shipped scenarios.")
@@ -129,6 +130,8 @@ def optimize(
         typer.echo(summary)
         where = f"--storage {config.storage}" if config.storage else f"--save-dir {config.save_dir}"
         typer.echo(f"results in {config.save_dir}/ ; live view: cnn-lstm-hpo dashboard {where}")
+        typer.echo(f"with Optuna's own CLI: optuna trials {optuna_cli_storage(config.resolved_storage)} "
+                   f"--study-name {config.resolved_study_name}")
         if retrain_settings is not None:
             assert optimizer.study is not None
             _retrain_and_report(config, optimizer.study, optimizer.data, retrain_settings)

@@ -47,6 +47,8 @@ def _open(url: str) -> optuna.storages.BaseStorage:
 def _free_port(host: str, port: int) -> int:
     """Fail early, in one line, when the port is taken (and resolve port 0 to a free one)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the server it starts does (wsgiref): a port left in TIME-WAIT by the last run is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

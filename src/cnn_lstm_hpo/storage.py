@@ -179,6 +179,14 @@ def _leave_write_ahead_log(engine: Any) -> None:
         pass
 
 
+def optuna_cli_storage(url: str) -> str:
+    """The storage as Optuna's own CLI takes it (``optuna trials --storage ...``): a journal file is its
+    path with the backend named; our ``journal:///`` is not a URL Optuna knows."""
+    if is_journal(url):
+        return f"--storage {journal_path(url)} --storage-class JournalFileBackend"
+    return f"--storage {redact(url)}"
+
+
 def close_storage(storage: optuna.storages.BaseStorage) -> None:
     """Close pooled database connections; the engine reconnects if the storage is used again."""
     engine = getattr(storage, "engine", None)

@@ -67,6 +67,7 @@ def open_study(
     if fingerprint is not None:  # first: a refused resume must not write anything into the study
         _check_fingerprint(study, fingerprint, url)
     study.set_user_attr("objectives", config.objectives)
+    study.set_metric_names(config.objectives)  # Optuna's plots and optuna-dashboard name the axes
     study.set_user_attr("config", config.model_dump(mode="json", exclude={"workers", "threads"}))
     study.pruner = single_objective_pruner(config)
     # A resumed study and each worker must not replay the same random start-up points.

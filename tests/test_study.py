@@ -74,6 +74,7 @@ def test_study_writes_guide_outputs_and_ranks_feasible_pareto(tmp_path):
         assert isinstance(record["params"]["cnn_filter_sizes"], list)
         assert 0.0 <= record["objectives"]["accuracy"] <= 1.0
         assert record["objectives"]["model_size"] == pytest.approx(record["model_size_mb"])
+        assert record["constant_predictor"] is (record["val_metrics"]["top_prediction_share"] >= 0.99)
         history, training = t.user_attrs["epoch_history"], t.user_attrs["training"]
         assert training["epochs_trained"] == len(history) and 1 <= training["best_epoch"] <= len(history)
         assert training["cpu_minutes"] == pytest.approx(sum(e["cpu_seconds"] for e in history) / 60, rel=0.05)
@@ -82,7 +83,7 @@ def test_study_writes_guide_outputs_and_ranks_feasible_pareto(tmp_path):
     assert front  # three complete feasible trials: at least one is on the front
     assert {b["trial_number"] for b in best} == front
     assert sorted(b["rank"] for b in best) == list(range(1, len(best) + 1))
-    assert all(set(b) == {"trial_number", "params", "values", "objectives", "rank"} for b in best)
+    assert all(set(b) == {"trial_number", "params", "values", "objectives", "rank", "constant_predictor"} for b in best)
     summary = (save / "optimization_summary.txt").read_text()
     assert "3 complete" in summary and "majority-class rate" in summary
     assert "n_trials: 3" in (save / "resolved_config.yaml").read_text()

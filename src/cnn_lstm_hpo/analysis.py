@@ -28,7 +28,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from .objectives import DIRECTIONS, reference_point, weighted_ranks
-from .results import is_feasible  # Optuna's rule: every constraint value <= 0
+from .results import constant_last, is_constant_predictor, is_feasible  # is_feasible: Optuna's rule
 from .space import decode_params
 
 ALPHA = 0.05
@@ -363,7 +363,7 @@ def ranked_front(study: optuna.Study, objectives: list[str], weights: dict[str, 
         return []
     values = np.array([t.values for t in front], dtype=float)
     if all(name in DIRECTIONS for name in objectives):
-        ranks = weighted_ranks(values, objectives, weights)
+        ranks = constant_last(weighted_ranks(values, objectives, weights), front)
     else:  # a study not made by this tool: order by its first objective
         ranks = np.argsort(np.argsort(-values[:, 0] if maximised(study)[0] else values[:, 0], kind="stable")) + 1
     return [t for _, t in sorted(zip(ranks, front), key=lambda pair: pair[0])]
@@ -385,6 +385,8 @@ def baseline_part(study: optuna.Study, objectives: list[str], weights: dict[str,
             "majority_rate": _num(majority),
             "n_val_samples": n or None,
             "regression_score": _num(metrics.get("regression_score")),
+            "classification_score": _num(metrics.get("classification_score")),
+            "constant_predictor": is_constant_predictor(t),
             "zero_forecast_score": 0.5,  # 1 / (1 + MSE_zero / MSE_zero), see objectives.py
         }
         if accuracy is not None and majority is not None and n > 0:

@@ -33,9 +33,17 @@ class DataConfig(_Section):
     start: dt.date | None = None
     end: dt.date | None = None
     sequence_length: int = Field(30, ge=2)
-    horizon: int = Field(1, ge=1)  # bars ahead for the forward return / direction label
-    num_classes: Literal[2, 3] = 2  # 2: down/up; 3: down/flat/up around direction_threshold
+    horizon: int = Field(1, ge=1)  # bars ahead: the label's outcome spans bars t+1..t+horizon
+    # What the model learns (targets.py): the forward direction, the triple-barrier outcome, or
+    # whether realized volatility over the horizon exceeds its trailing level.
+    target: Literal["direction", "triple_barrier", "volatility"] = "direction"
+    # direction: 2 down/up, 3 down/flat/up around direction_threshold; triple_barrier: 2 up/down
+    # (the vertical barrier by the sign of the return), 3 stop-loss/vertical/profit-take.
+    num_classes: Literal[2, 3] = 2
     direction_threshold: float = Field(0.0, ge=0.0)
+    vol_window: int = Field(20, ge=2)  # triple_barrier, volatility: bars of the trailing volatility
+    profit_take: float = Field(1.0, gt=0)  # triple_barrier: barrier multiples of the trailing volatility
+    stop_loss: float = Field(1.0, gt=0)
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     embargo_bars: int = Field(5, ge=0)  # gap between splits, on top of windows never straddling
@@ -63,7 +71,11 @@ class DataConfig(_Section):
     def _check(self) -> DataConfig:
         if self.start and self.end and self.start >= self.end:
             raise ValueError(f"start must be before end, but got start={self.start} end={self.end}")
-        if self.num_classes == 3 and self.direction_threshold <= 0:
+        if self.target == "volatility" and self.num_classes != 2:
+            raise ValueError("the volatility target has 2 classes (above or below the trailing level): set num_classes: 2")
+        if self.target == "volatility" and self.horizon < 2:
+            raise ValueError("the volatility target needs horizon >= 2 (the volatility of one return is undefined)")
+        if self.target == "direction" and self.num_classes == 3 and self.direction_threshold <= 0:
             raise ValueError("num_classes=3 needs direction_threshold > 0 to define 'flat'")
         return self
 
@@ -72,7 +84,9 @@ class TrainingConfig(_Section):
     early_stopping_patience: int = Field(5, ge=1)
     gradient_clip: float = Field(1.0, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    classification_metric: Literal["accuracy", "balanced_accuracy", "mcc"] = "accuracy"
+    # Balanced accuracy: a constant predictor scores 1/num_classes whatever the class balance
+    # (benchmarks/metric_choice.py; README, Objectives). "accuracy" is the guide's.
+    classification_metric: Literal["accuracy", "balanced_accuracy", "mcc"] = "balanced_accuracy"
     # Wall time is the guide's measure; CPU time is steadier on shared hosts.
     time_measure: Literal["wall", "cpu"] = "wall"
     classification_weight: float = Field(0.7, ge=0)

@@ -16,7 +16,14 @@ from .windows import WindowedData
 USER_ATTR = "fingerprint"
 # Settings added after studies already existed, with the value that matches what those studies did:
 # left out at that value, so an older study's stored fingerprint still matches.
-ADDED_LATER = {"pruning.strategy": "hyperband", "pruning.dominance_quantile": None}
+ADDED_LATER = {
+    "pruning.strategy": "hyperband", "pruning.dominance_quantile": None,
+    "data.target": "direction", "data.vol_window": 20, "data.profit_take": 1.0, "data.stop_loss": 1.0,
+}
+# The label settings each target reads (targets.py); the others must not block a resume.
+TARGET_FIELDS = {
+    "direction": (), "volatility": ("vol_window",), "triple_barrier": ("vol_window", "profit_take", "stop_loss"),
+}
 
 
 def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
@@ -24,6 +31,8 @@ def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[st
     cfg = config.model_dump(mode="json")
     fields: dict[str, Any] = {f"data.{k}": v for k, v in cfg["data"].items() if k != "cache_dir"}
     # Loaders give samples, not bars: their digest is of the samples; files and sources, of the bars.
+    for name in {"vol_window", "profit_take", "stop_loss"} - set(TARGET_FIELDS[config.data.target]):
+        fields[f"data.{name}"] = ADDED_LATER[f"data.{name}"]
     fields["data.symbols_loaded"] = sorted(data.boundaries) or None
     fields["data.digest"] = data.source_digest or data.samples_digest()
     fields["search_space"] = cfg["search_space"]

@@ -6,6 +6,9 @@
 - regression score: 1 / (1 + MSE / MSE_zero), MSE_zero = mean(y**2) being the error of the
   zero-return forecast. A perfect forecast scores 1, the zero forecast 0.5, worse ones less.
 ``training_time`` (minimised) is minutes; ``model_size`` (minimised) is MB.
+
+A model whose validation predictions are at least CONSTANT_SHARE one class is a constant predictor:
+results.py ranks it after every other trial (it learned no more than the class frequencies).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
 
 DIRECTIONS = {"accuracy": "maximize", "training_time": "minimize", "model_size": "minimize"}
+CONSTANT_SHARE = 0.99
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,11 @@ class Evaluation:
     composite: float  # the ``accuracy`` objective
     majority_rate: float  # accuracy of always predicting the most frequent class
     n_samples: int = 0  # validation windows scored; the binomial test against the majority rate needs it
+    top_prediction_share: float = float("nan")  # share of the predictions in the most predicted class
+
+    @property
+    def constant_predictor(self) -> bool:
+        return self.top_prediction_share >= CONSTANT_SHARE
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -71,6 +80,7 @@ def evaluate_predictions(
         composite=composite,
         majority_rate=float(counts.max() / len(y_class)),
         n_samples=len(y_class),
+        top_prediction_share=float(np.bincount(pred_class).max() / len(pred_class)),
     )
 
 

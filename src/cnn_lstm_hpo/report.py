@@ -28,6 +28,7 @@ from .pruning import ParetoRungPruner
 from .plots import write_plots
 from .results import atomic_write_text, ranked_pareto, summary_text, write_json
 from .space import decode_params
+from .targets import describe as describe_target
 
 log = logging.getLogger("cnn_lstm_hpo")
 DEFAULT_WEIGHTS = {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2}
@@ -185,13 +186,14 @@ def render_report(study: optuna.Study, analysis: dict[str, Any], summary: str) -
     best_rows = [
         [r["rank"], r["trial_number"], *[r["objectives"][o] for o in objectives], r["val_accuracy"], r["majority_rate"],
          r.get("n_val_samples"), r.get("p_holm"), r.get("ci95") and f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
-         r.get("beats_majority"), r["regression_score"],
+         r.get("beats_majority"), r.get("classification_score"), r.get("constant_predictor"), r["regression_score"],
          ", ".join(f"{k}={_fmt(v, 3)}" for k, v in decode_params(by_number[r["trial_number"]].params).items())]
         for r in base["configurations"]
     ]
     best_table = _table(
         ["rank", "trial", *[_axis(o) for o in objectives], "val accuracy", "majority-class rate", "n val",
-         "p (Holm)", "95% CI", "beats majority?", "regression score (zero forecast = 0.5)", "params"],
+         "p (Holm)", "95% CI", "beats majority?", "classification score", "constant predictor? (ranked last)",
+         "regression score (zero forecast = 0.5)", "params"],
         best_rows, "best-configs",
     )
     states = analysis["trials"]
@@ -274,7 +276,8 @@ def run_context(study: optuna.Study, config: OptimizationConfig | None) -> dict[
             budget=f"{config.n_trials} trials, up to {config.max_epochs_per_trial} epochs each, "
             f"timeout {config.timeout_hours} h, max model {config.max_model_size_mb} MB, "
             f"max training {config.max_training_time_minutes} min per trial",
-            target=f"{data.num_classes}-class direction {data.horizon} bar(s) ahead, windows of {data.sequence_length} bars",
+            target=f"{describe_target(data)}; windows of {data.sequence_length} bars; "
+            f"classification metric {config.training.classification_metric}",
         )
     return context
 

@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .objectives import weighted_ranks
+from .objectives import CONSTANT_SHARE, weighted_ranks
 from .space import decode_params
 
 
@@ -65,12 +65,26 @@ def trial_record(trial: FrozenTrial, objectives: list[str]) -> dict[str, Any]:
     }
 
 
+def is_constant_predictor(trial: FrozenTrial) -> bool:
+    """Its validation predictions were (almost) all one class (objectives.CONSTANT_SHARE)."""
+    return bool(trial.user_attrs.get("constant_predictor"))
+
+
+def constant_last(ranks: np.ndarray, trials: list[FrozenTrial]) -> np.ndarray:
+    """The ranks again, every constant predictor after every other trial, the order kept within each."""
+    order = sorted(range(len(trials)), key=lambda i: (is_constant_predictor(trials[i]), ranks[i]))
+    out = np.empty(len(trials), dtype=int)
+    out[order] = np.arange(1, len(trials) + 1)
+    return out
+
+
 def ranked_pareto(study: optuna.Study, objectives: list[str], weights: dict[str, float]) -> list[dict[str, Any]]:
-    """Feasible Pareto trials in the guide's format, ranked by the normalised objective weights."""
+    """Feasible Pareto trials in the guide's format, ranked by the normalised objective weights,
+    constant predictors last."""
     front = [t for t in study.best_trials if is_feasible(t)]
     if not front:
         return []
-    ranks = weighted_ranks(np.array([t.values for t in front], dtype=float), objectives, weights)
+    ranks = constant_last(weighted_ranks(np.array([t.values for t in front], dtype=float), objectives, weights), front)
     records = [
         {
             "trial_number": t.number,
@@ -78,6 +92,7 @@ def ranked_pareto(study: optuna.Study, objectives: list[str], weights: dict[str,
             "values": list(t.values),
             "objectives": dict(zip(objectives, t.values)),
             "rank": int(rank),
+            "constant_predictor": is_constant_predictor(t),
         }
         for t, rank in zip(front, ranks)
     ]
@@ -132,7 +147,13 @@ def summary_text(
     if analysis and analysis["trials"]["stop_reasons"]:
         reasons = analysis["trials"]["stop_reasons"]
         lines.append("Why trials stopped early: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
-    lines += [f"Feasible Pareto-optimal trials: {len(best)}", ""]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    constant = sum(is_constant_predictor(t) for t in complete)
+    lines += [
+        f"Constant predictors (validation predictions >= {CONSTANT_SHARE:.0%} one class): {constant} of "
+        f"{len(complete)} complete trials",
+        f"Feasible Pareto-optimal trials: {len(best)}", "",
+    ]
     tests = {r["trial_number"]: r for r in (analysis or {}).get("baselines", {}).get("configurations", [])}
     by_number = {t.number: t for t in trials}
     if best:
@@ -140,12 +161,14 @@ def summary_text(
     for record in best:
         trial = by_number[record["trial_number"]]
         values = ", ".join(f"{k}={_fmt(v)}{_UNITS.get(k, '')}" for k, v in record["objectives"].items())
-        lines.append(f"Rank {record['rank']}: trial {record['trial_number']}: {values}")
+        constant = " [constant predictor: ranked last]" if record.get("constant_predictor") else ""
+        lines.append(f"Rank {record['rank']}: trial {record['trial_number']}: {values}{constant}")
         metrics, training = trial.user_attrs.get("val_metrics") or {}, trial.user_attrs.get("training") or {}
         if "accuracy" in metrics:
             lines.append(
                 f"    validation accuracy {metrics['accuracy']:.4f} vs majority-class rate "
-                f"{metrics['majority_rate']:.4f}; epochs {training.get('epochs_trained')}; "
+                f"{metrics['majority_rate']:.4f}; classification score {metrics.get('classification_score', float('nan')):.4f}; "
+                f"epochs {training.get('epochs_trained')}; "
                 f"cpu {training.get('cpu_minutes', float('nan')):.3f} min"
             )
         test = tests.get(record["trial_number"], {})

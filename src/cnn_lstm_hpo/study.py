@@ -233,6 +233,7 @@ class MultiObjectiveOptimizer:
         monitor.save()
         trial.set_constraint("training_time_minutes", self._over_time(minutes))
         trial.set_user_attr("val_metrics", best.to_dict())
+        trial.set_user_attr("constant_predictor", best.constant_predictor)
         trial.set_user_attr("training", {
             "epochs_trained": len(result.epochs), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
             "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60,

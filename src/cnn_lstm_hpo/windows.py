@@ -4,9 +4,11 @@ Every symbol is cut at the same calendar dates: the fractions are taken over the
 symbols' bar dates (after the indicator warm-up), so no training bar of any symbol is later than
 a validation or test bar of any other (same-day moves are correlated across markets). Each
 validation and test segment then starts ``embargo_bars`` of its symbol's bars after its cut. A
-sample at bar t uses features of bars [t-L+1, t] and the label from bar t+h; it belongs to a
-segment only if all of those bars lie inside that segment, so no window or label straddles a
-boundary and windows never cross symbols. The scaler is fitted on the training segments only.
+sample at bar t uses features of bars [t-L+1, t] and a label whose outcome comes from bars
+t+1..t+h (targets.py); it belongs to a segment only if all of those bars lie inside that segment,
+so no window or label straddles a boundary, whatever the embargo (even 0), and windows never cross
+symbols. Like the indicators, a label's threshold may look back before its segment (the past
+only). The scaler is fitted on the training segments only.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from sklearn.preprocessing import StandardScaler
 from .config import DataConfig
 from .data import load_frames, resolve_symbols
 from .errors import HPOError
-from .features import FEATURE_NAMES, compute_features, direction_classes, forward_returns
+from .features import FEATURE_NAMES, compute_features
+from .targets import compute_targets, label_warmup
 
 SPLITS = ("train", "val", "test")
 
@@ -138,7 +141,8 @@ def frames_digest(frames: dict[str, pd.DataFrame]) -> str:
 @dataclass
 class _SymbolRows:
     features: np.ndarray  # (n, F), warm-up rows removed
-    returns: np.ndarray  # (n,)
+    classes: np.ndarray  # (n,) labels of data.target (meaningless where returns is NaN)
+    returns: np.ndarray  # (n,) what the regression head learns
     dates: pd.DatetimeIndex
 
 
@@ -166,8 +170,9 @@ def sample_rows(start: int, end: int, cfg: DataConfig) -> np.ndarray:
 
 def _symbol_rows(symbol: str, frame: pd.DataFrame, cfg: DataConfig) -> _SymbolRows:
     features = compute_features(frame).to_numpy()
-    returns = forward_returns(frame, cfg.horizon)
+    classes, returns = compute_targets(frame, cfg)
     finite = np.isfinite(features).all(axis=1)
+    finite[: label_warmup(cfg)] = False  # no label threshold yet: part of the warm-up
     # Indicators are NaN only during their warm-up; anything later means bad input data.
     first_valid = int(np.argmax(finite)) if finite.any() else len(finite)
     if not finite[first_valid:].all():
@@ -175,7 +180,7 @@ def _symbol_rows(symbol: str, frame: pd.DataFrame, cfg: DataConfig) -> _SymbolRo
         raise HPOError(f"symbol {symbol}: indicators are not finite at {bad:%Y-%m-%d} (check the bars there)")
     if first_valid >= len(finite):
         raise HPOError(f"symbol {symbol}: too few rows ({len(frame)} bars) to compute the indicators; use a longer date range")
-    return _SymbolRows(features[first_valid:], returns[first_valid:], frame.index[first_valid:])
+    return _SymbolRows(features[first_valid:], classes[first_valid:], returns[first_valid:], frame.index[first_valid:])
 
 
 def _check_segments(symbol: str, r: _SymbolRows, segments: dict[str, tuple[int, int]], cfg: DataConfig) -> None:
@@ -213,7 +218,7 @@ def build_windows(frames: dict[str, pd.DataFrame], cfg: DataConfig) -> WindowedD
                 (
                     scaler.transform(r.features[start:end]).astype(np.float32),
                     rows - start,  # decision bars, relative to the segment
-                    direction_classes(returns, cfg.num_classes, cfg.direction_threshold),
+                    r.classes[rows],
                     returns.astype(np.float32),
                     [symbol] * len(rows),
                     list(r.dates[rows]),

@@ -83,7 +83,7 @@ def report(save_dir: Path) -> dict[str, Any]:
           f"= {fraction:.1%} of the best's ({1 - fraction:.1%} smaller)")
     beats = [m["k"] for m in models if m["significance"]["significant"]]
     if not beats:
-        print("caveat: no retrained model's test accuracy beats the majority-class rate (p < 0.05); "
+        print("caveat: no retrained model's test accuracy beats the strongest naive rule (Holm-adjusted p < 0.05); "
               "the size ratio compares models that learned nothing")
     return {"best": best["k"], "chosen": chosen["k"], "fraction": fraction, "significant": beats}
 

@@ -8,8 +8,10 @@ import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
+from statsmodels.stats.multitest import multipletests
 
 from _studies import DEGENERATE, OBJECTIVES, brute_force_front, degenerate_studies, planted_study, told
+from cnn_lstm_hpo import analysis
 from cnn_lstm_hpo.analysis import (
     LEAKAGE_ACCURACY,
     analyze_study,
@@ -104,6 +106,18 @@ def test_planted_correlation_significant_independent_not(planted):
     assert "Benjamini-Hochberg" in part["correction"] and "Kruskal-Wallis" in part["tests"]["categorical"]
     # Corrected p-values are never below the raw ones.
     assert all(c["p_adjusted"] >= c["p_value"] - 1e-15 for c in part["cells"])
+
+
+def test_correlation_p_values_are_benjamini_hochberg_adjusted(planted, monkeypatch):
+    # Planted p-values where BH moves every value and flips 0.02 to not significant at 0.05.
+    planted_p = iter([0.001, 0.02, 0.03, 0.04, 0.3, 0.9] * 20)
+    monkeypatch.setattr(analysis, "_test", lambda x, y, kind: ("spearman", 0.0, next(planted_p)))
+    cells = correlation_part(planted, OBJECTIVES)["cells"]
+    raw = [c["p_value"] for c in cells]
+    reject, adjusted, _, _ = multipletests(raw, alpha=0.05, method="fdr_bh")
+    assert len(cells) >= 6 and any(p < 0.05 <= a for p, a in zip(raw, adjusted))
+    assert [c["p_adjusted"] for c in cells] == pytest.approx(adjusted, abs=0, rel=1e-12)
+    assert [c["significant"] for c in cells] == reject.tolist()
 
 
 def test_correlation_of_a_categorical_driver_is_found():

@@ -13,6 +13,7 @@ from cnn_lstm_hpo.model import HybridCNNLSTM, ModelConfig
 mlflow = pytest.importorskip("mlflow")
 
 from cnn_lstm_hpo.registry import ModelRegistry, RegistryError, register_retrained  # noqa: E402
+from cnn_lstm_hpo.retrain import apply_holm  # noqa: E402
 
 PARAMS = {
     "learning_rate": 3e-3, "weight_decay": 0.0, "optimizer": "adam", "scheduler": "none", "batch_size": 128,
@@ -41,14 +42,14 @@ def model_folders(tmp_path_factory) -> list[Path]:
 
 
 def entry(k: int, folder: Path, *, p_value: float, accuracy: float = 0.6) -> dict:
-    """One record of retrained_models_results.json, as retrain writes it."""
+    """One record of retrained_models_results.json, as retrain writes it before its Holm correction (apply_holm)."""
     summary = {name: {"mean": accuracy, "std": 0.01, "sem": 0.005} for name in ("accuracy", "mcc")}
     return {
         "k": k, "rank": k, "trial_number": 10 + k, "hyperparameters": PARAMS, "model_path": str(folder),
         "selected_seed": 42, "test_results": summary, "validation_results": summary,
         "selected_model": {"test": {"accuracy": accuracy}, "validation": {"accuracy": accuracy}},
-        "significance": {"accuracy": accuracy, "majority_class_rate": 0.52, "p_value": p_value, "ci95_low": 0.55,
-                         "ci95_high": 0.65, "alpha": 0.05, "significant": p_value < 0.05},
+        "significance": {"accuracy": accuracy, "null_rule": "always up", "null_rate": 0.52, "p_value": p_value,
+                         "ci95_low": 0.55, "ci95_high": 0.65},
         "n_parameters": 1234, "model_size_mb": 0.01, "training_time_minutes": 0.1,
     }
 
@@ -66,34 +67,53 @@ def client_for(uri: str):
 def test_champion_moves_only_to_a_significant_model(model_folders, uri):
     first, second = model_folders
     # Rank 1 is not significant, rank 2 is: one version each, champion on rank 2's version.
-    outcome = register_retrained([entry(1, first, p_value=0.3), entry(2, second, p_value=0.001)], name="study_a", tracking_uri=uri)
+    models = [entry(1, first, p_value=0.3), entry(2, second, p_value=0.001)]
+    apply_holm(models)
+    outcome = register_retrained(models, name="study_a", tracking_uri=uri)
     client = client_for(uri)
     versions = sorted(client.search_model_versions("name='study_a'"), key=lambda v: int(v.version))
     assert [int(v.version) for v in versions] == [1, 2]
-    assert [v.tags["beats_majority"] for v in versions] == ["false", "true"]
+    assert [v.tags["beats_null"] for v in versions] == ["false", "true"]
+    assert versions[1].tags["null_rule"] == "always up" and versions[1].tags["p_holm_vs_null"] == "0.002"
     assert client.get_registered_model("study_a").aliases == {"champion": 2}
     assert outcome["champion_version"] == 2
-    assert "alias 'champion' -> version 2 (model 2: test accuracy beats the majority-class rate, p=0.001)" in outcome["message"]
+    assert ("alias 'champion' -> version 2 (model 2: test accuracy beats the strongest naive rule (always up), "
+            "Holm-adjusted p=0.002)") in outcome["message"]
     # Each version is a run with the hyperparameters, flattened metrics and the model folder as artifacts.
     run = client.get_run(versions[1].run_id)
     assert run.data.params["lstm_hidden_dim"] == "8" and run.data.params["trial_number"] == "12"
     assert run.data.metrics["test.accuracy.mean"] == pytest.approx(0.6)
     assert run.data.metrics["significance.p_value"] == pytest.approx(0.001)
+    assert run.data.metrics["significance.p_holm"] == pytest.approx(0.002)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert artifacts == {"model/checkpoint.json", "model/model.safetensors"}
     assert (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").is_dir()  # next to the database, not ./mlruns of the working directory
 
     # A later round with nothing significant registers new versions but leaves the alias where it was.
-    outcome = register_retrained([entry(1, first, p_value=0.2), entry(2, second, p_value=0.07)], name="study_a", tracking_uri=uri)
+    models = [entry(1, first, p_value=0.2), entry(2, second, p_value=0.07)]
+    apply_holm(models)
+    outcome = register_retrained(models, name="study_a", tracking_uri=uri)
     assert [v["version"] for v in outcome["versions"]] == [3, 4]
     assert client.get_registered_model("study_a").aliases == {"champion": 2}
     assert outcome["champion_version"] is None
-    assert ("alias 'champion' not moved: no model's test accuracy beats the majority-class rate significantly "
-            "(best p=0.07, needs < 0.05)") in outcome["message"]
+    assert ("alias 'champion' not moved: no model's test accuracy beats the strongest naive rule significantly "
+            "(best Holm-adjusted p=0.14, needs < 0.05)") in outcome["message"]
+
+
+def test_a_model_significant_only_before_holm_does_not_become_champion(model_folders, uri):
+    # Raw p 0.03 < 0.05, but Holm over the two retrained models makes it 0.06 (the analysis's rule).
+    models = [entry(1, model_folders[0], p_value=0.03), entry(2, model_folders[1], p_value=0.04)]
+    apply_holm(models)
+    outcome = register_retrained(models, name="study_holm", tracking_uri=uri)
+    assert client_for(uri).get_registered_model("study_holm").aliases == {}
+    assert outcome["champion_version"] is None
+    assert "not moved: no model's test accuracy beats the strongest naive rule significantly (best Holm-adjusted p=0.06" in outcome["message"]
 
 
 def test_no_significant_model_sets_no_alias(model_folders, uri):
-    outcome = register_retrained([entry(1, model_folders[0], p_value=0.5)], name="study_b", tracking_uri=uri)
+    models = [entry(1, model_folders[0], p_value=0.5)]
+    apply_holm(models)
+    outcome = register_retrained(models, name="study_b", tracking_uri=uri)
     assert client_for(uri).get_registered_model("study_b").aliases == {}
     assert [v["version"] for v in outcome["versions"]] == [1]
     assert "alias 'champion' not moved" in outcome["message"]
@@ -126,8 +146,10 @@ def test_missing_model_folder_is_a_registry_error(uri, tmp_path):
 
 def test_unreachable_server_is_one_line_registry_error(model_folders, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    models = [entry(1, model_folders[0], p_value=0.01)]
+    apply_holm(models)
     with pytest.raises(RegistryError) as caught:
-        register_retrained([entry(1, model_folders[0], p_value=0.01)], name="m", tracking_uri="http://127.0.0.1:9")
+        register_retrained(models, name="m", tracking_uri="http://127.0.0.1:9")
     message = str(caught.value)
     assert "\n" not in message and message.startswith("reading experiment: MlflowException: ")
     assert "127.0.0.1" in message

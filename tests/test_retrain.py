@@ -17,18 +17,19 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
+from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
 from cnn_lstm_hpo.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from cnn_lstm_hpo.cli import app
 from cnn_lstm_hpo.config import DataConfig
-from cnn_lstm_hpo.data import load_frames
+from cnn_lstm_hpo.data import load_frames, synthetic_frame
 from cnn_lstm_hpo.features import FEATURE_NAMES, compute_features
 from cnn_lstm_hpo.model import HybridCNNLSTM, ModelConfig
 from cnn_lstm_hpo.predict import predict_frames
 from cnn_lstm_hpo import retrain as retrain_module
-from cnn_lstm_hpo.retrain import METRICS, RESULTS_FILE, baselines
+from cnn_lstm_hpo.retrain import METRICS, RESULTS_FILE, accuracy_test, apply_holm, baselines, judge_control, strongest_rule
 from cnn_lstm_hpo.train import Trainer
 from cnn_lstm_hpo.windows import Split, WindowedData, prepare_windows
 
@@ -82,9 +83,19 @@ def copy_study(src: Path, dst: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
-    """A tiny study on the learnable synthetic data, retrained through the CLI (top 2, 2 seeds), registered."""
-    save = tmp_path_factory.mktemp("synthetic") / "run"
-    config = tiny_study(save)
+    """A tiny study on learnable synthetic bars, retrained through the CLI (top 2, 2 seeds), registered.
+
+    The bars mean-revert (the synthetic generator with momentum -0.5): a model that learns the
+    reversal beats every naive rule. With the source's own momentum (+0.5) persistence is already
+    the best rule there is, and no model can beat the null.
+    """
+    root = tmp_path_factory.mktemp("synthetic")
+    bars = root / "bars"
+    bars.mkdir()
+    for symbol in ("SYN_A", "SYN_B"):
+        synthetic_frame(symbol, momentum=-0.5).reset_index().to_csv(bars / f"{symbol}.csv", index=False)
+    save = root / "run"
+    config = tiny_study(save, source=str(bars))
     result = invoke("retrain", "--save-dir", save, "--top-k", 2, "--epochs", 4, "--seeds", 2)
     return config, save, result
 
@@ -97,7 +108,7 @@ def test_synthetic_retrain_beats_baseline_with_spread_and_sets_champion(syntheti
     # The top-k of best_configurations.json, in rank order, with their hyperparameters.
     assert [m["trial_number"] for m in results["models"]] == [b["trial_number"] for b in best[:2]]
     assert [m["hyperparameters"] for m in results["models"]] == [b["params"] for b in best[:2]]
-    majority = results["baselines"]["majority_class_rate"]
+    null = results["baselines"]["null"]
     for model in results["models"]:
         assert len(model["seeds"]) == 2 and model["selected_seed"] in {s["seed"] for s in model["seeds"]}
         for split in ("validation_results", "test_results"):
@@ -110,15 +121,19 @@ def test_synthetic_retrain_beats_baseline_with_spread_and_sets_champion(syntheti
         chosen = min(model["seeds"], key=lambda s: s["best_val_loss"])
         assert model["selected_model"]["test"] == chosen["test"]
         assert model["n_parameters"] > 0 and model["model_size_mb"] > 0 and model["training_time_minutes"] > 0
-        # Learnable data: clearly above the majority-class rate, and significant.
-        assert model["test_results"]["accuracy"]["mean"] > majority + 0.03
+        # Learnable data: clearly above the strongest naive rule, and significant.
+        assert model["test_results"]["accuracy"]["mean"] > null["rate"] + 0.03
         sig = model["significance"]
-        assert sig["significant"] and sig["p_value"] < 0.05
+        assert sig["significant"] and sig["p_holm"] < 0.05
+        assert (sig["null_rule"], sig["null_rate"]) == (null["rule"], null["rate"])
         assert sig["ci95_low"] < sig["accuracy"] < sig["ci95_high"]
         # The exact one-sided binomial tail, computed independently of scipy.
-        n, k, p = sig["n"], sig["correct"], sig["majority_class_rate"]
+        n, k, p = sig["n"], sig["correct"], sig["null_rate"]
         tail = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
         assert sig["p_value"] == pytest.approx(tail, rel=1e-6)
+    # Holm over the k models decides "significant", as in the analysis.
+    _, holm, _, _ = multipletests([m["significance"]["p_value"] for m in results["models"]], method="holm")
+    assert [m["significance"]["p_holm"] for m in results["models"]] == pytest.approx(holm, abs=0, rel=1e-12)
     assert "alias 'champion' -> version" in result.stdout
     first_significant = next(v for v in results["registry"]["versions"] if v["significant"])
     assert results["registry"]["champion_version"] == first_significant["version"]
@@ -147,7 +162,7 @@ def test_baselines_are_those_of_the_same_test_windows(synthetic_run):
     assert base["majority_class_rate"] == pytest.approx(np.mean(y == train_majority))
     assert base["zero_return_mse"] == pytest.approx(np.mean(data.test.y_return.numpy().astype(float) ** 2))
     # Persistence, computed another way: the previous bar's close-to-close direction from the frames.
-    frames = load_frames("synthetic")
+    frames = load_frames(config.data.source)
     previous_up = {
         (symbol, date): up
         for symbol, frame in frames.items()
@@ -155,7 +170,12 @@ def test_baselines_are_those_of_the_same_test_windows(synthetic_run):
     }
     guess = np.array([previous_up[(s, d)] for s, d in zip(data.test.symbols, data.test.dates)], dtype=int)
     assert base["persistence"]["accuracy"] == pytest.approx(np.mean(guess == y))
-    assert base["persistence"]["accuracy"] > base["majority_class_rate"]  # AR(1) momentum: persistence works
+    assert base["persistence"]["accuracy"] < 0.4  # mean reversion: persistence is mostly wrong
+    # The null: the strongest of always-down, always-up and persistence on these very windows.
+    candidates = {"always down": np.mean(y == 0), "always up": np.mean(y == 1), "persistence": np.mean(guess == y)}
+    assert base["null"]["candidates"] == pytest.approx(candidates)
+    assert base["null"]["rate"] == pytest.approx(max(candidates.values()))
+    assert base["null"]["rule"] == max(candidates, key=candidates.get)
 
 
 def test_majority_class_is_decided_on_training_labels(small_data_config):
@@ -170,6 +190,61 @@ def test_majority_class_is_decided_on_training_labels(small_data_config):
     assert base["training_majority_class"] == 1
     assert base["majority_class_rate"] == pytest.approx(0.25)
     assert base["persistence"] is None  # no symbols/dates: nothing to persist from
+    # The null is the test split's own strongest rule, not training's majority.
+    assert (base["null"]["rule"], base["null"]["rate"]) == ("always down", pytest.approx(0.75))
+
+
+def test_the_null_is_the_most_accurate_candidate_first_listed_on_a_tie():
+    y = np.array([0, 0, 1, 1, 1, 0])
+    rules = {"always down": np.zeros(6), "always up": np.ones(6), "persistence": np.array([0, 0, 1, 1, 0, 0])}
+    null = strongest_rule(rules, y)
+    assert (null["rule"], null["rate"]) == ("persistence", pytest.approx(5 / 6))
+    assert null["candidates"] == pytest.approx({"always down": 0.5, "always up": 0.5, "persistence": 5 / 6})
+    assert strongest_rule({"always down": np.zeros(6), "always up": np.ones(6)}, y)["rule"] == "always down"
+
+
+def test_binomial_test_is_one_sided_on_a_known_case():
+    # 60 of 100 against 0.5: one-sided 0.0284 (the two-sided p would be 0.0569).
+    exact = sum(math.comb(100, i) for i in range(60, 101)) / 2**100
+    test = accuracy_test(60, 100, {"rule": "always up", "rate": 0.5})
+    assert test["p_value"] == pytest.approx(exact, abs=0, rel=1e-9)
+    assert test["p_value"] == pytest.approx(0.028444, abs=0, rel=1e-3)
+
+
+def _issue_simulation(up_share: float, copy: float, runs: int = 400, n: int = 3000) -> float:
+    """How often the control is called a leak: training says "up", test is ``up_share`` up, the control
+    predicts up half the time at random except on a ``copy`` share of windows, where it knows the label."""
+    rng = np.random.default_rng(26)
+    config = create_optimization_config(scenario="smoke", data={"source": "synthetic"})
+    train = Split.from_windows(torch.zeros(3, 1, 1), torch.tensor([1, 1, 0]), torch.zeros(3))
+    leaks = 0
+    for _ in range(runs):
+        y = (rng.random(n) < up_share).astype(int)
+        test = Split.from_windows(torch.zeros(n, 1, 1), torch.from_numpy(y), torch.zeros(n))
+        null = baselines(config, WindowedData(train, train, test, scaler=None, num_classes=2))["null"]
+        pred = np.where(rng.random(n) < copy, y, rng.random(n) < 0.5)
+        leaks += judge_control(pred, y, null)["leak"]
+    return leaks / runs
+
+
+@pytest.mark.parametrize("up_share", [0.47, 0.5])
+def test_a_control_that_ignores_its_inputs_is_rarely_called_a_leak(up_share):
+    # The issue's case (training "up", test 47 % up): 72.9 % false alarms against training's majority.
+    assert _issue_simulation(up_share, copy=0.0) <= 0.05
+
+
+def test_a_control_clearly_above_the_null_is_reported_as_a_leak():
+    # Knowing 20 % of the labels: accuracy about 0.60 against a null of about 0.53 (always down).
+    assert _issue_simulation(0.47, copy=0.2) >= 0.95
+
+
+def test_holm_over_the_k_models_decides_significance():
+    # Raw p 0.03 and 0.04 are both below 0.05; Holm over two models makes both 0.06: neither may be champion.
+    models = [{"significance": {"p_value": 0.03}}, {"significance": {"p_value": 0.04}}, {"model_path": None}]
+    apply_holm(models)
+    assert [m["significance"]["p_holm"] for m in models[:2]] == pytest.approx([0.06, 0.06], abs=0, rel=1e-12)
+    assert [m["significance"]["significant"] for m in models[:2]] == [False, False]
+    assert "significance" not in models[2]  # every seed diverged: not in the family
 
 
 def test_shuffled_label_control_lands_at_baseline(synthetic_run):
@@ -351,7 +426,8 @@ def test_retrain_on_bundled_real_data_sets_champion_only_if_significant(syntheti
     assert result.exit_code == 0, result.output
     results = json.loads((save / RESULTS_FILE).read_text())
     model = results["models"][0]
-    significant = model["significance"]["p_value"] < 0.05
+    significant = model["significance"]["p_holm"] < 0.05
+    assert model["significance"]["p_holm"] == model["significance"]["p_value"]  # a family of one
     assert model["significance"]["significant"] == significant
     mlflow = pytest.importorskip("mlflow")
     client = mlflow.MlflowClient(tracking_uri=store)
@@ -361,7 +437,7 @@ def test_retrain_on_bundled_real_data_sets_champion_only_if_significant(syntheti
         assert aliases == {"champion": results["registry"]["versions"][0]["version"]}
     else:
         assert aliases == {}
-        assert "alias 'champion' not moved: no model's test accuracy beats the majority-class rate" in result.stdout
+        assert "alias 'champion' not moved: no model's test accuracy beats the strongest naive rule" in result.stdout
 
 
 def test_retrain_bad_input_is_one_line_exit_2(tmp_path, synthetic_run):
@@ -436,7 +512,7 @@ def test_control_never_sees_a_true_label_not_even_for_early_stopping(monkeypatch
     monkeypatch.setattr(retrain_module, "_train", fake_train)
     config = create_optimization_config(scenario="smoke")
     control = retrain_module.shuffled_label_control(
-        config, data, {}, epochs=1, device=torch.device("cpu"), majority_rate=0.5
+        config, data, {}, epochs=1, device=torch.device("cpu"), null={"rule": "always down", "rate": 0.5}
     )
     for name, true in (("train", data.train), ("val", data.val)):
         given = seen[name]

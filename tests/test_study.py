@@ -217,6 +217,14 @@ def test_resume_refuses_other_data_or_budget_naming_the_fields(tmp_path):
     assert len(run(tiny_config(tmp_path, n_trials=2, training={"device": "cpu"})).trials) == 2
 
 
+def test_resume_refuses_a_changed_search_space_range(tmp_path):
+    run(tiny_config(tmp_path, n_trials=1))
+    wider = {**TINY_SPACE, "lstm_num_layers": {"type": "int", "low": 1, "high": 3}}
+    with pytest.raises(HPOError) as error:
+        run(tiny_config(tmp_path, n_trials=2, search_space=wider))
+    assert "was run with other settings: search_space; its trials would not be comparable" in str(error.value)
+
+
 def test_a_setting_added_later_keeps_older_studies_resumable(tmp_path):
     """pruning.strategy and pruning.dominance_quantile came after studies existed: at the values older
     studies ran with (hyperband, no dominance check) they are left out of the stored fingerprint,

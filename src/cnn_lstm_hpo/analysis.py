@@ -356,6 +356,13 @@ def correlation_part(study: optuna.Study, objectives: list[str]) -> dict[str, An
 
 
 # --- top configurations against the baselines ----------------------------------------------
+def holm(p_values: list[float], *, alpha: float = ALPHA) -> tuple[list[float], list[bool]]:
+    """Holm-adjusted p-values and rejections over one family ("does any of the top configurations
+    beat the baseline?"): the one rule for the analysis's top configurations and retrain's k models."""
+    reject, adjusted, _, _ = multipletests(p_values, alpha=alpha, method="holm")
+    return [float(a) for a in adjusted], [bool(r) for r in reject]
+
+
 def ranked_front(study: optuna.Study, objectives: list[str], weights: dict[str, float]) -> list[FrozenTrial]:
     """The feasible front ordered by the objective weights (normalised first), as best_configurations.json."""
     front = feasible_front(study)
@@ -400,10 +407,9 @@ def baseline_part(study: optuna.Study, objectives: list[str], weights: dict[str,
         rows.append(row)
     tested = [r for r in rows if "p_value" in r]
     if tested:
-        # Holm over the top configurations: "does any of them beat the majority class?" is one family.
-        reject, adjusted, _, _ = multipletests([r["p_value"] for r in tested], alpha=ALPHA, method="holm")
+        adjusted, reject = holm([r["p_value"] for r in tested])
         for row, adj, sig in zip(tested, adjusted, reject):
-            row.update(p_holm=float(adj), beats_majority=bool(sig))
+            row.update(p_holm=adj, beats_majority=sig)
     leaks = [
         {"trial_number": t.number, "val_accuracy": float(accuracy)}
         for t in complete_trials(study)

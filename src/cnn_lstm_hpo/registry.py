@@ -3,7 +3,8 @@
 Each retrained model is logged as an MLflow run (hyperparameters as params, scores as metrics,
 the saved model folder as artifacts) and registered as a version of a registered model named
 after the study. The alias ``champion`` moves only to a model whose test accuracy beats the
-majority-class rate significantly; otherwise no alias moves and the outcome says why.
+strongest naive rule on the test windows significantly after retrain's Holm correction over the k
+models (``significance.significant``); otherwise no alias moves and the outcome says why.
 
 The guide's call shape works too::
 
@@ -150,7 +151,7 @@ def performance_metrics(entry: dict[str, Any]) -> dict[str, Any]:
         "test": entry["test_results"],
         "validation": entry["validation_results"],
         "selected_test": entry["selected_model"]["test"],
-        "significance": {k: sig[k] for k in ("accuracy", "majority_class_rate", "p_value", "ci95_low", "ci95_high")},
+        "significance": {k: sig[k] for k in ("accuracy", "null_rate", "p_value", "p_holm", "ci95_low", "ci95_high")},
         "n_parameters": entry["n_parameters"],
         "model_size_mb": entry["model_size_mb"],
         "training_time_minutes": entry["training_time_minutes"],
@@ -175,12 +176,15 @@ def register_retrained(models: list[dict[str, Any]], *, name: str, tracking_uri:
                 "trial_number": str(entry["trial_number"]),
                 "rank": str(entry["rank"]),
                 "test_accuracy": f"{sig['accuracy']:.6f}",
-                "p_value_vs_majority": f"{sig['p_value']:.6g}",
-                "beats_majority": str(sig["significant"]).lower(),
+                "null_rule": sig["null_rule"],
+                "p_value_vs_null": f"{sig['p_value']:.6g}",
+                "p_holm_vs_null": f"{sig['p_holm']:.6g}",
+                "beats_null": str(sig["significant"]).lower(),
             },
         )
         versions.append(
-            {"k": entry["k"], "version": version, "p_value": sig["p_value"], "alpha": sig["alpha"], "significant": sig["significant"]}
+            {"k": entry["k"], "version": version, "null_rule": sig["null_rule"], "p_value": sig["p_value"],
+             "p_holm": sig["p_holm"], "alpha": sig["alpha"], "significant": sig["significant"]}
         )
     listed = ", ".join(str(v["version"]) for v in versions)
     message = f"registered version(s) {listed} of model {name!r}"
@@ -191,13 +195,13 @@ def register_retrained(models: list[dict[str, Any]], *, name: str, tracking_uri:
         registry.set_champion(name, champion["version"])
         message += (
             f"; alias '{CHAMPION}' -> version {champion['version']} (model {champion['k']}: test accuracy beats "
-            f"the majority-class rate, p={champion['p_value']:.3g})"
+            f"the strongest naive rule ({champion['null_rule']}), Holm-adjusted p={champion['p_holm']:.3g})"
         )
     elif versions:
-        best_p = min(v["p_value"] for v in versions)
+        best_p = min(v["p_holm"] for v in versions)
         message += (
-            f"; alias '{CHAMPION}' not moved: no model's test accuracy beats the majority-class rate "
-            f"significantly (best p={best_p:.3g}, needs < {versions[0]['alpha']})"
+            f"; alias '{CHAMPION}' not moved: no model's test accuracy beats the strongest naive rule "
+            f"significantly (best Holm-adjusted p={best_p:.3g}, needs < {versions[0]['alpha']})"
         )
     return {
         "model_name": name,

@@ -5,11 +5,15 @@ For each of the top-k feasible Pareto trials (ranked by the objective weights, e
 budget with early stopping on validation. Each trained model is scored once on the test split,
 which the search never saw. The seed with the lowest validation loss is saved (validation
 chooses, never test); the spread over seeds is reported. Baselines are scored on the same test
-windows: the majority class (decided on the *training* labels), the zero-return forecast and
-previous-direction persistence. An exact binomial test says whether a model's test accuracy beats
-the majority-class rate. A shuffled-label control (the rank-1 configuration trained on training
-labels permuted within each symbol, early-stopped on validation labels permuted the same way) must
-land at the baseline; if it beats it, the pipeline leaks.
+windows: the majority class of the *training* labels, the zero-return forecast and
+previous-direction persistence. The null a model must beat is the strongest naive rule on the test
+windows themselves (always predicting one class, for each class, and persistence): chosen after
+seeing the test labels, it is conservative on purpose. An exact one-sided binomial test says whether
+a model's test accuracy beats that rule's accuracy, Holm-corrected over the k models (the same rule
+as the analysis); only a model that passes it may become the registry's champion. A shuffled-label
+control (the rank-1 configuration trained on training labels permuted within each symbol,
+early-stopped on validation labels permuted the same way) is judged by the same exact test against
+the same null; if it beats it, the pipeline leaks.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 from scipy.stats import binomtest
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
 
+from .analysis import holm
 from .checkpoint import checkpoint_meta, save_checkpoint
 from .config import OptimizationConfig, TrainingConfig, build_config
 from .data import load_frames
@@ -46,7 +51,7 @@ log = logging.getLogger("cnn_lstm_hpo")
 DEFAULT_EPOCHS = 100  # the guide's "extended training" stage, sized for a CPU; early stopping ends most runs sooner
 DEFAULT_SEEDS = 3
 RESULTS_FILE = "retrained_models_results.json"
-CHAMPION_ALPHA = 0.05  # champion only if test accuracy beats the majority-class rate at this level
+CHAMPION_ALPHA = 0.05  # champion only if test accuracy beats the null rule at this level, Holm-corrected
 # The control is one run judged by one test; a stricter level keeps false leak alarms at 1 in 100.
 LEAK_ALPHA = 0.01
 METRICS = ("accuracy", "balanced_accuracy", "mcc", "composite", "return_mse", "directional_accuracy", "cross_entropy")
@@ -122,16 +127,24 @@ def split_metrics(probs: np.ndarray, rets: np.ndarray, split: Split, training: T
     }
 
 
-def accuracy_test(correct: int, n: int, rate: float) -> dict[str, Any]:
-    """Exact binomial test of ``correct``/``n`` against ``rate`` (one-sided: better), with a 95 % CI."""
+def accuracy_test(correct: int, n: int, null: dict[str, Any]) -> dict[str, Any]:
+    """Exact binomial test of ``correct``/``n`` against the null rule's accuracy (one-sided: better), with a 95 % CI.
+
+    A predictor whose guesses are independent of the labels is right on each window with a
+    probability whose mean is at most the best single class's share, which the null rate is at
+    least (every "always <class>" rule is a candidate); its count of correct windows is then no
+    more spread than a binomial at the null rate, so the test is conservative for it.
+    """
+    rate = null["rate"]
     one_sided = binomtest(correct, n, rate, alternative="greater")
     ci = binomtest(correct, n, rate).proportion_ci(confidence_level=0.95, method="exact")
     return {
-        "test": "exact binomial, H1: accuracy > majority-class rate",
+        "test": "exact binomial, H1: accuracy > null rate (the strongest naive rule's accuracy on the same test windows)",
         "correct": correct,
         "n": n,
         "accuracy": correct / n,
-        "majority_class_rate": rate,
+        "null_rule": null["rule"],
+        "null_rate": rate,
         "p_value": float(one_sided.pvalue),
         "ci95_low": float(ci.low),
         "ci95_high": float(ci.high),
@@ -160,10 +173,26 @@ def past_returns(config: OptimizationConfig, split: Split) -> np.ndarray | None:
     return out
 
 
+def strongest_rule(rules: dict[str, np.ndarray], y: np.ndarray) -> dict[str, Any]:
+    """The null: the naive rule with the highest accuracy on these labels (the first listed on a tie)."""
+    accuracies = {name: float(np.mean(pred == y)) for name, pred in rules.items()}
+    best = max(accuracies, key=accuracies.__getitem__)
+    return {
+        "rule": best,
+        "rate": accuracies[best],
+        "candidates": accuracies,
+        "chosen": "the naive rule with the highest accuracy on the test windows themselves "
+        "(chosen on the test labels: conservative on purpose, a model must beat the strongest naive rule)",
+    }
+
+
 def baselines(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
-    """Naive forecasts scored on the test windows; the majority class comes from training labels."""
+    """Naive forecasts scored on the test windows, and the strongest of them as the null."""
     test, training = data.test, config.training
     y, r = test.y_class.numpy(), test.y_return.numpy().astype(np.float64)
+    names = class_names(data.num_classes) if data.num_classes <= 3 else tuple(f"class {c}" for c in range(data.num_classes))
+    # The candidates for the null, as class predictions on the test windows: a new baseline is one more entry.
+    rules = {f"always {name}": np.full(len(y), c) for c, name in enumerate(names)}
     majority = int(torch.bincount(data.train.y_class).argmax())
     constant = evaluate_predictions(
         loss=float("nan"),
@@ -178,7 +207,7 @@ def baselines(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
     result: dict[str, Any] = {
         "test_windows": len(y),
         "training_majority_class": majority,
-        "training_majority_class_name": class_names(data.num_classes)[majority] if data.num_classes <= 3 else None,
+        "training_majority_class_name": names[majority],
         "majority_class_rate": constant.accuracy,
         "zero_return_mse": float(np.mean(r**2)),
         "majority_and_zero_return_composite": constant.composite,
@@ -187,12 +216,14 @@ def baselines(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
     past = past_returns(config, test)
     if past is not None and np.isfinite(past).all():
         pred = direction_classes(past, data.num_classes, config.data.direction_threshold)
+        rules["persistence"] = pred
         result["persistence"] = {
             "rule": f"predict the direction of the last {config.data.horizon}-bar return",
             "accuracy": float(np.mean(pred == y)),
             "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
             "mcc": float(matthews_corrcoef(y, pred)),
         }
+    result["null"] = strongest_rule(rules, y)
     return result
 
 
@@ -265,9 +296,24 @@ def _shuffled_within_symbol(split: Split, seed: int) -> Split:
     return dataclasses.replace(split, y_class=split.y_class[index], y_return=split.y_return[index])
 
 
+def judge_control(pred: np.ndarray, y: np.ndarray, null: dict[str, Any]) -> dict[str, Any]:
+    """The control's verdict: the exact test of its test accuracy against the null rule's, at LEAK_ALPHA."""
+    test = accuracy_test(int((pred == y).sum()), len(y), null)
+    leak = test["p_value"] < LEAK_ALPHA
+    versus = f"accuracy {test['accuracy']:.4f} vs {null['rate']:.4f} of the strongest naive rule ({null['rule']})"
+    verdict = (
+        f"LEAK: trained on shuffled labels the model still beats the strongest naive rule on test "
+        f"({versus}, p={test['p_value']:.2g} < {LEAK_ALPHA}); "
+        "the pipeline leaks information into the test split and its test numbers cannot be trusted"
+        if leak
+        else f"at baseline: {versus} (p={test['p_value']:.2g}, not below {LEAK_ALPHA})"
+    )
+    return {"significance": test, "leak": leak, "verdict": verdict}
+
+
 def shuffled_label_control(
     config: OptimizationConfig, data: WindowedData, params: dict[str, Any], *, epochs: int,
-    device: torch.device, majority_rate: float,
+    device: torch.device, null: dict[str, Any],
 ) -> dict[str, Any]:
     seed = config.seed
     # Early stopping on the real validation labels would let the control pick, among its epochs, the
@@ -277,19 +323,32 @@ def shuffled_label_control(
         config, data, params, seed, epochs, device, "control (shuffled labels)",
         train=_shuffled_within_symbol(data.train, seed), val=_shuffled_within_symbol(data.val, seed + 1),
     )
-    y = data.test.y_class.numpy()
-    correct = int((run.test_probs.argmax(axis=1) == y).sum())
-    test = accuracy_test(correct, len(y), majority_rate)
-    leak = test["p_value"] < LEAK_ALPHA
-    verdict = (
-        f"LEAK: trained on shuffled labels the model still beats the majority-class rate on test "
-        f"(accuracy {test['accuracy']:.4f} vs {majority_rate:.4f}, p={test['p_value']:.2g} < {LEAK_ALPHA}); "
-        "the pipeline leaks information into the test split and its test numbers cannot be trusted"
-        if leak
-        else f"at baseline: accuracy {test['accuracy']:.4f} vs majority-class rate {majority_rate:.4f} "
-        f"(p={test['p_value']:.2g}, not below {LEAK_ALPHA})"
+    return {"params_of": "rank 1", **run.record, **judge_control(run.test_probs.argmax(axis=1), data.test.y_class.numpy(), null)}
+
+
+def apply_holm(models: list[dict[str, Any]]) -> None:
+    """Holm over the k models' p-values (the analysis's rule for its top configurations): ``p_holm``
+    and ``significant`` (may become champion) in each tested model's significance."""
+    tested = [m["significance"] for m in models if "significance" in m]
+    if not tested:
+        return
+    adjusted, reject = holm([t["p_value"] for t in tested], alpha=CHAMPION_ALPHA)
+    for test, adj, sig in zip(tested, adjusted, reject):
+        test.update(alpha=CHAMPION_ALPHA, p_holm=adj, significant=sig)
+
+
+def _model_line(entry: dict[str, Any]) -> str:
+    head = f"model {entry['k']} (trial {entry['trial_number']}"
+    if not entry["model_path"]:
+        return f"{head}): every seed diverged; nothing saved"
+    acc, sig = entry["test_results"]["accuracy"], entry["significance"]
+    return (
+        f"{head}, rank {entry['rank']}): test accuracy {acc['mean']:.4f} ± {acc['std']:.4f} over "
+        f"{len(entry['seeds'])} seed(s); saved seed {entry['selected_seed']}: {sig['accuracy']:.4f} vs "
+        f"{sig['null_rate']:.4f} ({sig['null_rule']}), p={sig['p_value']:.3g}, Holm-adjusted p={sig['p_holm']:.3g}, "
+        f"95% CI [{sig['ci95_low']:.4f}, {sig['ci95_high']:.4f}]; {entry['n_parameters']:,} parameters -> "
+        f"{Path(entry['model_path']).name}/"
     )
-    return {"params_of": "rank 1", **run.record, "significance": test, "leak": leak, "verdict": verdict}
 
 
 # --- the whole stage --------------------------------------------------------------------------------
@@ -307,11 +366,12 @@ def retrain_top_k(
     chosen = ranked[: settings.top_k]
     device = resolve_device(config.training.device)
     base = baselines(config, data)
-    majority_rate = base["majority_class_rate"]
+    null = base["null"]
     y_test = data.test.y_class.numpy()
     fingerprint = study.user_attrs.get("fingerprint")  # recorded by the study when it has one
     models: list[dict[str, Any]] = []
-    lines: list[str] = []
+    # Saved once the Holm correction over all k models has been written into their metrics.
+    to_save: list[tuple[Path, torch.nn.Module, dict[str, Any], dict[str, Any]]] = []
     for k, best in enumerate(chosen, start=1):
         params = best["params"]
         runs: list[_Run] = []
@@ -327,14 +387,11 @@ def retrain_top_k(
         if not runs:
             models.append({"k": k, "rank": best["rank"], "trial_number": best["trial_number"],
                            "hyperparameters": params, "failed_seeds": failures, "model_path": None})
-            lines.append(f"model {k} (trial {best['trial_number']}): every seed diverged; nothing saved")
             continue
         selected = min(runs, key=lambda run: run.val_loss)  # validation picks the seed to keep
         model = selected.trainer.model.cpu()
         correct = int((selected.test_probs.argmax(axis=1) == y_test).sum())
-        significance = accuracy_test(correct, len(y_test), majority_rate)
-        significance["alpha"] = CHAMPION_ALPHA
-        significance["significant"] = significance["p_value"] < CHAMPION_ALPHA
+        significance = accuracy_test(correct, len(y_test), null)
         n_params = sum(p.numel() for p in model.parameters())
         folder = save_dir / f"retrained_model_{k}"
         entry: dict[str, Any] = {
@@ -372,28 +429,24 @@ def retrain_top_k(
         )
         metrics = {key: entry[key] for key in ("selected_model", "validation_results", "test_results", "significance",
                                                 "n_parameters", "model_size_mb", "training_time_minutes")}
-        save_checkpoint(folder, model, meta, metrics)
+        to_save.append((folder, model, meta, metrics))
         models.append(entry)
-        acc = entry["test_results"]["accuracy"]
-        lines.append(
-            f"model {k} (trial {best['trial_number']}, rank {best['rank']}): test accuracy {acc['mean']:.4f} "
-            f"± {acc['std']:.4f} over {len(runs)} seed(s); saved seed {selected.seed}: "
-            f"{significance['accuracy']:.4f} vs majority-class rate {majority_rate:.4f}, "
-            f"p={significance['p_value']:.3g}, 95% CI [{significance['ci95_low']:.4f}, {significance['ci95_high']:.4f}]; "
-            f"{n_params:,} parameters -> {folder.name}/"
-        )
+    apply_holm(models)
+    for folder, model, meta, metrics in to_save:
+        save_checkpoint(folder, model, meta, metrics)
+    persistence = base["persistence"]
+    lines = [
+        f"baselines on {base['test_windows']} test windows: majority class ({base['training_majority_class_name']}, "
+        f"from training labels) {base['majority_class_rate']:.4f}"
+        + (f"; persistence {persistence['accuracy']:.4f}" if persistence else "")
+        + f"; zero-return MSE {base['zero_return_mse']:.3g}; "
+        f"null (strongest naive rule on the test windows): {null['rule']} {null['rate']:.4f}",
+        *map(_model_line, models),
+    ]
     control = shuffled_label_control(
-        config, data, chosen[0]["params"], epochs=settings.epochs, device=device, majority_rate=majority_rate
+        config, data, chosen[0]["params"], epochs=settings.epochs, device=device, null=null
     )
     lines.append(f"shuffled-label control: {control['verdict']}")
-    persistence = base["persistence"]
-    lines.insert(
-        0,
-        f"baselines on {base['test_windows']} test windows: majority class ({base['training_majority_class_name']}, "
-        f"from training labels) {majority_rate:.4f}"
-        + (f"; persistence {persistence['accuracy']:.4f}" if persistence else "")
-        + f"; zero-return MSE {base['zero_return_mse']:.3g}",
-    )
     results: dict[str, Any] = {
         "study_name": study.study_name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -402,7 +455,8 @@ def retrain_top_k(
             "top_k": settings.top_k, "epochs": settings.epochs, "seeds": settings.seeds,
             "early_stopping_patience": config.training.early_stopping_patience,
             "classification_metric": config.training.classification_metric, "device": str(device),
-            "champion_alpha": CHAMPION_ALPHA, "leak_alpha": LEAK_ALPHA,
+            "champion_alpha": CHAMPION_ALPHA, "champion_correction": "Holm over the retrained models (statsmodels)",
+            "leak_alpha": LEAK_ALPHA,
         },
         "baselines": base,
         "models": models,

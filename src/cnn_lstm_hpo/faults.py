@@ -30,13 +30,14 @@ _FULL_WORDS = ("database or disk is full", "No space left on device")
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
-    """The error and those it was raised from or during (SQLAlchemy and Optuna wrap the driver's)."""
+    """The error and those it was raised from or during, outermost first (Optuna wraps SQLAlchemy's
+    error, which wraps the driver's: ``orig``)."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or current.__context__ or getattr(current, "orig", None)
 
 
 def _line(error: BaseException) -> str:
@@ -44,13 +45,12 @@ def _line(error: BaseException) -> str:
 
 
 def disk_full(error: BaseException) -> str | None:
-    """The words of the full disk behind ``error``, or None."""
-    for link in _chain(error):
-        if isinstance(link, OSError) and link.errno == errno.ENOSPC:
-            return _line(link)
-        if any(words in str(link) for words in _FULL_WORDS):
-            return _line(link)
-    return None
+    """The words of the full disk behind ``error`` (the innermost error that says so), or None."""
+    said = [
+        link for link in _chain(error)
+        if (isinstance(link, OSError) and link.errno == errno.ENOSPC) or any(words in str(link) for words in _FULL_WORDS)
+    ]
+    return _line(said[-1]) if said else None
 
 
 def storage_failed(error: BaseException) -> BaseException | None:

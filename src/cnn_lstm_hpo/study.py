@@ -227,8 +227,8 @@ class MultiObjectiveOptimizer:
             elif isinstance(stop, optuna.TrialPruned):
                 # What it would have trained to complete: a trial pruned while over the limit was infeasible.
                 trial.set_constraint("training_time_minutes", self._over_time(monitor.projected))
-            elif isinstance(stop, Exception):  # diverged, out of memory, ..., or a fault: recorded FAIL, the study goes on
-                trial.set_user_attr("fail_reason", fault_reason(stop) or f"{type(stop).__name__}: {stop}")
+            elif isinstance(stop, Exception):  # diverged, out of memory, ...: recorded FAIL, the study goes on
+                trial.set_user_attr("fail_reason", f"{type(stop).__name__}: {stop}")
             monitor.save()
             raise
         minutes = monitor.minutes()
@@ -386,9 +386,10 @@ class MultiObjectiveOptimizer:
         except Exception as error:
             reason = fault_reason(error)
             if reason is not None:  # not the configuration's doing: it runs again
-                retry(study, trial.number, trial.params, trial.user_attrs, reason)
                 if reason.startswith(DISK_FULL):
                     self.full_disk = error
+                trial.set_user_attr("fail_reason", reason)
+                retry(study, trial.number, trial.params, trial.user_attrs, reason)
             raise
 
     def _run_workers(self, study: optuna.Study, url: str) -> None:

@@ -119,4 +119,6 @@ def test_sigterm_inside_a_storage_commit_stops_the_study_and_records_the_trial(t
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     assert sent and time.monotonic() - sent[0] < 20  # no wait for a lock held by this very process
     trials = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}").trials
-    assert [(t.state, t.user_attrs.get("fail_reason")) for t in trials] == [(TrialState.FAIL, "interrupted")]
+    assert [(t.state, t.user_attrs.get("fail_reason"), t.user_attrs.get("retry_of")) for t in trials] == [
+        (TrialState.FAIL, "interrupted", None), (TrialState.WAITING, None, 0),  # queued again for the resume
+    ]

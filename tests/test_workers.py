@@ -147,10 +147,13 @@ def test_kill_9_mid_trial_then_a_joining_worker_completes_the_study(tmp_path):
     study = load(url)
     trials = study.get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    assert len(trials) == 3  # the target, counting the dead worker's trial
-    assert before and all(trials[n].state == TrialState.COMPLETE for n in before)
     dead = trials[running]
     assert dead.state == TrialState.FAIL and dead.user_attrs["fail_reason"] == f"worker {dead.user_attrs['worker']} died"
+    # The dead worker's trial ran again with its params, and the target counts it once.
+    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == running]
+    assert retry.params == dead.params and retry.user_attrs["retry_reason"] == dead.user_attrs["fail_reason"]
+    assert len(trials) == 4 and [t for t in trials if t.state == TrialState.COMPLETE] == [t for t in trials if t is not dead]
+    assert before and all(trials[n].state == TrialState.COMPLETE for n in before)
     for number, (params, values) in before.items():
         assert (trials[number].params, trials[number].values) == (params, values)
     assert (tmp_path / "elsewhere" / "best_configurations.json").is_file()

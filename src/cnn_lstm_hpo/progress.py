@@ -10,6 +10,8 @@ from typing import TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .faults import counted
+
 
 def _clock(seconds: float) -> str:
     return str(timedelta(seconds=int(seconds)))
@@ -26,7 +28,7 @@ class ProgressLine:
         self.done_at_start: int | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        trials = study.get_trials(deepcopy=False)
+        trials = counted(study.get_trials(deepcopy=False))  # as the target counts them
         counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
         finished = sum(counts.values())
         if self.done_at_start is None:

@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .faults import RETRY_REASON, retried
 from .objectives import CONSTANT_SHARE, weighted_ranks
 from .space import decode_params
 
@@ -194,7 +195,15 @@ def summary_text(
     failed = [t for t in trials if t.state == TrialState.FAIL]
     if failed:
         lines += ["", "Failed trials:"]
-        lines += [f"    trial {t.number}: {t.user_attrs.get('fail_reason', t.system_attrs.get('fail_reason', 'unknown'))}" for t in failed]
+        retries = retried(trials)
+        for t in failed:
+            retry = retries.get(t.number)
+            # A trial failed by Optuna's heartbeat has its reason on its retry only.
+            reason = (
+                t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason")
+                or (retry and retry.user_attrs[RETRY_REASON]) or "unknown"
+            )
+            lines.append(f"    trial {t.number}: {reason}" + (f" (retried as trial {retry.number})" if retry else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ import sqlalchemy
 from sqlalchemy import event
 
 from .errors import HPOError
+from .faults import retry_stale_trial
 
 JOURNAL = "journal:///"
 SQLITE_FILE = "study.db"
@@ -66,7 +67,8 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
     """The storage behind ``url``; one HPOError line when it cannot be opened.
 
     ``heartbeat_seconds``: RDB trials record a heartbeat this often, and a trial silent for 3 beats is
-    failed by the next worker that starts a trial (a killed worker leaves nothing RUNNING for good).
+    failed by the next worker that starts a trial, and queued again (a killed worker leaves nothing
+    RUNNING for good, and costs no trial).
     Not for SQLite on a local disk: only processes of this host open it, and their dead-worker sweep
     (by pid, :func:`.workers.fail_dead_local_trials`) already fails a dead worker's trial; the beats
     would cost ~5 ms a trial for nothing.
@@ -86,7 +88,8 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
             path.parent.mkdir(parents=True, exist_ok=True)
         beat: dict[str, Any] = {}
         if heartbeat_seconds and not local_sqlite(url):
-            beat = {"heartbeat_interval": heartbeat_seconds, "grace_period": 3 * heartbeat_seconds}
+            beat = {"heartbeat_interval": heartbeat_seconds, "grace_period": 3 * heartbeat_seconds,
+                    "heartbeat_stale_trial_callback": retry_stale_trial}
         with warnings.catch_warnings():  # Optuna marks heartbeats experimental; we use them knowingly
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             opening = functools.partial(

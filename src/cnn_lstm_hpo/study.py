@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import OptimizationConfig, validate_config
 from .convergence import front_stall
 from .errors import HPOError, StudyFailed
+from .faults import DISK_FULL, INTERRUPTED, RETRY_OF, counted, fault_reason, retry, storage_failed
 from .fingerprint import ADDED_LATER, USER_ATTR as FINGERPRINT
 from .fingerprint import fingerprint_differences, study_fingerprint
 from . import interrupts
@@ -31,8 +32,8 @@ from .storage import check_url_for_workers, close_storage, open_storage, redact,
 from .train import Trainer, resolve_device
 from .windows import WindowedData, prepare_windows, split_from_loader
 from .workers import (
-    OUTPUT_LOCK, SLOT_LOCK, FileLock, fail_dead_local_trials, forward_interrupts, spawn_workers, this_worker, wait_for,
-    worker_seed,
+    OUTPUT_LOCK, SLOT_LOCK, FileLock, fail_dead_local_trials, fail_own_trials, forward_interrupts, spawn_workers,
+    this_worker, wait_for, worker_seed,
 )
 
 log = logging.getLogger("cnn_lstm_hpo")
@@ -175,6 +176,7 @@ class MultiObjectiveOptimizer:
         self.pruner = multi_objective_pruner(config)
         self.dominance = dominance_check(config)
         self.others_may_finish = shared_by_processes(config.resolved_storage)  # trials completed meanwhile elsewhere
+        self.full_disk: Exception | None = None  # what ended a trial on a full disk: the run stops after it
 
     # --- the guide's per-trial API -------------------------------------------------------
     def suggest_hyperparameters(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -202,7 +204,9 @@ class MultiObjectiveOptimizer:
     def objective(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
         params = self.suggest_hyperparameters(trial)
-        torch.manual_seed(cfg.seed + trial.number)  # the initial weights too: same params, same trial
+        # The initial weights too: same params, same trial (a retry is the trial it retries).
+        seed = cfg.seed + trial.user_attrs.get(RETRY_OF, trial.number)
+        torch.manual_seed(seed)
         model = self.build_model(params)
         size = model_size_mb(model)
         trial.set_user_attr("model_size_mb", size)
@@ -214,7 +218,7 @@ class MultiObjectiveOptimizer:
             trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
             raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
         monitor = TrialMonitor(trial, cfg, size, self.pruner, self.dominance, others_may_finish=self.others_may_finish)
-        trainer = self.make_trainer(model, params, cfg.seed + trial.number)
+        trainer = self.make_trainer(model, params, seed)
         try:
             result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)
         except BaseException as stop:
@@ -256,34 +260,65 @@ class MultiObjectiveOptimizer:
             torch.set_num_threads(cfg.threads_per_worker)
         storage = self.storage = open_storage(url, heartbeat_seconds=cfg.heartbeat_seconds)
         try:
-            study = self.study = open_study(cfg, self.fingerprint, storage, worker_id=self.worker_id)
-            write_ahead(storage, url)
-            if study.user_attrs.get(STOP_ATTR):  # an earlier run stopped on a stalled front; this one goes on
-                study.set_user_attr(STOP_ATTR, None)
-            if self.write_outputs:
-                atomic_write_text(self.save_dir / "resolved_config.yaml", cfg.to_yaml())
-            interrupts.raise_on_sigterm()
-            try:
-                if cfg.workers > 1:
-                    self._run_workers(study, url)
-                else:
-                    self._run_trials(study)
-            except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: the books first, then exit
-                interrupts.ignore_further_signals()
-                fail_dead_local_trials(study, storage)
-                self._write_unrecorded_results(study)
-                if self.write_outputs:
-                    self._write_study_files(study, analysis=False)
-                log.warning("interrupted (exit %d): the running trial is recorded as failed", interrupts.exit_code_of(interrupt))
+            return self._optimize(storage, url)
+        except HPOError:
+            raise
+        except Exception as error:
+            if fault_reason(error) is None:  # not a full disk nor a storage error
                 raise
-            if self.write_outputs:
-                self._write_study_files(study, analysis=True)
-            failure = all_failed(study)
-            if failure:
-                raise StudyFailed(failure)
-            return study
+            raise self._fault_error(error, url) from None
         finally:
             close_storage(storage)  # the engine reconnects if the returned study is used again
+
+    def _optimize(self, storage: optuna.storages.BaseStorage, url: str) -> optuna.Study:
+        cfg = self.config
+        self.full_disk = None
+        study = self.study = open_study(cfg, self.fingerprint, storage, worker_id=self.worker_id)
+        write_ahead(storage, url)
+        if study.user_attrs.get(STOP_ATTR):  # an earlier run stopped on a stalled front; this one goes on
+            study.set_user_attr(STOP_ATTR, None)
+        if self.write_outputs:
+            atomic_write_text(self.save_dir / "resolved_config.yaml", cfg.to_yaml())
+        interrupts.raise_on_sigterm()
+        try:
+            if cfg.workers > 1:
+                self._run_workers(study, url)
+            else:
+                self._run_trials(study)
+        except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: the books first, then exit
+            interrupts.ignore_further_signals()
+            fail_dead_local_trials(study, storage)
+            self._write_unrecorded_results(study)
+            if self.write_outputs:
+                self._write_study_files(study, analysis=False)
+            log.warning(
+                "interrupted (exit %d): the running trial is recorded as failed and runs again on resume",
+                interrupts.exit_code_of(interrupt),
+            )
+            raise
+        if self.write_outputs:
+            self._write_study_files(study, analysis=True)
+        failure = all_failed(study)
+        if failure:
+            raise StudyFailed(failure)
+        return study
+
+    def _fault_error(self, error: BaseException, url: str) -> HPOError:
+        """The one line that ends a run a fault (``error``: a full disk, a storage error) stopped; its
+        running trial is recorded as failed for that reason and queued again, where the storage can
+        still write."""
+        reason = fault_reason(error)
+        assert reason is not None
+        if self.study is not None:
+            try:
+                fail_own_trials(self.study, self.storage, reason)
+            except Exception:  # noqa: BLE001 - it cannot: the next run's sweep of dead workers fails and retries it
+                pass
+        resume = f"run the same command again to resume study {self.config.resolved_study_name!r}"
+        where = f"storage {redact(url)}" if storage_failed(error) else f"save dir {self.save_dir}"
+        if reason.startswith(DISK_FULL):
+            return HPOError(f"{reason} ({where}); free space, then {resume}")
+        return HPOError(f"{reason} ({where}); when it answers again, {resume}")
 
     def _run_trials(self, study: optuna.Study) -> None:
         """Trials one after another until the study has ``n_trials`` or this run's time is up."""
@@ -310,16 +345,19 @@ class MultiObjectiveOptimizer:
             interrupts.check()
             with FileLock(self.save_dir / SLOT_LOCK) as slot:
                 trials = study.get_trials(deepcopy=False)
-                fail_dead_local_trials(study, self.storage, trials)  # failing a RUNNING trial leaves the count below as it is
-                if sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials) >= cfg.n_trials:
+                if fail_dead_local_trials(study, self.storage, trials):  # and queued them again: read anew
+                    trials = study.get_trials(deepcopy=False)
+                if sum(t.state in (*FINISHED, TrialState.RUNNING) for t in counted(trials)) >= cfg.n_trials:
                     return
                 if self._front_stalled(study, trials):
                     return
                 # The slot is held until the trial exists (the objective's first step releases it).
                 study.optimize(
-                    lambda trial: self._objective_in_slot(trial, slot),
+                    lambda trial: self._objective_in_slot(study, trial, slot),
                     n_trials=1, callbacks=callbacks, catch=(Exception,),
                 )
+            if self.full_disk is not None:  # the next trial would meet it too
+                raise self._fault_error(self.full_disk, cfg.resolved_storage)
             gc.collect()  # frees the finished trial's tensors held in cycles (a pruned trial's traceback)
             gc.freeze()
 
@@ -335,7 +373,7 @@ class MultiObjectiveOptimizer:
             study.set_user_attr(STOP_ATTR, f"Stopped before n_trials (convergence.patience {stall.trials}): {stall.describe()}")
         return stall is not None
 
-    def _objective_in_slot(self, trial: optuna.Trial, slot: FileLock) -> list[float]:
+    def _objective_in_slot(self, study: optuna.Study, trial: optuna.Trial, slot: FileLock) -> list[float]:
         slot.release()
         # At once, not held with the trial's first writes: if this process dies before they reach the
         # database, the sweep of dead workers' trials (workers.py) still finds this one by it.
@@ -344,7 +382,16 @@ class MultiObjectiveOptimizer:
             return self.objective(trial)
         except KeyboardInterrupt:
             interrupts.ignore_further_signals()
-            trial.set_user_attr("fail_reason", "interrupted")
+            trial.set_user_attr("fail_reason", INTERRUPTED)
+            retry(study, trial.number, trial.params, trial.user_attrs, INTERRUPTED)
+            raise
+        except Exception as error:
+            reason = fault_reason(error)
+            if reason is not None:  # not the configuration's doing: it runs again
+                if reason.startswith(DISK_FULL):
+                    self.full_disk = error
+                trial.set_user_attr("fail_reason", reason)
+                retry(study, trial.number, trial.params, trial.user_attrs, reason)
             raise
 
     def _run_workers(self, study: optuna.Study, url: str) -> None:

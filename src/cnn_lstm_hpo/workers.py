@@ -5,8 +5,9 @@
   So processes sharing a save dir reach ``n_trials`` exactly. Workers on other machines use their
   own save dir: there the target can be passed by the trials that start at the same moment.
 - Each trial records the **worker** (host:pid) that runs it; a process starting on the same host
-  fails the RUNNING trials of workers that no longer exist. PostgreSQL (and SQLite on a network
-  file system) also use Optuna's heartbeats, which catch dead workers on any host.
+  fails the RUNNING trials of workers that no longer exist and queues them again (:mod:`.faults`).
+  PostgreSQL (and SQLite on a network file system) also use Optuna's heartbeats, which catch dead
+  workers on any host.
 - **Signals** (see :mod:`.interrupts`) reaching the process that started the workers are passed on
   to them, and each records its running trial FAIL ("interrupted") before it exits.
 """
@@ -28,6 +29,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .faults import retry
 from .interrupts import ignore_further_signals, signal_of
 
 SLOT_LOCK = ".trial-slots.lock"
@@ -87,7 +89,8 @@ def _alive(pid: int) -> bool:
 def fail_dead_local_trials(
     study: optuna.Study, storage: optuna.storages.BaseStorage, trials: list[FrozenTrial] | None = None
 ) -> list[int]:
-    """Fail the RUNNING trials whose worker ran on this host and no longer exists; their numbers.
+    """Fail the RUNNING trials whose worker ran on this host and no longer exists, and queue each
+    again (:mod:`.faults`); their numbers.
     ``storage``: the study's (the reason goes into a trial this process does not hold).
     ``trials``: the study's trials as just read, where the caller needs them too (a read fewer)."""
     host = socket.gethostname()
@@ -99,14 +102,32 @@ def fail_dead_local_trials(
         worker_host, _, pid = worker.rpartition(":")
         if worker_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        # The trial is not ours to hold, so set the reason through the storage, then end it.
-        trial_id = storage.get_trial_id_from_study_id_trial_number(
-            storage.get_study_id_from_name(study.study_name), trial.number
-        )
-        storage.set_trial_user_attr(trial_id, "fail_reason", f"worker {worker} died")
-        study.tell(trial.number, state=TrialState.FAIL)
-        failed.append(trial.number)
+        if _fail_and_retry(study, storage, trial, f"worker {worker} died"):
+            failed.append(trial.number)
     return failed
+
+
+def fail_own_trials(study: optuna.Study, storage: optuna.storages.BaseStorage, reason: str) -> list[int]:
+    """Fail this process's RUNNING trials, which a fault (``reason``) ended, and queue each again."""
+    me = this_worker()
+    return [
+        t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.user_attrs.get("worker") == me and _fail_and_retry(study, storage, t, reason)
+    ]
+
+
+def _fail_and_retry(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: FrozenTrial, reason: str) -> bool:
+    # Through the storage: the trial may be held by a process that is gone.
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), trial.number
+    )
+    try:
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        study.tell(trial.number, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:  # another process failed it first, and queued it
+        return False
+    retry(study, trial.number, trial.params, trial.user_attrs, reason)
+    return True
 
 
 def spawn_workers(count: int, args: Callable[[int], list[str]]) -> list[subprocess.Popen]:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import optuna
 
+from cnn_lstm_hpo.storage import close_storage, open_storage
+
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = "grpc_bench"
 
@@ -194,7 +196,9 @@ def start_server(tmp: Path) -> tuple[str, callable]:
     server = postgres._start(bin_dir, base)
     conf = server.data_dir / "postgresql.conf"
     postgres._run(["sh", "-c", f"echo \"shared_preload_libraries = 'pg_stat_statements'\" >> {conf}"])
-    postgres._run([str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-w", "restart", "-m", "fast"])
+    # With its log file: a server started with our pipes as its output would hold them open.
+    postgres._run([str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-l", str(base / "server.log"), "-w", "restart",
+                   "-m", "fast"])
 
     def stopper() -> None:
         postgres._run([str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "fast", "-w", "stop"])
@@ -215,6 +219,9 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url, stopper = (args.postgres_url, lambda: None) if args.postgres_url else start_server(Path(tmp))
         try:
+            # Optuna's tables first, as `optimize` makes them before workers join: many workers creating
+            # them at once on an empty database collide (duplicate key in pg_type).
+            close_storage(open_storage(url))
             counters = Counters(url)
             print(f"{args.n_trials} replayed trials per arm; per trial: {counters.unit}")
             print("| workers | storage | trials | trials/s | wall s (start-up included) | DB connections (max) | per trial |")

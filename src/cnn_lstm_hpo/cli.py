@@ -75,7 +75,9 @@ def optimize(
     start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
     end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
     save_dir: Optional[Path] = typer.Option(None, "--save-dir"),
-    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default: SQLite in --save-dir)."),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="SQLAlchemy URL, journal:///path or grpc://HOST:PORT (default: SQLite in --save-dir)."
+    ),
     study_name: Optional[str] = typer.Option(None, "--study-name"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     no_pruning: bool = typer.Option(False, "--no-pruning", help="Train every trial to the end (for comparison)."),
@@ -151,7 +153,7 @@ def _interrupts(resume_hint: str) -> Iterator[None]:
 
 @app.command()
 def worker(
-    storage: str = typer.Option(..., "--storage", help="The study's storage URL (journal:///... or postgresql://...)."),
+    storage: str = typer.Option(..., "--storage", help="The study's storage URL (journal:///..., postgresql://... or grpc://HOST:PORT)."),
     study_name: str = typer.Option(..., "--study-name"),
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Where this worker writes (default: the study's)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
@@ -297,7 +299,7 @@ def predict(
 @app.command()
 def analyze(
     save_dir: Path = typer.Option(..., "--save-dir", help="Where to write; its study.db is read unless --storage."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL of the study storage."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the study (SQLAlchemy, journal:///, grpc://)."),
     study_name: Optional[str] = typer.Option(None, "--study-name", help="Needed when the storage holds several studies."),
     importance: str = typer.Option("ped_anova", "--importance", help="Importance evaluator: ped_anova or fanova."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -353,6 +355,27 @@ def dashboard(
         from .dashboard import serve
 
         serve(save_dir=save_dir, storage=storage, port=port)
+
+
+@app.command("storage-proxy")
+def storage_proxy(
+    storage: str = typer.Option(..., "--storage", help="The database: postgresql://... (sqlite:///... for one host)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(13000, "--port", help="Port to listen on (0: any free port)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Serve a study database to many workers through Optuna's gRPC proxy (workers: --storage grpc://HOST:PORT)."""
+    _setup_logging(quiet=True, debug=debug)
+    with _user_errors(debug):
+        from .interrupts import exit_code_of, raise_on_sigterm
+        from .storage import serve_proxy
+
+        raise_on_sigterm()
+        try:
+            serve_proxy(storage, host=host, port=port)
+        except KeyboardInterrupt as interrupt:
+            typer.echo("storage proxy stopped", err=True)
+            raise typer.Exit(exit_code_of(interrupt)) from None
 
 
 @scenarios_app.command("list")

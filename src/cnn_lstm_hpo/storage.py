@@ -1,14 +1,17 @@
 """Study storages by URL: SQLite for one process, a journal file for several on one host, any
-SQLAlchemy database (PostgreSQL) for several machines.
+SQLAlchemy database (PostgreSQL) for several machines, Optuna's gRPC storage proxy for many.
 
 ``journal:///abs/path/study.journal`` is our name for Optuna's journal file storage (appends under a
-file lock, safe for many processes on one file system). Every other URL goes to SQLAlchemy.
+file lock, safe for many processes on one file system). ``grpc://HOST:PORT`` is a proxy started by
+``cnn-lstm-hpo storage-proxy`` (:func:`serve_proxy`). Every other URL goes to SQLAlchemy.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import re
+import socket
 import warnings
 import weakref
 from pathlib import Path
@@ -22,6 +25,9 @@ from .errors import HPOError
 from .faults import retry_stale_trial
 
 JOURNAL = "journal:///"
+GRPC = "grpc://"
+GRPC_EXTRA = 'the gRPC storage proxy needs grpcio: pip install -e ".[grpc]"'
+PROXY_WAIT_SECONDS = 10.0  # a proxy that does not answer by then is reported, not waited for
 SQLITE_FILE = "study.db"
 JOURNAL_FILE = "study.journal"
 
@@ -63,6 +69,40 @@ def journal_path(url: str) -> Path:
     return Path("/" + url.removeprefix(JOURNAL).lstrip("/"))
 
 
+def is_proxy(url: str) -> bool:
+    return url.startswith(GRPC)
+
+
+def proxy_address(url: str) -> tuple[str, int]:
+    """``grpc://HOST:PORT`` -> (HOST, PORT); one HPOError line for anything else."""
+    host, _, port = url.removeprefix(GRPC).rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise HPOError(f"--storage {url} is not a proxy address: write grpc://HOST:PORT (as storage-proxy prints it)")
+    return host.strip("[]"), int(port)
+
+
+def open_proxy(url: str) -> optuna.storages.BaseStorage:
+    """A client of a running ``storage-proxy``, checked to answer within PROXY_WAIT_SECONDS (the client
+    itself would wait for ever at its first call)."""
+    host, port = proxy_address(url)
+    try:
+        import grpc  # noqa: F401 - Optuna imports it lazily, at the first call: fail here, in one line
+    except ImportError:
+        raise HPOError(GRPC_EXTRA) from None
+    with warnings.catch_warnings():  # Optuna marks the proxy experimental; we use it knowingly
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=PROXY_WAIT_SECONDS)
+    except ConnectionError:
+        proxy.close()
+        raise HPOError(
+            f"no storage proxy answers at {host}:{port} (waited {PROXY_WAIT_SECONDS:g} s); "
+            "start one with cnn-lstm-hpo storage-proxy --storage URL"
+        ) from None
+    return proxy
+
+
 def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool = True) -> optuna.storages.BaseStorage:
     """The storage behind ``url``; one HPOError line when it cannot be opened.
 
@@ -71,9 +111,12 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
     RUNNING for good, and costs no trial).
     Not for SQLite on a local disk: only processes of this host open it, and their dead-worker sweep
     (by pid, :func:`.workers.fail_dead_local_trials`) already fails a dead worker's trial; the beats
-    would cost ~5 ms a trial for nothing.
+    would cost ~5 ms a trial for nothing. Not through the gRPC proxy either: its client records no
+    heartbeats (Optuna's proxy has no call for them), so there the sweep by pid is what remains.
     ``create=False`` opens read-only: nothing is created where nothing is, and errors say "cannot read".
     """
+    if is_proxy(url):
+        return open_proxy(url)
     try:
         if is_journal(url):
             path = journal_path(url)
@@ -218,3 +261,45 @@ def redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def serve_proxy(url: str, *, host: str, port: int) -> None:
+    """Run Optuna's gRPC storage proxy over the database at ``url`` until interrupted: workers on any
+    machine then reach the study through this one process, which holds the database connections and
+    caches the study's finished trials. Ctrl-C or SIGTERM raise KeyboardInterrupt out of here."""
+    if is_proxy(url) or is_journal(url):
+        raise HPOError(
+            f"storage-proxy serves a database, not {redact(url)}: pass --storage postgresql://... "
+            "(or sqlite:///... when every worker runs on this host)"
+        )
+    try:
+        import grpc  # noqa: F401 - see open_proxy
+    except ImportError:
+        raise HPOError(GRPC_EXTRA) from None
+    port = _bindable_port(host, port)
+    database = open_storage(url)
+    write_ahead(database, url)
+    # Optuna's docs: serve get_storage's wrapper, which caches finished trials, not the bare RDBStorage.
+    served = optuna.storages.get_storage(database)
+    reachable = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    print(f"storage proxy for {redact(url)} listening on {host}:{port}; workers use --storage grpc://{reachable}:{port} "
+          "(Ctrl-C to stop)", flush=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.run_grpc_proxy_server(served, host=host, port=port)
+    finally:
+        close_storage(database)
+
+
+def _bindable_port(host: str, port: int) -> int:
+    """Fail early, in one line, when the port is taken (and resolve port 0 to a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise HPOError(f"port {port} on {host} is already in use; pass another --port") from None
+            raise HPOError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+        return probe.getsockname()[1]

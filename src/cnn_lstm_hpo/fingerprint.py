@@ -16,7 +16,8 @@ from .windows import WindowedData
 USER_ATTR = "fingerprint"
 # Settings added after studies already existed, with the value that matches what those studies did:
 # left out at that value, so an older study's stored fingerprint still matches.
-ADDED_LATER = {"pruning.strategy": "hyperband", "pruning.dominance_quantile": None}
+ADDED_LATER = {"pruning.strategy": "hyperband", "pruning.dominance_quantile": None,
+               "trading.positions": "long_short", "trading.cost_bps": 5.0}
 
 
 def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
@@ -32,6 +33,7 @@ def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[st
     if not config.dominance_check_on:  # a quantile the study never reads must not block its resume
         fields["pruning.dominance_quantile"] = ADDED_LATER["pruning.dominance_quantile"]
     fields.update({f"training.{k}": v for k, v in cfg["training"].items() if k != "device"})
+    fields.update({f"trading.{k}": v for k, v in cfg["trading"].items()})  # how the sharpe objective scores
     return {k: v for k, v in fields.items() if ADDED_LATER.get(k, object()) != v}
 
 

@@ -6,6 +6,8 @@
 - regression score: 1 / (1 + MSE / MSE_zero), MSE_zero = mean(y**2) being the error of the
   zero-return forecast. A perfect forecast scores 1, the zero forecast 0.5, worse ones less.
 ``training_time`` (minimised) is minutes; ``model_size`` (minimised) is MB.
+``sharpe`` (maximised) is the annualized Sharpe ratio, net of costs, of trading the validation
+predictions (trading.py; config ``trading``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
 
-DIRECTIONS = {"accuracy": "maximize", "training_time": "minimize", "model_size": "minimize"}
+DIRECTIONS = {"accuracy": "maximize", "training_time": "minimize", "model_size": "minimize", "sharpe": "maximize"}
 
 
 @dataclass(frozen=True)

@@ -174,3 +174,75 @@ def summary_lines(part: dict[str, Any]) -> list[str]:
 
 def _num(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+
+# --- retrain: each model against the strongest test baseline ------------------------------------
+def retrain_signal(
+    config: Any, data: Any, study: Any, test_base: Baselines, tested: list[tuple[dict[str, Any], np.ndarray]],
+    *, leak: bool,
+) -> dict[str, Any]:
+    """McNemar of each retrained model's test predictions against the strongest test baseline, Holm
+    over the models (adds ``vs_strongest_baseline`` to each entry, the champion's test), their trading
+    on test with the DSR over the study's trials, and the verdict line."""
+    from .baselines import holm
+
+    y = data.test.y_class.cpu().numpy()
+    strongest = test_base.strongest
+    tests = []
+    for entry, pred in tested:
+        test = mcnemar_vs_baseline(y, pred, test_base.predictions[strongest.name])
+        test["baseline"] = strongest.name
+        entry["vs_strongest_baseline"] = test
+        tests.append(test)
+    holm(tests)
+    trial_sharpes = _trial_sharpes(study.get_trials(deepcopy=False))
+    part: dict[str, Any] = {"split": "test", "alpha": ALPHA, "baselines": test_base.to_dict(),
+                            "correction": f"Holm over the {len(tests)} retrained model(s)"}
+    if trades(config):
+        for entry, pred in tested:
+            record = trading_record(config, data, data.test, pred, with_returns=True)
+            record["deflated_sharpe"] = deflate(record["strategy"], trial_sharpes)
+            entry["trading_test"] = record
+    part["verdict"] = retrain_verdict([e for e, _ in tested], strongest.name, strongest.accuracy, leak=leak)
+    return part
+
+
+def retrain_verdict(entries: list[dict[str, Any]], baseline: str, baseline_accuracy: float, *, leak: bool) -> str:
+    if not entries:
+        return "no edge found: no model was retrained (every seed diverged)"
+    if leak:
+        return ("no edge found: the shuffled-label control beat the baseline on test, so the pipeline leaks "
+                "and no test number can be trusted")
+    winners = [e for e in entries if e["vs_strongest_baseline"]["significant"]]
+    if winners:
+        e, t = winners[0], winners[0]["vs_strongest_baseline"]
+        dsr = _dsr_text((e.get("trading_test") or {}).get("deflated_sharpe"))
+        return (f"edge: model {e['k']} (trial {e['trial_number']}) beats {baseline} on test "
+                f"(accuracy {t['model_accuracy']:.4f} vs {baseline_accuracy:.4f}, one-sided McNemar p={t['p_value']:.3g}, "
+                f"Holm p={t['p_holm']:.3g} over {len(entries)} model(s){dsr})")
+    e = min(entries, key=lambda x: x["vs_strongest_baseline"]["p_holm"])
+    t = e["vs_strongest_baseline"]
+    return (f"no edge found: no retrained model beats {baseline} on test (best: model {e['k']}, accuracy "
+            f"{t['model_accuracy']:.4f} vs {baseline_accuracy:.4f}, Holm p={t['p_holm']:.3g} >= {ALPHA})")
+
+
+def write_equity_png(path: Any, entry: dict[str, Any]) -> None:
+    """The test equity curve of one retrained model against buy-and-hold (plots/equity_curve_test.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    record = entry["trading_test"]
+    dates = pd.to_datetime(record["dates"])
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.plot(dates, np.cumprod(1 + np.asarray(record["returns"])), label=f"model {entry['k']} (trial {entry['trial_number']}), net of costs")
+    ax.plot(dates, np.cumprod(1 + np.asarray(record["buy_and_hold_returns"])), label="buy-and-hold")
+    ax.set_ylabel("equity (start = 1)")
+    ax.set_title("Test equity curve")
+    ax.legend()
+    fig.autofmt_xdate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

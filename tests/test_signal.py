@@ -131,3 +131,101 @@ def test_psr_normal_returns_and_benchmark():
         float(__import__("scipy").stats.norm.cdf(sr * 10 / math.sqrt(1 + sr**2 / 2))))
     assert trading.probabilistic_sharpe(sr, sr, t, 0.0, 3.0) == pytest.approx(0.5)
     assert trading.expected_max_sharpe(1, 1.0) == 0.0
+
+
+# --- the verdict ----------------------------------------------------------------------------------
+def _verdict_study(model_right_extra: int):
+    """A 2-objective study whose validation labels are 60 % up; the strongest baseline (majority,
+    always up) is right on 120 of 200 windows; the rank-1 trial is right on ``model_right_extra`` more
+    windows (discordant pairs all in its favour); a worse trial completes the front."""
+    import optuna
+
+    from cnn_lstm_hpo import verdict
+    from cnn_lstm_hpo.baselines import score
+
+    y = np.array([1] * 120 + [0] * 80)
+    majority = np.ones(200, dtype=int)
+    model = majority.copy()
+    model[120:120 + model_right_extra] = 0  # right where the majority is wrong
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["accuracy", "training_time"])
+    scores = {name: score(name, y, majority).to_dict() for name in ("majority", "persistence", "logistic_regression")}
+    study.set_user_attr(verdict.STUDY_ATTR, {
+        "split": "validation", "n_windows": 200, "strongest": "majority", "strongest_rule": "accuracy", "scores": scores,
+        "labels": verdict.encode(y), "predictions": {n: verdict.encode(majority) for n in scores}})
+    for value, pred in ((0.9, model), (0.1, majority)):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        trial.set_user_attr(verdict.PREDICTIONS_ATTR, verdict.encode(pred))
+        study.tell(trial, [value, 1.0])
+    return study
+
+
+def test_study_verdict_says_edge_only_when_the_paired_test_supports_it():
+    from cnn_lstm_hpo.analysis import analyze_study
+
+    edge = analyze_study(_verdict_study(12), weights={"accuracy": 1.0, "training_time": 0.0})
+    # 12 discordant windows, all the model's: p = 0.5 ** 12
+    assert edge["signal"]["rank_1"]["vs_strongest_baseline"]["p_value"] == pytest.approx(0.5**12)
+    assert edge["verdict"].startswith("edge: trial 0 beats majority on validation (chosen there")
+    weak = analyze_study(_verdict_study(3), weights={"accuracy": 1.0, "training_time": 0.0})
+    assert weak["verdict"].startswith("no edge found: trial 0 does not beat majority on validation")
+    assert "p=0.125 >= 0.05" in weak["verdict"]
+
+
+def test_the_verdict_opens_the_summary_and_the_report(tmp_path):
+    from cnn_lstm_hpo.report import write_analysis_outputs
+
+    study = _verdict_study(12)
+    assert write_analysis_outputs(study, tmp_path) == []
+    first = (tmp_path / "optimization_summary.txt").read_text().splitlines()[0]
+    assert first.startswith("edge: trial 0 beats majority")
+    page = (tmp_path / "report.html").read_text()
+    assert page.index('id="verdict"') < page.index("<section")
+    assert "edge: trial 0 beats majority" in page
+
+
+def test_retrain_verdict_needs_holm_and_no_leak():
+    from cnn_lstm_hpo.verdict import retrain_verdict
+
+    def entry(k, p_holm):
+        return {"k": k, "trial_number": k, "vs_strongest_baseline": {
+            "p_value": p_holm / 2, "p_holm": p_holm, "significant": p_holm < 0.05, "model_accuracy": 0.6}}
+
+    assert retrain_verdict([entry(1, 0.2), entry(2, 0.01)], "logistic_regression", 0.55, leak=False).startswith(
+        "edge: model 2 (trial 2) beats logistic_regression on test")
+    assert retrain_verdict([entry(1, 0.2)], "majority", 0.55, leak=False).startswith(
+        "no edge found: no retrained model beats majority on test")
+    assert retrain_verdict([entry(1, 0.01)], "majority", 0.55, leak=True).startswith(
+        "no edge found: the shuffled-label control")
+
+
+# --- the planted edge -----------------------------------------------------------------------------
+def test_planted_edge_is_the_bayes_accuracy_and_invisible_to_linear_and_persistence_rules():
+    from cnn_lstm_hpo.synthetic import planted_returns
+
+    r = planted_returns(100_000, 0.6, np.random.default_rng(0))
+    m = np.abs(r)
+    order = np.argsort(m)
+    cut = m[order][np.searchsorted(np.cumsum(m[order]), m.sum() / 2)]
+    bayes = np.sign(r[:-1]) * np.where(m[:-1] > cut, 1, -1)
+    assert np.mean(bayes == np.sign(r[1:])) == pytest.approx(0.6, abs=0.006)
+    assert abs(np.corrcoef(r[:-1], np.sign(r[1:]))[0, 1]) < 0.01  # nothing for a linear rule on today's return
+    assert np.mean(np.sign(r[1:]) == 1) == pytest.approx(0.5, abs=0.01)  # no drift: majority at 0.5
+    no_edge = planted_returns(100_000, 0.5, np.random.default_rng(0))
+    assert np.mean(np.sign(no_edge[:-1]) * np.where(np.abs(no_edge[:-1]) > cut, 1, -1) == np.sign(no_edge[1:])) == \
+        pytest.approx(0.5, abs=0.006)
+    # volatility clusters: |r| is autocorrelated
+    assert np.corrcoef(m[:-1], m[1:])[0, 1] > 0.05
+
+
+def test_synthetic_edge_source_loads_and_refuses_bad_parameters():
+    from cnn_lstm_hpo.data import load_frames
+    from cnn_lstm_hpo.errors import HPOError
+
+    frames = load_frames("synthetic:edge=0.55,seed=1,bars=300")
+    assert list(frames) == ["EDGE_A", "EDGE_B", "EDGE_C", "EDGE_D"] and len(frames["EDGE_A"]) == 300
+    with pytest.raises(HPOError, match="edge must be in \\[0.5, 1\\), but got 1.2"):
+        load_frames("synthetic:edge=1.2")
+    with pytest.raises(HPOError, match="unknown parameter 'drift'"):
+        load_frames("synthetic:drift=1")

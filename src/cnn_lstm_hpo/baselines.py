@@ -88,11 +88,12 @@ def persistence_predictions(split: Split, horizon: int, fallback: int) -> np.nda
     pred = np.full(len(y), fallback, dtype=np.int64)
     if len(y) <= horizon:
         return pred
-    symbols = np.asarray(split.symbols) if split.symbols else np.zeros(len(y), dtype=int)
     i = np.arange(horizon, len(y))
-    # Samples are laid out symbol by symbol, bar after bar: i - horizon is the earlier window
-    # exactly when it is the same symbol and its decision bar is ``horizon`` rows back.
-    ok = (symbols[i] == symbols[i - horizon]) & (ends[i] - ends[i - horizon] == horizon)
+    # Samples are laid out segment by segment, bar after bar: i - horizon is the same symbol's
+    # window ``horizon`` bars earlier exactly when its decision bar is ``horizon`` rows back (a
+    # segment starts with sequence_length - 1 >= 1 rows that end no window, so crossing into the
+    # next symbol spans more rows than samples).
+    ok = ends[i] - ends[i - horizon] == horizon
     pred[i[ok]] = y[i[ok] - horizon]
     return pred
 

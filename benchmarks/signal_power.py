@@ -49,8 +49,10 @@ TARGETS = {0.55: (">=", 0.80), 0.50: ("<=", 0.10)}
 
 def cli(*args: str, threads: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    subprocess.run([sys.executable, "-m", "cnn_lstm_hpo.cli", *args], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run([sys.executable, "-m", "cnn_lstm_hpo.cli", *args], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"cnn-lstm-hpo {args[0]} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
 
 
 def one_run(edge: float, seed: int, bars: int, epochs: int, root: Path, scenario: Path, threads: int) -> dict:

@@ -229,3 +229,13 @@ def test_synthetic_edge_source_loads_and_refuses_bad_parameters():
         load_frames("synthetic:edge=1.2")
     with pytest.raises(HPOError, match="unknown parameter 'drift'"):
         load_frames("synthetic:drift=1")
+
+
+def test_strongest_is_by_accuracy_the_quantity_mcnemar_compares():
+    y = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 1])
+    split = _split(np.zeros((10, 1)), y, ["A"] * 10)
+    result = baselines.compute_baselines(split, split, horizon=1, split_name="validation")
+    # persistence: same accuracy (0.8) as majority, higher balanced accuracy (0.6875): majority stays the bar
+    assert result.scores["persistence"].balanced_accuracy == pytest.approx(0.6875)
+    assert result.scores["persistence"].accuracy == result.scores["majority"].accuracy == 0.8
+    assert result.strongest.name == "majority"

@@ -153,3 +153,15 @@ def test_unreachable_server_is_one_line_registry_error(model_folders, monkeypatc
     message = str(caught.value)
     assert "\n" not in message and message.startswith("reading experiment: MlflowException: ")
     assert "127.0.0.1" in message
+
+
+def test_champion_moves_on_the_mcnemar_test_against_the_strongest_baseline(model_folders, uri):
+    # Both beat the majority-class rate (binomial); only model 2 beats the strongest baseline after Holm.
+    first, second = (entry(k, f, p_value=0.001) for k, f in zip((1, 2), model_folders))
+    for e, p_holm in ((first, 0.2), (second, 0.004)):
+        e["vs_strongest_baseline"] = {"baseline": "logistic_regression", "p_value": p_holm / 2, "p_holm": p_holm,
+                                      "alpha": 0.05, "significant": p_holm < 0.05}
+    outcome = register_retrained([first, second], name="study_c", tracking_uri=uri)
+    assert client_for(uri).get_registered_model("study_c").aliases == {"champion": 2}
+    assert ("alias 'champion' -> version 2 (model 2: test accuracy beats the strongest baseline "
+            "(logistic_regression, McNemar, Holm), p=0.004)") in outcome["message"]

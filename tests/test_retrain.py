@@ -100,7 +100,7 @@ def synthetic_run(tmp_path_factory):
     return config, save, result
 
 
-def test_synthetic_retrain_beats_baseline_with_spread_and_sets_champion(synthetic_run):
+def test_synthetic_retrain_beats_majority_with_spread_and_champion_follows_the_strongest_baseline(synthetic_run):
     config, save, result = synthetic_run
     assert result.exit_code == 0, result.output
     results = json.loads((save / RESULTS_FILE).read_text())
@@ -134,16 +134,21 @@ def test_synthetic_retrain_beats_baseline_with_spread_and_sets_champion(syntheti
     # Holm over the k models decides "significant", as in the analysis.
     _, holm, _, _ = multipletests([m["significance"]["p_value"] for m in results["models"]], method="holm")
     assert [m["significance"]["p_holm"] for m in results["models"]] == pytest.approx(holm, abs=0, rel=1e-12)
-    assert "alias 'champion' -> version" in result.stdout
-    first_significant = next(v for v in results["registry"]["versions"] if v["significant"])
-    assert results["registry"]["champion_version"] == first_significant["version"]
+    # The champion follows the exact McNemar test against the strongest test baseline, not the binomial
+    # test above: this source's AR(1) momentum is linear, so the logistic regression finds it too.
+    assert results["signal"]["baselines"]["strongest"] == "logistic_regression"
+    winners = [i for i, m in enumerate(results["models"]) if m["vs_strongest_baseline"]["significant"]]
+    champion = results["registry"]["versions"][winners[0]]["version"] if winners else None
+    assert results["registry"]["champion_version"] == champion
+    assert result.stdout.splitlines()[0] == results["verdict"]
+    assert results["verdict"].startswith("edge: " if winners else "no edge found: ")
     # What MLflow itself holds: one version per retrained model, champion on the rank-1 (significant) one.
     mlflow = pytest.importorskip("mlflow")
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{save / 'mlflow.db'}")
     versions = sorted(client.search_model_versions("name='retrain_test'"), key=lambda v: int(v.version))
     assert [int(v.version) for v in versions] == [1, 2]
     assert [v.tags["trial_number"] for v in versions] == [str(m["trial_number"]) for m in results["models"]]
-    assert client.get_registered_model("retrain_test").aliases == {"champion": 1}
+    assert client.get_registered_model("retrain_test").aliases == ({"champion": champion} if champion else {})
     run = client.get_run(versions[0].run_id)
     assert run.data.params["learning_rate"] == str(results["models"][0]["hyperparameters"]["learning_rate"])
     assert run.data.metrics["significance.p_value"] == pytest.approx(results["models"][0]["significance"]["p_value"])
@@ -426,9 +431,10 @@ def test_retrain_on_bundled_real_data_sets_champion_only_if_significant(syntheti
     assert result.exit_code == 0, result.output
     results = json.loads((save / RESULTS_FILE).read_text())
     model = results["models"][0]
-    significant = model["significance"]["p_holm"] < 0.05
     assert model["significance"]["p_holm"] == model["significance"]["p_value"]  # a family of one
-    assert model["significance"]["significant"] == significant
+    vs = model["vs_strongest_baseline"]  # the champion's test (McNemar against the strongest baseline, Holm)
+    significant = vs["p_holm"] < 0.05
+    assert vs["significant"] == significant
     mlflow = pytest.importorskip("mlflow")
     client = mlflow.MlflowClient(tracking_uri=store)
     assert len(client.search_model_versions("name='retrain_real'")) == 1
@@ -437,7 +443,8 @@ def test_retrain_on_bundled_real_data_sets_champion_only_if_significant(syntheti
         assert aliases == {"champion": results["registry"]["versions"][0]["version"]}
     else:
         assert aliases == {}
-        assert "alias 'champion' not moved: no model's test accuracy beats the strongest naive rule" in result.stdout
+        assert (f"alias 'champion' not moved: no model's test accuracy beats the strongest baseline ({vs['baseline']}, "
+                "McNemar, Holm) significantly") in result.stdout
 
 
 def test_retrain_bad_input_is_one_line_exit_2(tmp_path, synthetic_run):

@@ -30,6 +30,7 @@ from statsmodels.stats.multitest import multipletests
 from .objectives import DIRECTIONS, reference_point, weighted_ranks
 from .results import constant_last, is_constant_predictor, is_feasible  # is_feasible: Optuna's rule
 from .space import decode_params
+from .verdict import signal_part
 
 ALPHA = 0.05
 # Daily market direction is close to a coin flip; validation accuracy above this nearly always
@@ -38,7 +39,7 @@ LEAKAGE_ACCURACY = 0.65
 TOP_K = 5
 # Fewer trials than this give importances that are noise (PED-ANOVA compares the best 10% with the rest).
 MIN_IMPORTANCE_TRIALS = 10
-UNITS = {"accuracy": "score 0-1", "training_time": "minutes", "model_size": "MB"}
+UNITS = {"accuracy": "score 0-1", "training_time": "minutes", "model_size": "MB", "sharpe": "annualized, net of costs"}
 EVALUATORS = ("ped_anova", "fanova")
 # Up to this many trials Spearman's p-value is exact (every ordering of the ranks, 8! = 40320); the
 # t approximation scipy uses otherwise says p = 0 for a perfect rank order of 4 trials (exact: 1/12).
@@ -497,7 +498,9 @@ def analyze_study(
     objectives = objective_names(study)
     weights = weights or {name: 1.0 for name in objectives}
     all_rungs = rung_epochs(study, rungs)
+    ranked = ranked_front(study, objectives, weights)
     return {
+        "verdict": (signal := signal_part(study, ranked, complete_trials(study)))["verdict"],
         "study_name": study.study_name,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "objectives": [
@@ -511,6 +514,7 @@ def analyze_study(
         "importance": importance_part(study, objectives, evaluator=evaluator, rungs=all_rungs),
         "correlations": correlation_part(study, objectives),
         "baselines": baseline_part(study, objectives, weights, top_k=top_k),
+        "signal": signal,  # the rank-1 trial against the strongest validation baseline; trading, DSR
         "pruning": pruning_part(study, all_rungs),
     }
 

@@ -20,8 +20,8 @@ from .errors import HPOError
 from .storage import default_url
 from .space import DEFAULT_SEARCH_SPACE, PARAM_NAMES, ParamSpec, check_spec
 
-Objective = Literal["accuracy", "training_time", "model_size"]
-OBJECTIVES: tuple[str, ...] = ("accuracy", "training_time", "model_size")
+Objective = Literal["accuracy", "training_time", "model_size", "sharpe"]
+OBJECTIVES: tuple[str, ...] = ("accuracy", "training_time", "model_size")  # the default set; sharpe on request
 
 
 class _Section(BaseModel):
@@ -131,6 +131,12 @@ class PruningConfig(_Section):
     dominance_quantile: float | None = Field(0.5, ge=0, le=1)
 
 
+class TradingConfig(_Section):
+    # How predictions become positions for the trading evaluation (trading.py) and the sharpe objective.
+    positions: Literal["long_short", "long_flat"] = "long_short"
+    cost_bps: float = Field(5.0, ge=0)  # basis points per unit of turnover
+
+
 class ConvergenceConfig(_Section):
     # Stop the study once the last `patience` finished trials grew the feasible front's
     # hypervolume by at most `min_improvement` of it (convergence.py); null: run all n_trials.
@@ -144,7 +150,7 @@ class OptimizationConfig(_Section):
     max_epochs_per_trial: int = Field(50, ge=1)
     objectives: list[Objective] = Field(default_factory=lambda: list(OBJECTIVES), min_length=1)
     objective_weights: dict[Objective, float] = Field(
-        default_factory=lambda: {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2}
+        default_factory=lambda: {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2, "sharpe": 0.6}
     )
     symbols: list[str] | None = None  # None: every symbol the data source has
     timeout_hours: float | None = Field(48.0, gt=0)
@@ -167,6 +173,7 @@ class OptimizationConfig(_Section):
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     convergence: ConvergenceConfig = Field(default_factory=ConvergenceConfig)
+    trading: TradingConfig = Field(default_factory=TradingConfig)
     search_space: dict[str, ParamSpec] = Field(default_factory=dict, validate_default=True)
 
     @field_validator("objectives")
@@ -223,8 +230,10 @@ class OptimizationConfig(_Section):
 
     @property
     def dominance_check_on(self) -> bool:
-        """pruning.dominance_quantile applies: pruning on, several objectives (one: Optuna's pruners)."""
-        return self.pruning.enabled and self.pruning.dominance_quantile is not None and len(self.objectives) > 1
+        """pruning.dominance_quantile applies: pruning on, several objectives (one: Optuna's pruners),
+        none of them sharpe (known only once a trial ends, it cannot be projected from its epochs)."""
+        return (self.pruning.enabled and self.pruning.dominance_quantile is not None and len(self.objectives) > 1
+                and "sharpe" not in self.objectives)
 
     @property
     def resolved_storage(self) -> str:

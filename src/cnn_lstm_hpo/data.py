@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import HPOError
+from . import synthetic
 
 log = logging.getLogger("cnn_lstm_hpo")
 
@@ -588,6 +589,8 @@ def available_symbols(source: str, *, cache_dir: Path | None = None) -> tuple[st
         return SAMPLE_SYMBOLS
     if source == "synthetic":
         return SYNTHETIC_SYMBOLS
+    if source.startswith(synthetic.PREFIX):
+        return synthetic.SYMBOLS
     if source == YFINANCE:
         folder = Path(cache_dir) if cache_dir else default_cache_dir()
         return tuple(sorted(p.name.removesuffix(".parquet") for p in folder.glob("*.parquet"))) if folder.is_dir() else ()
@@ -637,6 +640,8 @@ def load_bars(
         loaded = LoadedBars({s: validate_ohlcv(_bundled(s), f"bundled {s}") for s in SAMPLE_SYMBOLS})
     elif source == "synthetic":
         loaded = LoadedBars({s: synthetic_frame(s) for s in SYNTHETIC_SYMBOLS})
+    elif source.startswith(synthetic.PREFIX):  # a planted edge of known strength (synthetic.py)
+        loaded = LoadedBars(synthetic.edge_frames(source))
     elif source == YFINANCE:
         loaded = _from_yfinance(symbols, cache_dir)
     else:
@@ -695,7 +700,7 @@ def resolve_symbols(source: str, symbols: list[str] | None, *, explicit: bool) -
     The guide's scenarios name tickers (AAPL, ...) that the offline sources do not carry: a
     scenario's list falls back to what the source has, while an explicit ``--symbols`` must exist.
     """
-    if not symbols or explicit or source not in ("sample", "synthetic"):
+    if not symbols or explicit or not (source in ("sample", "synthetic") or source.startswith(synthetic.PREFIX)):
         return symbols, None
     have = available_symbols(source)
     if all(s.upper() in have for s in symbols):

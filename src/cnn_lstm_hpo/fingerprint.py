@@ -19,6 +19,7 @@ USER_ATTR = "fingerprint"
 ADDED_LATER = {
     "pruning.strategy": "hyperband", "pruning.dominance_quantile": None,
     "data.target": "direction", "data.vol_window": 20, "data.profit_take": 1.0, "data.stop_loss": 1.0,
+    "trading.positions": "long_short", "trading.cost_bps": 5.0,
 }
 # The label settings each target reads (targets.py); the others must not block a resume.
 TARGET_FIELDS = {
@@ -41,6 +42,7 @@ def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[st
     if not config.dominance_check_on:  # a quantile the study never reads must not block its resume
         fields["pruning.dominance_quantile"] = ADDED_LATER["pruning.dominance_quantile"]
     fields.update({f"training.{k}": v for k, v in cfg["training"].items() if k != "device"})
+    fields.update({f"trading.{k}": v for k, v in cfg["trading"].items()})  # how the sharpe objective scores
     return {k: v for k, v in fields.items() if ADDED_LATER.get(k, object()) != v}
 
 

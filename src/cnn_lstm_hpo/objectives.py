@@ -9,6 +9,8 @@
 
 A model whose validation predictions are at least CONSTANT_SHARE one class is a constant predictor:
 results.py ranks it after every other trial (it learned no more than the class frequencies).
+``sharpe`` (maximised) is the annualized Sharpe ratio, net of costs, of trading the validation
+predictions (trading.py; config ``trading``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
 
-DIRECTIONS = {"accuracy": "maximize", "training_time": "minimize", "model_size": "minimize"}
+DIRECTIONS = {"accuracy": "maximize", "training_time": "minimize", "model_size": "minimize", "sharpe": "maximize"}
 CONSTANT_SHARE = 0.99
 
 

@@ -3,8 +3,8 @@
 Each retrained model is logged as an MLflow run (hyperparameters as params, scores as metrics,
 the saved model folder as artifacts) and registered as a version of a registered model named
 after the study. The alias ``champion`` moves only to a model whose test accuracy beats the
-strongest naive rule on the test windows significantly after retrain's Holm correction over the k
-models (``significance.significant``); otherwise no alias moves and the outcome says why.
+strongest naive baseline significantly (exact McNemar, Holm over the models: ``champion_test``);
+otherwise no alias moves and the outcome says why.
 
 The guide's call shape works too::
 
@@ -158,6 +158,19 @@ def performance_metrics(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def champion_test(entry: dict[str, Any]) -> dict[str, Any]:
+    """The test the champion alias moves on: the exact McNemar test against the strongest test
+    baseline, Holm-corrected over the retrained models (verdict.retrain_signal); entries written
+    before it existed fall back to the binomial test against the strongest naive rule (Holm too)."""
+    vs = entry.get("vs_strongest_baseline")
+    if vs is None:
+        sig = entry["significance"]
+        return {"p_value": sig["p_holm"], "alpha": sig["alpha"], "significant": sig["significant"],
+                "against": f"the strongest naive rule ({sig['null_rule']}, binomial, Holm)"}
+    return {"p_value": vs["p_holm"], "alpha": vs["alpha"], "significant": vs["significant"],
+            "against": f"the strongest baseline ({vs['baseline']}, McNemar, Holm)"}
+
+
 def register_retrained(models: list[dict[str, Any]], *, name: str, tracking_uri: str) -> dict[str, Any]:
     """Register every saved model; move ``champion`` to the best-ranked significant one, if any."""
     registry = ModelRegistry(tracking_uri)
@@ -182,10 +195,7 @@ def register_retrained(models: list[dict[str, Any]], *, name: str, tracking_uri:
                 "beats_null": str(sig["significant"]).lower(),
             },
         )
-        versions.append(
-            {"k": entry["k"], "version": version, "null_rule": sig["null_rule"], "p_value": sig["p_value"],
-             "p_holm": sig["p_holm"], "alpha": sig["alpha"], "significant": sig["significant"]}
-        )
+        versions.append({"k": entry["k"], "version": version, **champion_test(entry)})
     listed = ", ".join(str(v["version"]) for v in versions)
     message = f"registered version(s) {listed} of model {name!r}"
     significant = [v for v in versions if v["significant"]]  # already in rank order
@@ -195,13 +205,13 @@ def register_retrained(models: list[dict[str, Any]], *, name: str, tracking_uri:
         registry.set_champion(name, champion["version"])
         message += (
             f"; alias '{CHAMPION}' -> version {champion['version']} (model {champion['k']}: test accuracy beats "
-            f"the strongest naive rule ({champion['null_rule']}), Holm-adjusted p={champion['p_holm']:.3g})"
+            f"{champion['against']}, p={champion['p_value']:.3g})"
         )
     elif versions:
-        best_p = min(v["p_holm"] for v in versions)
+        best_p = min(v["p_value"] for v in versions)
         message += (
-            f"; alias '{CHAMPION}' not moved: no model's test accuracy beats the strongest naive rule "
-            f"significantly (best Holm-adjusted p={best_p:.3g}, needs < {versions[0]['alpha']})"
+            f"; alias '{CHAMPION}' not moved: no model's test accuracy beats {versions[0]['against']} "
+            f"significantly (best p={best_p:.3g}, needs < {versions[0]['alpha']})"
         )
     return {
         "model_name": name,

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import plotly.graph_objects as go
 import plotly.offline
@@ -29,9 +30,10 @@ from .plots import write_plots
 from .results import atomic_write_text, ranked_pareto, summary_text, write_json
 from .space import decode_params
 from .targets import describe as describe_target
+from .verdict import summary_lines
 
 log = logging.getLogger("cnn_lstm_hpo")
-DEFAULT_WEIGHTS = {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2}
+DEFAULT_WEIGHTS = {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2, "sharpe": 0.6}
 SOURCES = {"sample": "sample (real S&P 500 and NASDAQ Composite daily bars shipped by the arch package)",
            "synthetic": "synthetic (generated series with a planted, learnable signal)"}
 
@@ -169,6 +171,26 @@ def hypervolume_figure(analysis: dict[str, Any]) -> go.Figure | str:
     return fig
 
 
+def equity_figure(study: optuna.Study, analysis: dict[str, Any]) -> go.Figure | str:
+    """Compounded validation equity of the rank-1 trial (net of costs) against buy-and-hold, same dates."""
+    signal = analysis.get("signal") or {}
+    stored = study.user_attrs.get("signal_baselines") or {}
+    rank_1 = (signal.get("rank_1") or {}).get("trial_number")
+    hold = stored.get("buy_and_hold")
+    if rank_1 is None or not hold:
+        return "no trading evaluation: the target does not trade, or no trial completed"
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == rank_1)
+    trading = trial.user_attrs.get("val_trading") or {}
+    if not trading.get("returns"):
+        return f"trial {rank_1} stored no trading returns"
+    fig = go.Figure()
+    for name, returns, dates in ((f"rank 1 (trial {rank_1}), net of costs", trading["returns"], trading["dates"]),
+                                 ("buy-and-hold", hold["returns"], hold["dates"])):
+        fig.add_scatter(x=dates, y=np.cumprod(1.0 + np.asarray(returns, dtype=float)), mode="lines", name=name)
+    fig.update_layout(yaxis_title="equity (start = 1)", title="Validation equity curve (the split that chose the model)")
+    return fig
+
+
 def _section(title: str, body: str, section_id: str) -> str:
     return f'<section id="{section_id}"><h2>{html.escape(title)}</h2>{body}</section>'
 
@@ -201,6 +223,7 @@ def render_report(study: optuna.Study, analysis: dict[str, Any], summary: str) -
     pruning_rows = [[r["epoch"], r["reached"], r["continued"], r["pruned_here"], r["stopped_here"], r["finished"],
                      r.get("spearman_rho"), r.get("p_value")] for r in analysis["pruning"]["rungs"]]
     rungs = [r["epoch"] for r in analysis["pruning"]["rungs"]]
+    signal = analysis.get("signal") or {}
     sections = [
         _section("Summary", "".join(f'<p class="alert">{html.escape(a)}</p>' for a in alerts)
                  + f"<pre>{html.escape(summary)}</pre>", "summary"),
@@ -208,6 +231,8 @@ def render_report(study: optuna.Study, analysis: dict[str, Any], summary: str) -
                  + _note(analysis["pareto_front"].get("note")), "pareto"),
         _section("Best configurations against the baselines",
                  f"<p>{html.escape(base['test'])}.</p>" + best_table + _note(base.get("note")), "best"),
+        _section("Trading on validation", _plot_or_note(equity_figure(study, analysis), "equity-plot")
+                 + f"<pre>{html.escape(chr(10).join(summary_lines(signal)))}</pre>", "trading"),
         _section("Hypervolume", _plot_or_note(hypervolume_figure(analysis), "hypervolume-plot"), "hypervolume"),
         _section("Parameter importance", _plot_or_note(importance_figure(analysis), "importance-plot"), "importance"),
         _section("Hyperparameter correlations", _plot_or_note(correlation_figure(analysis), "correlation-plot")
@@ -235,6 +260,7 @@ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 <script>{plotly.offline.get_plotlyjs()}</script>
 </head><body>
 <h1>{html.escape(title)}</h1>
+<p class="verdict" id="verdict"><b>{html.escape(analysis.get("verdict") or "")}</b></p>
 <p>Generated {html.escape(analysis["generated_at"])} from the study storage. Objectives:
 {html.escape(", ".join(f"{o['name']} ({o['direction']}, {o['unit']})" for o in analysis["objectives"]))}.
 The numbers behind every plot are in optimization_analysis.json.</p>

@@ -127,7 +127,8 @@ def summary_text(
     counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
     infeasible = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_feasible(t))
     context = context or {}
-    lines = [f"Study: {study.study_name}"]
+    lines = [analysis["verdict"], ""] if analysis and analysis.get("verdict") else []
+    lines.append(f"Study: {study.study_name}")
     for key, label in (("scenario", "Scenario"), ("data", "Data"), ("symbols", "Symbols"), ("target", "Target"),
                        ("budget", "Budget")):
         if key in context:
@@ -159,6 +160,10 @@ def summary_text(
     by_number = {t.number: t for t in trials}
     if best:
         lines.append("Best configurations (ranked by the objective weights):")
+    if analysis and "signal" in analysis:
+        from .verdict import summary_lines  # verdict imports windows/torch: only where an analysis exists
+
+        lines += [f"    {line}" for line in summary_lines(analysis["signal"])]
     for record in best:
         trial = by_number[record["trial_number"]]
         values = ", ".join(f"{k}={_fmt(v)}{_UNITS.get(k, '')}" for k, v in record["objectives"].items())

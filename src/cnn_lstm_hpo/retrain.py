@@ -45,6 +45,8 @@ from .predict import class_names
 from .results import ranked_pareto, write_json
 from .train import EpochResult, Trainer, resolve_device
 from .windows import Split, WindowedData
+from .baselines import compute_baselines
+from .verdict import retrain_signal, write_equity_png
 
 log = logging.getLogger("cnn_lstm_hpo")
 
@@ -369,6 +371,8 @@ def retrain_top_k(
     null = base["null"]
     y_test = data.test.y_class.numpy()
     fingerprint = study.user_attrs.get("fingerprint")  # recorded by the study when it has one
+    test_base = compute_baselines(data.train, data.test, horizon=config.data.horizon, split_name="test", seed=config.seed)
+    tested: list[tuple[dict[str, Any], np.ndarray]] = []  # (entry, selected seed's test classes)
     models: list[dict[str, Any]] = []
     # Saved once the Holm correction over all k models has been written into their metrics.
     to_save: list[tuple[Path, torch.nn.Module, dict[str, Any], dict[str, Any]]] = []
@@ -431,6 +435,7 @@ def retrain_top_k(
                                                 "n_parameters", "model_size_mb", "training_time_minutes")}
         to_save.append((folder, model, meta, metrics))
         models.append(entry)
+        tested.append((entry, selected.test_probs.argmax(axis=1)))
     apply_holm(models)
     for folder, model, meta, metrics in to_save:
         save_checkpoint(folder, model, meta, metrics)
@@ -447,6 +452,19 @@ def retrain_top_k(
         config, data, chosen[0]["params"], epochs=settings.epochs, device=device, null=null
     )
     lines.append(f"shuffled-label control: {control['verdict']}")
+    signal = retrain_signal(config, data, study, test_base, tested, leak=control["leak"])
+    for entry, _ in tested:
+        vs = entry["vs_strongest_baseline"]
+        lines.append(f"model {entry['k']} vs {vs['baseline']} on test: {vs['model_accuracy']:.4f} vs "
+                     f"{vs['baseline_accuracy']:.4f}, exact McNemar one-sided p={vs['p_value']:.3g}, Holm p={vs['p_holm']:.3g}")
+        if "trading_test" in entry:
+            strat, hold = entry["trading_test"]["strategy"], entry["trading_test"]["buy_and_hold"]
+            dsr = entry["trading_test"]["deflated_sharpe"] or {}
+            lines.append(f"model {entry['k']} trading on test: Sharpe {strat['sharpe']:.3f} (buy-and-hold {hold['sharpe']:.3f}), "
+                         f"max drawdown {strat['max_drawdown']:.3f}, DSR {dsr.get('dsr', float('nan')):.3f} over {dsr.get('n_trials')} trials")
+    if tested and "trading_test" in tested[0][0]:
+        write_equity_png(save_dir / "plots" / "equity_curve_test.png", tested[0][0])
+    lines.insert(0, signal["verdict"])
     results: dict[str, Any] = {
         "study_name": study.study_name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -462,6 +480,8 @@ def retrain_top_k(
         "models": models,
         "shuffled_label_control": control,
         "pipeline_leaks": control["leak"],
+        "verdict": signal["verdict"],
+        "signal": signal,  # the strongest test baseline and the models' paired tests against it
         "registry": None,
     }
     path = save_dir / RESULTS_FILE

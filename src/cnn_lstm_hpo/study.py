@@ -19,7 +19,7 @@ from .errors import HPOError, StudyFailed
 from .faults import DISK_FULL, INTERRUPTED, RETRY_OF, counted, fault_reason, retry, storage_failed
 from .fingerprint import ADDED_LATER, USER_ATTR as FINGERPRINT
 from .fingerprint import fingerprint_differences, study_fingerprint
-from . import interrupts
+from . import interrupts, verdict
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .objectives import directions
 from .paths import writable_dir
@@ -171,6 +171,9 @@ class MultiObjectiveOptimizer:
         caveat = pruning_caveat(config.sampler, config.pruning.enabled)
         if caveat and write_outputs:  # once, from the process the user started (not workers or replays)
             log.warning("note: %s", caveat)
+        if "sharpe" in config.objectives and not verdict.trades(config):
+            raise HPOError(f"objective 'sharpe' needs a target that trades ({', '.join(verdict.TRADING_TARGETS)}), "
+                           f"not {verdict.target_of(config)!r}")
         self.fingerprint = study_fingerprint(config, self.data)
         self.study: optuna.Study | None = None
         self.pruner = multi_objective_pruner(config)
@@ -243,7 +246,20 @@ class MultiObjectiveOptimizer:
             "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60,
         })
         values = {"accuracy": best.composite, "training_time": minutes, "model_size": size}
+        values.update(self._record_signal(trial, trainer))
         return [values[name] for name in cfg.objectives]
+
+    def _record_signal(self, trial: optuna.Trial, trainer: Trainer) -> dict[str, float]:
+        """The best weights' validation predictions (for the paired test against the baselines) and,
+        for targets that trade, their trading evaluation; returns the ``sharpe`` objective when it applies."""
+        probs, _ = trainer.predict(self.data.val)
+        pred = probs.argmax(axis=1)
+        trial.set_user_attr(verdict.PREDICTIONS_ATTR, verdict.encode(pred))
+        if not verdict.trades(self.config):
+            return {}
+        record = verdict.trading_record(self.config, self.data, self.data.val, pred, with_returns=True)
+        trial.set_user_attr(verdict.TRADING_ATTR, record)
+        return {"sharpe": record["strategy"]["sharpe"]}
 
     # --- the study --------------------------------------------------------------------------
     def _write_trial_result(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -275,6 +291,8 @@ class MultiObjectiveOptimizer:
         self.full_disk = None
         study = self.study = open_study(cfg, self.fingerprint, storage, worker_id=self.worker_id)
         write_ahead(storage, url)
+        if study.user_attrs.get(verdict.STUDY_ATTR) is None:  # once per study: the same data on every resume
+            study.set_user_attr(verdict.STUDY_ATTR, verdict.study_baselines(cfg, self.data))
         if study.user_attrs.get(STOP_ATTR):  # an earlier run stopped on a stalled front; this one goes on
             study.set_user_attr(STOP_ATTR, None)
         if self.write_outputs:

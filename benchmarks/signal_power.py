@@ -1,0 +1,107 @@
+"""Power and false alarms of the verdict: a planted edge must be found, no edge must not be claimed.
+
+For each planted edge (``synthetic:edge=E``, E the Bayes-optimal direction accuracy; 0.50 = no
+signal; synthetic.py) and each seed, runs a smoke-sized study on a fresh draw of the data
+(``seed=S`` in the source, ``--seed S`` for the search) and then ``retrain --top-k 1``, exactly
+as a user would (the CLI, in a subprocess), and reads the retrain's verdict line: "edge: ..."
+counts as a detection. Prints per edge the detection rate with its 95 % Wilson interval and
+checks the issue's targets: >= 80 % at edge 0.55, <= 10 % at 0.50.
+
+    python benchmarks/signal_power.py [--seeds 10] [--edges 0.55,0.50] [--bars 4000] [--jobs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+from statsmodels.stats.proportion import proportion_confint
+
+# The smoke scenario's search (6 trials, 3 epochs), without its start date: the synthetic bars begin in 2010.
+SCENARIO = {
+    "signal_power": {
+        "n_trials": 6,
+        "max_epochs_per_trial": 3,
+        "objectives": ["accuracy", "training_time", "model_size"],
+        "timeout_hours": 0.5,
+        "data": {"sequence_length": 20},
+        "sampler": {"n_startup_trials": 3},
+        "search_space": {
+            "cnn_num_filters": {"type": "categorical", "choices": [8, 16]},
+            "cnn_filter_sizes": {"type": "categorical", "choices": [[3, 5], [2, 3, 5]]},
+            "cnn_attention_heads": {"type": "categorical", "choices": [2, 4]},
+            "lstm_hidden_dim": {"type": "categorical", "choices": [16, 32]},
+            "lstm_num_layers": {"type": "int", "low": 1, "high": 2},
+            "batch_size": {"type": "categorical", "choices": [128, 256]},
+        },
+    }
+}
+TARGETS = {0.55: (">=", 0.80), 0.50: ("<=", 0.10)}
+
+
+def cli(*args: str, threads: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, "-m", "cnn_lstm_hpo.cli", *args], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"cnn-lstm-hpo {args[0]} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+
+
+def one_run(edge: float, seed: int, bars: int, epochs: int, root: Path, scenario: Path, threads: int) -> dict:
+    save = root / f"edge{edge}_seed{seed}"
+    started = time.perf_counter()
+    source = f"synthetic:edge={edge},seed={seed},bars={bars}"
+    cli("optimize", "--scenario", str(scenario), "--data", source, "--seed", str(seed), "--save-dir", str(save),
+        "--threads", str(threads), "--quiet", threads=threads)
+    cli("retrain", "--save-dir", str(save), "--top-k", "1", "--seeds", "1", "--epochs", str(epochs),
+        "--no-registry", "--quiet", threads=threads)
+    results = json.loads((save / "retrained_models_results.json").read_text())
+    study_verdict = json.loads((save / "optimization_analysis.json").read_text())["verdict"]
+    return {"edge": edge, "seed": seed, "detected": results["verdict"].startswith("edge:"),
+            "verdict": results["verdict"], "study_verdict": study_verdict, "seconds": time.perf_counter() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--edges", default="0.55,0.50")
+    parser.add_argument("--bars", type=int, default=4000, help="bars per symbol (4 symbols)")
+    parser.add_argument("--epochs", type=int, default=10, help="retrain epoch budget (early stopping on validation)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (one torch thread each when > 1)")
+    args = parser.parse_args()
+    edges = [float(e) for e in args.edges.split(",")]
+    threads = 1 if args.jobs > 1 else max(os.cpu_count() or 1, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        scenario = root / "signal_power.yaml"
+        scenario.write_text(yaml.safe_dump(SCENARIO))
+        jobs = [(e, s) for e in edges for s in range(args.seeds)]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            runs = list(pool.map(lambda job: one_run(*job, args.bars, args.epochs, root, scenario, threads), jobs))
+    for run in runs:
+        print(f"edge {run['edge']:.2f} seed {run['seed']:2d} ({run['seconds']:.0f} s): {run['verdict']}")
+    print()
+    failed = False
+    for edge in edges:
+        hits = sum(r["detected"] for r in runs if r["edge"] == edge)
+        low, high = proportion_confint(hits, args.seeds, alpha=0.05, method="wilson")
+        line = f"edge {edge:.2f}: edge reported in {hits}/{args.seeds} seeds = {hits / args.seeds:.0%} (95% Wilson CI {low:.0%}-{high:.0%})"
+        if edge in TARGETS:
+            op, bound = TARGETS[edge]
+            ok = hits / args.seeds >= bound if op == ">=" else hits / args.seeds <= bound
+            failed |= not ok
+            line += f"; target {op} {bound:.0%}: {'met' if ok else 'NOT met'}"
+        print(line)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

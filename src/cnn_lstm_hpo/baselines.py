@@ -1,0 +1,169 @@
+"""Naive rules scored on the same windows as the models, and the paired test against the strongest.
+
+Three baselines, each fitted or decided on the training split only:
+- ``majority``: the most frequent training class, for every window;
+- ``persistence``: the label of the window ``horizon`` bars earlier of the same symbol, whose
+  outcome is complete at the decision bar (the last known label); a window with no such earlier
+  window in its split (the first ``horizon`` of each symbol's segment, or windows that are not
+  consecutive bars, as in user-supplied loaders) gets the majority class;
+- ``logistic_regression``: scikit-learn's LogisticRegression on the last bar's features of each
+  window, scaled exactly as the network sees them.
+
+The *strongest* baseline is the one with the most correct windows (accuracy): the paired test
+below (McNemar) compares correct/incorrect per window, so that is the bar it measures. Ties go to
+the simpler rule (the order above).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import binomtest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+
+from .windows import Split
+
+NAMES = ("majority", "persistence", "logistic_regression")
+RULES = {
+    "majority": "always the most frequent class of the training split",
+    "persistence": "the last known label (the window `horizon` bars earlier, same symbol)",
+    "logistic_regression": "logistic regression on the last bar's scaled features, fit on the training split",
+}
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class BaselineScore:
+    name: str
+    rule: str
+    n: int
+    accuracy: float
+    balanced_accuracy: float
+    mcc: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """The baselines of one split: scores, per-window predictions, and which is strongest."""
+
+    split: str
+    scores: dict[str, BaselineScore]
+    predictions: dict[str, np.ndarray]
+
+    @property
+    def strongest(self) -> BaselineScore:
+        # max() keeps the first of equals: NAMES order, simplest first.
+        return max((self.scores[n] for n in NAMES), key=lambda s: s.accuracy)
+
+    def to_dict(self) -> dict:
+        return {
+            "split": self.split,
+            "n_windows": self.strongest.n,
+            "strongest": self.strongest.name,
+            "strongest_rule": "most correct windows (accuracy), the quantity the paired McNemar test compares",
+            "scores": {n: s.to_dict() for n, s in self.scores.items()},
+        }
+
+
+def last_bar_features(split: Split) -> np.ndarray:
+    """(N, F): each window's decision-bar features, as scaled for the network."""
+    return split.rows[split.ends].cpu().numpy().astype(np.float64)
+
+
+def majority_class(train: Split) -> int:
+    return int(np.bincount(train.y_class.cpu().numpy()).argmax())
+
+
+def persistence_predictions(split: Split, horizon: int, fallback: int) -> np.ndarray:
+    """Per window, the class of the same symbol's window ``horizon`` bars earlier, else ``fallback``."""
+    y = split.y_class.cpu().numpy()
+    ends = split.ends.cpu().numpy()
+    pred = np.full(len(y), fallback, dtype=np.int64)
+    if len(y) <= horizon:
+        return pred
+    i = np.arange(horizon, len(y))
+    # Samples are laid out segment by segment, bar after bar: i - horizon is the same symbol's
+    # window ``horizon`` bars earlier exactly when its decision bar is ``horizon`` rows back (a
+    # segment starts with sequence_length - 1 >= 1 rows that end no window, so crossing into the
+    # next symbol spans more rows than samples).
+    ok = ends[i] - ends[i - horizon] == horizon
+    pred[i[ok]] = y[i[ok] - horizon]
+    return pred
+
+
+def fit_logistic(train: Split, seed: int = 0) -> LogisticRegression | None:
+    """None when the training labels hold one class only (nothing to fit)."""
+    y = train.y_class.cpu().numpy()
+    if len(np.unique(y)) < 2:
+        return None
+    return LogisticRegression(max_iter=1000, random_state=seed).fit(last_bar_features(train), y)
+
+
+def score(name: str, y: np.ndarray, pred: np.ndarray) -> BaselineScore:
+    return BaselineScore(
+        name=name, rule=RULES[name], n=len(y),
+        accuracy=float(np.mean(pred == y)) if len(y) else float("nan"),
+        balanced_accuracy=float(balanced_accuracy_score(y, pred)),
+        mcc=float(matthews_corrcoef(y, pred)),
+    )
+
+
+def compute_baselines(train: Split, target: Split, *, horizon: int, split_name: str, seed: int = 0) -> Baselines:
+    """Every baseline fitted/decided on ``train`` and scored on ``target`` (validation or test)."""
+    y = target.y_class.cpu().numpy()
+    majority = majority_class(train)
+    model = fit_logistic(train, seed)
+    predictions = {
+        "majority": np.full(len(y), majority, dtype=np.int64),
+        "persistence": persistence_predictions(target, horizon, majority),
+        "logistic_regression": (
+            model.predict(last_bar_features(target)).astype(np.int64) if model is not None
+            else np.full(len(y), majority, dtype=np.int64)
+        ),
+    }
+    scores = {name: score(name, y, pred) for name, pred in predictions.items()}
+    return Baselines(split_name, scores, predictions)
+
+
+# --- the paired test ----------------------------------------------------------------------------
+def mcnemar_vs_baseline(y: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarray) -> dict:
+    """Exact McNemar test on correct/incorrect per window, model vs baseline.
+
+    One-sided, H1: the model is right more often than the baseline. One-sided because the only
+    claim ever made from it (an edge, the champion alias) is in the model's favour, and that
+    direction is fixed before the test split is looked at. The exact one-sided p-value is the
+    binomial tail P(B >= b), B ~ Binomial(b + c, 1/2), b = windows only the model gets right,
+    c = windows only the baseline gets right; statsmodels' exact (two-sided) p is reported beside it.
+    """
+    model_ok, base_ok = model_pred == y, baseline_pred == y
+    b = int(np.sum(model_ok & ~base_ok))
+    c = int(np.sum(~model_ok & base_ok))
+    table = [[int(np.sum(model_ok & base_ok)), b], [c, int(np.sum(~model_ok & ~base_ok))]]
+    two_sided = float(mcnemar(table, exact=True).pvalue)
+    one_sided = float(binomtest(b, b + c, 0.5, alternative="greater").pvalue) if b + c else 1.0
+    return {
+        "test": "exact McNemar (paired, per window), one-sided H1: model correct more often",
+        "model_only_correct": b,
+        "baseline_only_correct": c,
+        "n": len(y),
+        "model_accuracy": float(np.mean(model_ok)),
+        "baseline_accuracy": float(np.mean(base_ok)),
+        "p_value": one_sided,
+        "p_value_two_sided": two_sided,
+    }
+
+
+def holm(tests: list[dict], alpha: float = ALPHA) -> list[dict]:
+    """Adds ``p_holm`` and ``significant`` to each test (Holm over the family), in place; returns them."""
+    if tests:
+        reject, adjusted, _, _ = multipletests([t["p_value"] for t in tests], alpha=alpha, method="holm")
+        for t, p, r in zip(tests, adjusted, reject):
+            t.update(p_holm=float(p), alpha=alpha, significant=bool(r))
+    return tests

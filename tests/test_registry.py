@@ -96,7 +96,7 @@ def test_champion_moves_only_to_a_significant_model(model_folders, uri):
     assert [v["version"] for v in outcome["versions"]] == [3, 4]
     assert client.get_registered_model("study_a").aliases == {"champion": 2}
     assert outcome["champion_version"] is None
-    assert ("alias 'champion' not moved: no model's test accuracy beats the strongest naive rule significantly "
+    assert ("alias 'champion' not moved: no model's test accuracy beats the strongest naive rule (always up) significantly "
             "(best Holm-adjusted p=0.14, needs < 0.05)") in outcome["message"]
 
 
@@ -107,7 +107,7 @@ def test_a_model_significant_only_before_holm_does_not_become_champion(model_fol
     outcome = register_retrained(models, name="study_holm", tracking_uri=uri)
     assert client_for(uri).get_registered_model("study_holm").aliases == {}
     assert outcome["champion_version"] is None
-    assert "not moved: no model's test accuracy beats the strongest naive rule significantly (best Holm-adjusted p=0.06" in outcome["message"]
+    assert "not moved: no model's test accuracy beats the strongest naive rule (always up) significantly (best Holm-adjusted p=0.06" in outcome["message"]
 
 
 def test_no_significant_model_sets_no_alias(model_folders, uri):
@@ -158,10 +158,11 @@ def test_unreachable_server_is_one_line_registry_error(model_folders, monkeypatc
 def test_champion_moves_on_the_mcnemar_test_against_the_strongest_baseline(model_folders, uri):
     # Both beat the majority-class rate (binomial); only model 2 beats the strongest baseline after Holm.
     first, second = (entry(k, f, p_value=0.001) for k, f in zip((1, 2), model_folders))
+    apply_holm([first, second])
     for e, p_holm in ((first, 0.2), (second, 0.004)):
         e["vs_strongest_baseline"] = {"baseline": "logistic_regression", "p_value": p_holm / 2, "p_holm": p_holm,
                                       "alpha": 0.05, "significant": p_holm < 0.05}
     outcome = register_retrained([first, second], name="study_c", tracking_uri=uri)
     assert client_for(uri).get_registered_model("study_c").aliases == {"champion": 2}
     assert ("alias 'champion' -> version 2 (model 2: test accuracy beats the strongest baseline "
-            "(logistic_regression, McNemar, Holm), p=0.004)") in outcome["message"]
+            "(logistic_regression, McNemar), Holm-adjusted p=0.004)") in outcome["message"]

@@ -29,6 +29,7 @@ from statsmodels.stats.multitest import multipletests
 
 from .objectives import DIRECTIONS, reference_point, weighted_ranks
 from .results import constant_last, is_constant_predictor, is_feasible  # is_feasible: Optuna's rule
+from .baselines import holm_adjusted as holm
 from .space import decode_params
 from .verdict import signal_part
 
@@ -357,13 +358,6 @@ def correlation_part(study: optuna.Study, objectives: list[str]) -> dict[str, An
 
 
 # --- top configurations against the baselines ----------------------------------------------
-def holm(p_values: list[float], *, alpha: float = ALPHA) -> tuple[list[float], list[bool]]:
-    """Holm-adjusted p-values and rejections over one family ("does any of the top configurations
-    beat the baseline?"): the one rule for the analysis's top configurations and retrain's k models."""
-    reject, adjusted, _, _ = multipletests(p_values, alpha=alpha, method="holm")
-    return [float(a) for a in adjusted], [bool(r) for r in reject]
-
-
 def ranked_front(study: optuna.Study, objectives: list[str], weights: dict[str, float]) -> list[FrozenTrial]:
     """The feasible front ordered by the objective weights (normalised first), as best_configurations.json."""
     front = feasible_front(study)

@@ -22,8 +22,6 @@ import numpy as np
 from scipy.stats import binomtest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.multitest import multipletests
 
 from .windows import Split
 
@@ -146,6 +144,8 @@ def mcnemar_vs_baseline(y: np.ndarray, model_pred: np.ndarray, baseline_pred: np
     b = int(np.sum(model_ok & ~base_ok))
     c = int(np.sum(~model_ok & base_ok))
     table = [[int(np.sum(model_ok & base_ok)), b], [c, int(np.sum(~model_ok & ~base_ok))]]
+    from statsmodels.stats.contingency_tables import mcnemar  # lazy, as holm_adjusted
+
     two_sided = float(mcnemar(table, exact=True).pvalue)
     one_sided = float(binomtest(b, b + c, 0.5, alternative="greater").pvalue) if b + c else 1.0
     return {
@@ -160,10 +160,19 @@ def mcnemar_vs_baseline(y: np.ndarray, model_pred: np.ndarray, baseline_pred: np
     }
 
 
+def holm_adjusted(p_values: list[float], *, alpha: float = ALPHA) -> tuple[list[float], list[bool]]:
+    """Holm-adjusted p-values and rejections over one family: the one rule for the analysis's top
+    configurations, retrain's k models and the champion alias."""
+    from statsmodels.stats.multitest import multipletests  # lazy: statsmodels loads in a second
+
+    reject, adjusted, _, _ = multipletests(p_values, alpha=alpha, method="holm")
+    return [float(a) for a in adjusted], [bool(r) for r in reject]
+
+
 def holm(tests: list[dict], alpha: float = ALPHA) -> list[dict]:
     """Adds ``p_holm`` and ``significant`` to each test (Holm over the family), in place; returns them."""
     if tests:
-        reject, adjusted, _, _ = multipletests([t["p_value"] for t in tests], alpha=alpha, method="holm")
+        adjusted, reject = holm_adjusted([t["p_value"] for t in tests], alpha=alpha)
         for t, p, r in zip(tests, adjusted, reject):
-            t.update(p_holm=float(p), alpha=alpha, significant=bool(r))
+            t.update(p_holm=p, alpha=alpha, significant=r)
     return tests

@@ -166,9 +166,9 @@ def champion_test(entry: dict[str, Any]) -> dict[str, Any]:
     if vs is None:
         sig = entry["significance"]
         return {"p_value": sig["p_holm"], "alpha": sig["alpha"], "significant": sig["significant"],
-                "against": f"the strongest naive rule ({sig['null_rule']}, binomial, Holm)"}
+                "against": f"the strongest naive rule ({sig['null_rule']})"}
     return {"p_value": vs["p_holm"], "alpha": vs["alpha"], "significant": vs["significant"],
-            "against": f"the strongest baseline ({vs['baseline']}, McNemar, Holm)"}
+            "against": f"the strongest baseline ({vs['baseline']}, McNemar)"}
 
 
 def register_retrained(models: list[dict[str, Any]], *, name: str, tracking_uri: str) -> dict[str, Any]:
@@ -205,13 +205,13 @@ def register_retrained(models: list[dict[str, Any]], *, name: str, tracking_uri:
         registry.set_champion(name, champion["version"])
         message += (
             f"; alias '{CHAMPION}' -> version {champion['version']} (model {champion['k']}: test accuracy beats "
-            f"{champion['against']}, p={champion['p_value']:.3g})"
+            f"{champion['against']}, Holm-adjusted p={champion['p_value']:.3g})"
         )
     elif versions:
         best_p = min(v["p_value"] for v in versions)
         message += (
             f"; alias '{CHAMPION}' not moved: no model's test accuracy beats {versions[0]['against']} "
-            f"significantly (best p={best_p:.3g}, needs < {versions[0]['alpha']})"
+            f"significantly (best Holm-adjusted p={best_p:.3g}, needs < {versions[0]['alpha']})"
         )
     return {
         "model_name": name,

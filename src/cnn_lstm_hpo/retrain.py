@@ -32,7 +32,7 @@ import torch
 from scipy.stats import binomtest
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
 
-from .analysis import holm
+from .baselines import holm_adjusted as holm
 from .checkpoint import checkpoint_meta, save_checkpoint
 from .config import OptimizationConfig, TrainingConfig, build_config
 from .data import load_frames

@@ -17,6 +17,10 @@ USER_ATTR = "fingerprint"
 # Settings added after studies already existed, with the value that matches what those studies did:
 # left out at that value, so an older study's stored fingerprint still matches.
 ADDED_LATER = {"pruning.strategy": "hyperband", "pruning.dominance_quantile": None}
+# Recorded, never compared: where each symbol's bars end and the split cut dates, so that retrain can
+# tell bars appended since the study from changed ones. When both sides have it, data.digest differs
+# whenever it does; an older study without it must still resume.
+RECORDED_ONLY = ("data.extent",)
 
 
 def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
@@ -26,6 +30,7 @@ def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[st
     # Loaders give samples, not bars: their digest is of the samples; files and sources, of the bars.
     fields["data.symbols_loaded"] = sorted(data.boundaries) or None
     fields["data.digest"] = data.source_digest or data.samples_digest()
+    fields["data.extent"] = data_extent(data)
     fields["search_space"] = cfg["search_space"]
     fields["max_epochs_per_trial"] = cfg["max_epochs_per_trial"]
     fields.update({f"pruning.{k}": v for k, v in cfg["pruning"].items()})
@@ -35,6 +40,17 @@ def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[st
     return {k: v for k, v in fields.items() if ADDED_LATER.get(k, object()) != v}
 
 
+def data_extent(data: WindowedData) -> dict[str, Any] | None:
+    """Each symbol's last bar and the split cut dates (ISO); None for data given as loaders."""
+    if not data.cuts:
+        return None
+    return {
+        "last_bars": {symbol: bounds["test_end"].isoformat() for symbol, bounds in data.boundaries.items()},
+        "cuts": {name: date.isoformat() for name, date in data.cuts.items()},
+    }
+
+
 def fingerprint_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The dotted names of the fields whose values differ (or exist on one side only), sorted."""
-    return sorted(k for k in set(stored) | set(current) if stored.get(k, "<absent>") != current.get(k, "<absent>"))
+    keys = (set(stored) | set(current)) - set(RECORDED_ONLY)
+    return sorted(k for k in keys if stored.get(k, "<absent>") != current.get(k, "<absent>"))

@@ -112,6 +112,7 @@ def study_data(config: OptimizationConfig, study: optuna.Study, *, allow_appende
     if stored is None:  # a study from before fingerprints: nothing to compare with
         return data
     current = study_fingerprint(config, data)
+    # The data fields only: the search's other settings do not change the windows retrain tests on.
     differ = [k for k in fingerprint_differences(stored, current) if k.startswith("data.")]
     if not differ:
         return data

@@ -388,3 +388,94 @@ def test_data_command_accepts_the_guides_space_separated_symbols():
     result = runner.invoke(app, join_list_options(["data", "--data", "synthetic", "--symbols", "SYN_B", "SYN_A"]))
     assert result.exit_code == 0, result.output
     assert [line.split(":")[0] for line in result.stdout.splitlines()[:2]] == ["SYN_B", "SYN_A"]
+
+
+# --- every data setting reaches every path that loads bars ----------------------------------------
+
+
+def _long(index: pd.DatetimeIndex, symbol: str) -> pd.DataFrame:
+    """Bars at ``index`` that stay positive however many there are (a multiplicative walk)."""
+    return synthetic_frame(symbol, n_bars=len(index)).set_axis(index.rename("date"))
+
+
+def test_resampled_hourly_bars_train_as_resampled_bars(tmp_path):
+    from cnn_lstm_hpo.config import DataConfig
+    from cnn_lstm_hpo.windows import prepare_windows
+
+    _long(pd.date_range("2020-01-01", periods=2400, freq="h"), "HOUR").to_csv(tmp_path / "HOUR.csv")
+    cfg = DataConfig(source=str(tmp_path / "HOUR.csv"), sequence_length=10, resample="4h")
+    data, _ = prepare_windows(cfg, None)
+    spacing = set(pd.Series(data.train.dates).diff().dropna())
+    assert spacing == {pd.Timedelta(hours=4)}  # round the clock: every 4-hour period has a bar
+
+
+def test_a_daily_and_an_hourly_symbol_pool_with_resample_through_optimize(tmp_path):
+    from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
+
+    folder = tmp_path / "bars"
+    folder.mkdir()
+    _long(pd.bdate_range("2020-01-06", periods=400), "DAY").to_csv(folder / "DAY.csv")
+    _long(_trading_hours(400), "HOUR").to_csv(folder / "HOUR.csv")
+    config = create_optimization_config(
+        scenario="smoke", save_dir=tmp_path / "run",
+        data={"source": str(folder), "start": None, "sequence_length": 10, "resample": "1D"},
+    )
+    optimizer = MultiObjectiveOptimizer(config, progress=False)
+    assert sorted(optimizer.data.boundaries) == ["DAY", "HOUR"]
+    assert all(d == d.normalize() for d in optimizer.data.train.dates)  # daily bars, both symbols
+    assert optimizer.fingerprint["data.resample"] == "1D"
+
+
+def test_a_yfinance_cache_dir_reaches_the_loader(tmp_path, monkeypatch):
+    from cnn_lstm_hpo.config import DataConfig
+    from cnn_lstm_hpo.windows import prepare_windows
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "default"))  # where a forgotten setting would lead
+    written = []
+
+    def download(symbol, path):
+        written.append(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        synthetic_frame(symbol, n_bars=400).to_parquet(path)
+
+    monkeypatch.setattr(data_module, "_download", download)
+    cfg = DataConfig(source="yfinance", cache_dir=tmp_path / "cache", sequence_length=10)
+    data, _ = prepare_windows(cfg, ["aapl"])
+    assert written == [tmp_path / "cache" / "AAPL.parquet"] and list(data.boundaries) == ["AAPL"]
+
+
+def test_predict_shapes_new_bars_with_the_models_data_settings(tmp_path):
+    import torch
+    from sklearn.preprocessing import StandardScaler
+
+    from cnn_lstm_hpo.checkpoint import checkpoint_meta, save_checkpoint
+    from cnn_lstm_hpo.features import FEATURE_NAMES
+    from cnn_lstm_hpo.model import HybridCNNLSTM, ModelConfig
+    from cnn_lstm_hpo.predict import predict_to_csv
+
+    params = {"cnn_num_filters": 4, "cnn_filter_sizes": [2], "cnn_attention_heads": 2, "lstm_hidden_dim": 4,
+              "lstm_num_layers": 1, "lstm_bidirectional": False, "dropout_rate": 0.0}
+    model_config = ModelConfig.from_params(params, n_features=len(FEATURE_NAMES), num_classes=2)
+    meta = checkpoint_meta(
+        model_config, hyperparameters=params, feature_names=FEATURE_NAMES, sequence_length=5, horizon=1,
+        direction_threshold=0.0, scaler=StandardScaler().fit(np.eye(len(FEATURE_NAMES))), return_scale=1.0,
+        origin={"data": {"source": "elsewhere", "sequence_length": 5, "resample": "4h"}},
+    )
+    torch.manual_seed(0)
+    model = save_checkpoint(tmp_path / "model", HybridCNNLSTM(model_config), meta)
+    _long(pd.date_range("2020-01-01", periods=800, freq="h"), "HOUR").to_csv(tmp_path / "HOUR.csv")
+    table = predict_to_csv(model, str(tmp_path / "HOUR.csv"), tmp_path / "out.csv")
+    assert set(table["date"].diff().dropna()) == {pd.Timedelta(hours=4)}
+
+
+def test_only_the_data_module_calls_the_loaders():
+    # Every other path loads through data.load_configured / configured_frames, so that a data
+    # setting cannot reach one path and not another.
+    import cnn_lstm_hpo
+
+    package = Path(cnn_lstm_hpo.__file__).parent
+    callers = sorted(
+        p.name for p in package.glob("*.py")
+        if p.name != "data.py" and ("load_bars(" in p.read_text() or "load_frames(" in p.read_text())
+    )
+    assert callers == []

@@ -237,3 +237,18 @@ def test_summary_reads_for_a_person(planted_dir):
     assert "Rank 1: trial " in summary and "vs majority-class rate 0.5500" in summary
     importance = summary.split("Most important parameters")[1]
     assert "accuracy: learning_rate" in importance and "model_size: lstm_hidden_dim" in importance
+
+
+def test_summary_names_the_symbols_loaded_not_the_scenarios(tmp_path):
+    from cnn_lstm_hpo import MultiObjectiveOptimizer
+    from cnn_lstm_hpo.config import build_config
+    from cnn_lstm_hpo.report import run_context
+    from cnn_lstm_hpo.results import summary_text
+
+    config = build_config("quick_test", {"save_dir": tmp_path})
+    assert config.data.source == "sample" and config.symbols == ["AAPL", "GOOGL", "MSFT"]
+    optimizer = MultiObjectiveOptimizer(config, progress=False)  # the bundled data has SP500 and NASDAQ instead
+    study = optuna.create_study(directions=["maximize", "minimize"])  # accuracy, training_time
+    study.set_user_attr("fingerprint", optimizer.fingerprint)
+    lines = summary_text(study, config.objectives, [], context=run_context(study, config)).splitlines()
+    assert [line for line in lines if line.startswith("Symbols:")] == ["Symbols: NASDAQ, SP500"]

@@ -25,13 +25,14 @@ from cnn_lstm_hpo.checkpoint import checkpoint_meta, load_checkpoint, save_check
 from cnn_lstm_hpo.cli import app
 from cnn_lstm_hpo.config import DataConfig
 from cnn_lstm_hpo.data import load_frames, synthetic_frame
+from cnn_lstm_hpo.errors import HPOError
 from cnn_lstm_hpo.features import FEATURE_NAMES, compute_features
 from cnn_lstm_hpo.model import HybridCNNLSTM, ModelConfig
 from cnn_lstm_hpo.predict import predict_frames
 from cnn_lstm_hpo import retrain as retrain_module
 from cnn_lstm_hpo.retrain import METRICS, RESULTS_FILE, accuracy_test, apply_holm, baselines, judge_control, strongest_rule
 from cnn_lstm_hpo.train import Trainer
-from cnn_lstm_hpo.windows import Split, WindowedData, prepare_windows
+from cnn_lstm_hpo.windows import Split, WindowedData, build_windows, prepare_windows
 
 runner = CliRunner()
 
@@ -546,3 +547,89 @@ def test_a_save_dir_without_its_study_is_refused_and_leaves_no_connection_open(t
     with pytest.raises(retrain_module.HPOError, match="no study named 'gone' in sqlite:///"):
         retrain_module.load_saved_study(tmp_path)
     assert open_on_database() == 0
+
+
+# --- retrain rebuilds the study's data, or refuses ------------------------------------------------
+
+
+def _study_on(folder: Path, save_dir: Path):
+    """A study (no trials) as optimize leaves it on the bars of ``folder``: config file, storage, fingerprint."""
+    config = create_optimization_config(
+        scenario="smoke", save_dir=save_dir, study_name="data_check",
+        data={"source": str(folder), "sequence_length": 10, "start": None},
+    )
+    fingerprint = MultiObjectiveOptimizer(config, progress=False).fingerprint
+    save_dir.mkdir(parents=True)
+    (save_dir / "resolved_config.yaml").write_text(config.to_yaml())
+    study = optuna.create_study(storage=config.resolved_storage, study_name=config.resolved_study_name,
+                                directions=["maximize", "minimize", "minimize"])
+    study.set_user_attr("fingerprint", fingerprint)
+    return config, study
+
+
+def _rewrite(folder: Path, frames: dict[str, pd.DataFrame], write_csv_folder) -> None:
+    """Replace the bars in ``folder`` as a re-export would."""
+    written = write_csv_folder(frames, name=f"export_{len(list(folder.parent.iterdir()))}")
+    for path in written.iterdir():
+        path.replace(folder / path.name)
+
+
+def test_retrain_refuses_back_filled_bars_even_with_the_flag(tmp_path, synthetic_frames, write_csv_folder):
+    folder = write_csv_folder(synthetic_frames)
+    config, study = _study_on(folder, tmp_path / "run")
+    assert retrain_module.study_data(config, study).source_digest == study.user_attrs["fingerprint"]["data.digest"]
+    earlier = synthetic_frame("SYN_A", n_bars=60).set_axis(pd.bdate_range(end="2009-12-31", periods=60, name="date"))
+    _rewrite(folder, {"SYN_A": pd.concat([earlier, synthetic_frames["SYN_A"]])}, write_csv_folder)
+    for allow in (False, True):
+        with pytest.raises(HPOError) as error:
+            retrain_module.study_data(config, study, allow_appended_bars=allow)
+        assert str(error.value) == (
+            "the data of study 'data_check' changed since it ran: data.digest; the test split would not be the one "
+            "the search never saw: restore the data the study ran on"
+        )
+
+
+def test_retrain_accepts_appended_bars_only_with_the_flag_and_keeps_the_studys_splits(
+    tmp_path, synthetic_frames, write_csv_folder
+):
+    folder = write_csv_folder(synthetic_frames)
+    config, study = _study_on(folder, tmp_path / "run")
+    before = retrain_module.study_data(config, study)
+    longer = {s: synthetic_frame(s, n_bars=500) for s in synthetic_frames}  # the same dates, and 100 after
+    _rewrite(folder, {s: pd.concat([f, longer[s].iloc[400:]]) for s, f in synthetic_frames.items()}, write_csv_folder)
+    with pytest.raises(HPOError) as error:
+        retrain_module.study_data(config, study)
+    assert str(error.value) == (
+        "the data of study 'data_check' changed since it ran: data.digest; the test split would not be the one the "
+        "search never saw: only bars after the study's last ones were added: --allow-appended-bars tests on them too"
+    )
+    after = retrain_module.study_data(config, study, allow_appended_bars=True)
+    assert after.cuts == before.cuts != build_windows(load_frames(str(folder)), config.data).cuts
+    for split in ("train", "val"):
+        assert getattr(after, split).dates == getattr(before, split).dates
+        assert torch.equal(getattr(after, split).x, getattr(before, split).x)
+    assert len(after.test) == len(before.test) + 2 * 100
+
+    # A study from before the extent was recorded cannot tell appended from changed: refused.
+    older = {k: v for k, v in study.user_attrs["fingerprint"].items() if k != "data.extent"}
+    study.set_user_attr("fingerprint", older)
+    with pytest.raises(HPOError, match="restore the data the study ran on"):
+        retrain_module.study_data(config, study, allow_appended_bars=True)
+
+
+def test_retrain_command_refuses_changed_data_in_one_line_and_takes_the_flag(
+    tmp_path, synthetic_frames, write_csv_folder, monkeypatch
+):
+    folder = write_csv_folder(synthetic_frames)
+    _study_on(folder, tmp_path / "run")
+    longer = {s: synthetic_frame(s, n_bars=450) for s in synthetic_frames}
+    _rewrite(folder, {s: pd.concat([f, longer[s].iloc[400:]]) for s, f in synthetic_frames.items()}, write_csv_folder)
+    result = invoke("retrain", "--save-dir", tmp_path / "run")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.startswith("error: the data of study 'data_check' changed since it ran: data.digest;")
+    assert len(result.stderr.splitlines()) == 1
+    calls = []
+    monkeypatch.setattr("cnn_lstm_hpo.cli._retrain_and_report", lambda config, study, data, settings: calls.append(data))
+    result = invoke("retrain", "--save-dir", tmp_path / "run", "--allow-appended-bars")
+    assert result.exit_code == 0, result.output
+    assert [d.boundaries["SYN_A"]["test_end"] for d in calls] == [longer["SYN_A"].index[-1]]

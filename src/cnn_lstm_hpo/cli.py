@@ -193,7 +193,7 @@ def data_command(
 ) -> None:
     """Show what a data source yields: per symbol bars, frequency, gaps and repairs; windows per split."""
     with _user_errors(debug):
-        from .data import format_time, load_bars, resolve_symbols, summarize
+        from .data import format_time, load_configured, resolve_symbols, summarize
         from .windows import SPLITS, build_windows
 
         overrides: dict[str, Any] = {
@@ -213,7 +213,7 @@ def data_command(
         chosen, notice = resolve_symbols(cfg.source, config.symbols, explicit=bool(symbols))
         if notice:
             typer.echo(f"note: {notice}", err=True)
-        loaded = load_bars(cfg.source, chosen, start=cfg.start, end=cfg.end, resample=cfg.resample, cache_dir=cfg.cache_dir)
+        loaded = load_configured(cfg, chosen)
         for symbol, frame in loaded.frames.items():
             typer.echo(summarize(frame, symbol, loaded.repairs.get(symbol)).line())
             for note in loaded.repairs.get(symbol, []):
@@ -258,21 +258,24 @@ def retrain(
         None, "--registry-uri", help="MLflow tracking URI (default: sqlite:///<save-dir>/mlflow.db)."
     ),
     no_registry: bool = typer.Option(False, "--no-registry", help="Do not log or register in MLflow."),
+    allow_appended_bars: bool = typer.Option(
+        False, "--allow-appended-bars",
+        help="Accept bars added after the study's last ones (its splits are kept; the test split grows).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Retrain the study's top-k configurations, test each once, save retrained_model_<k>/ and register them."""
     _setup_logging(quiet, debug)
     with _user_errors(debug):
-        from .retrain import DEFAULT_EPOCHS, RetrainSettings, load_saved_study
-        from .windows import prepare_windows
+        from .retrain import DEFAULT_EPOCHS, RetrainSettings, load_saved_study, study_data
 
         settings = RetrainSettings(
             top_k=top_k, epochs=DEFAULT_EPOCHS if epochs is None else epochs, seeds=seeds, register=not no_registry, registry_uri=registry_uri
         )
         config, study = load_saved_study(save_dir)
-        # The same data as the study: the resolved config's source, symbols, dates and windows.
-        data, _ = prepare_windows(config.data, config.symbols)
+        # The same data as the study (its fingerprint checked): the resolved config's source, symbols, dates, windows.
+        data = study_data(config, study, allow_appended_bars=allow_appended_bars)
         _retrain_and_report(config, study, data, settings)
 
 

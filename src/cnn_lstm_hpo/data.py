@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import DataConfig
 from .errors import HPOError
 from . import synthetic
 
@@ -687,11 +688,28 @@ def load_frames(
 
     Repairs (dropped bars, sorting, resampling) are logged as one note per symbol.
     """
-    loaded = load_bars(source, symbols, start=start, end=end, resample=resample, cache_dir=cache_dir)
+    return _logged(load_bars(source, symbols, start=start, end=end, resample=resample, cache_dir=cache_dir))
+
+
+def _logged(loaded: LoadedBars) -> dict[str, pd.DataFrame]:
     for symbol, notes in loaded.repairs.items():
         for note in notes:
             log.warning("note: %s: %s", symbol, note)
     return loaded.frames
+
+
+def load_configured(cfg: DataConfig, symbols: list[str] | None) -> LoadedBars:
+    """The bars a data configuration names, with every one of its data settings applied.
+
+    Every path that loads bars for a config (windows, retrain, predict, plan, the ``data``
+    command) comes through here, so a setting added to DataConfig reaches all of them at once.
+    """
+    return load_bars(cfg.source, symbols, start=cfg.start, end=cfg.end, resample=cfg.resample, cache_dir=cfg.cache_dir)
+
+
+def configured_frames(cfg: DataConfig, symbols: list[str] | None) -> dict[str, pd.DataFrame]:
+    """``load_configured``'s frames, its repairs logged as one note per symbol."""
+    return _logged(load_configured(cfg, symbols))
 
 
 def resolve_symbols(source: str, symbols: list[str] | None, *, explicit: bool) -> tuple[list[str] | None, str | None]:

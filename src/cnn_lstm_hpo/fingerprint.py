@@ -25,6 +25,10 @@ ADDED_LATER = {
 TARGET_FIELDS = {
     "direction": (), "volatility": ("vol_window",), "triple_barrier": ("vol_window", "profit_take", "stop_loss"),
 }
+# Recorded, never compared: where each symbol's bars end and the split cut dates, so that retrain can
+# tell bars appended since the study from changed ones. When both sides have it, data.digest differs
+# whenever it does; an older study without it must still resume.
+RECORDED_ONLY = ("data.extent",)
 
 
 def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
@@ -36,6 +40,7 @@ def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[st
         fields[f"data.{name}"] = ADDED_LATER[f"data.{name}"]
     fields["data.symbols_loaded"] = sorted(data.boundaries) or None
     fields["data.digest"] = data.source_digest or data.samples_digest()
+    fields["data.extent"] = data_extent(data)
     fields["search_space"] = cfg["search_space"]
     fields["max_epochs_per_trial"] = cfg["max_epochs_per_trial"]
     fields.update({f"pruning.{k}": v for k, v in cfg["pruning"].items()})
@@ -46,6 +51,17 @@ def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[st
     return {k: v for k, v in fields.items() if ADDED_LATER.get(k, object()) != v}
 
 
+def data_extent(data: WindowedData) -> dict[str, Any] | None:
+    """Each symbol's last bar and the split cut dates (ISO); None for data given as loaders."""
+    if not data.cuts:
+        return None
+    return {
+        "last_bars": {symbol: bounds["test_end"].isoformat() for symbol, bounds in data.boundaries.items()},
+        "cuts": {name: date.isoformat() for name, date in data.cuts.items()},
+    }
+
+
 def fingerprint_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The dotted names of the fields whose values differ (or exist on one side only), sorted."""
-    return sorted(k for k in set(stored) | set(current) if stored.get(k, "<absent>") != current.get(k, "<absent>"))
+    keys = (set(stored) | set(current)) - set(RECORDED_ONLY)
+    return sorted(k for k in keys if stored.get(k, "<absent>") != current.get(k, "<absent>"))

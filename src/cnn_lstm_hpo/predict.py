@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 
 from .checkpoint import SavedModel, load_checkpoint
-from .data import load_frames
+from .config import DataConfig, validate_data_config
+from .data import configured_frames
 from .errors import HPOError
 from .features import compute_features
 from .results import atomic_write_text
@@ -85,6 +86,13 @@ def predict_frames(saved: SavedModel, frames: dict[str, pd.DataFrame]) -> pd.Dat
     return pd.concat(tables, ignore_index=True)
 
 
+def data_config(saved: SavedModel, source: str, start: object, end: object) -> DataConfig:
+    """The model's own data settings (resample, cache folder, ...) on the given source and dates:
+    new bars are shaped as the training bars were."""
+    trained = saved.meta.get("origin", {}).get("data") or {}
+    return validate_data_config({**trained, "source": source, "start": start, "end": end})
+
+
 def predict_to_csv(
     model_dir: Path,
     source: str,
@@ -96,7 +104,7 @@ def predict_to_csv(
 ) -> pd.DataFrame:
     """Load a saved model and a data source, predict, write the CSV atomically; returns the table."""
     saved = load_checkpoint(model_dir)
-    frames = load_frames(source, symbols, start=start, end=end)  # type: ignore[arg-type]
+    frames = configured_frames(data_config(saved, source, start, end), symbols)
     table = predict_frames(saved, frames)
     # repr-precision floats: the CSV round-trips the float64 values exactly.
     atomic_write_text(Path(output), table.to_csv(index=False, float_format="%.17g"))

@@ -298,7 +298,7 @@ def run_context(study: optuna.Study, config: OptimizationConfig | None) -> dict[
             scenario=config.scenario,
             data=SOURCES.get(data.source, data.source)
             + (f" from {data.start}" if data.start else "") + (f" to {data.end}" if data.end else ""),
-            symbols=", ".join(config.symbols or loaded or []) or "all in the source",
+            symbols=", ".join(loaded or config.symbols or []) or "all in the source",
             budget=f"{config.n_trials} trials, up to {config.max_epochs_per_trial} epochs each, "
             f"timeout {config.timeout_hours} h, max model {config.max_model_size_mb} MB, "
             f"max training {config.max_training_time_minutes} min per trial",

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 import torch
 from scipy.stats import binomtest
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
@@ -35,8 +36,9 @@ from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
 from .baselines import holm_adjusted as holm
 from .checkpoint import checkpoint_meta, save_checkpoint
 from .config import OptimizationConfig, TrainingConfig, build_config
-from .data import load_frames
+from .data import configured_frames, resolve_symbols
 from .errors import HPOError, TrialDiverged
+from .fingerprint import USER_ATTR as FINGERPRINT, fingerprint_differences, study_fingerprint
 from .storage import close_storage, open_storage, redact
 from .features import direction_classes
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
@@ -44,7 +46,7 @@ from .objectives import evaluate_predictions
 from .predict import class_names
 from .results import ranked_pareto, write_json
 from .train import EpochResult, Trainer, resolve_device
-from .windows import Split, WindowedData
+from .windows import Split, WindowedData, build_windows, frames_digest
 from .baselines import compute_baselines
 from .verdict import retrain_signal, write_equity_png
 
@@ -100,6 +102,51 @@ def load_saved_study(save_dir: Path) -> tuple[OptimizationConfig, optuna.Study]:
         close_storage(storage)
         raise HPOError(f"no study named {config.resolved_study_name!r} in {redact(url)}") from None
     return config, study
+
+
+def study_data(config: OptimizationConfig, study: optuna.Study, *, allow_appended_bars: bool = False) -> WindowedData:
+    """The study's windows rebuilt from its data source, refused unless its fingerprint still matches.
+
+    Other bars would move the calendar cuts: the test split would overlap the period the search
+    chose on. ``allow_appended_bars`` accepts bars after each symbol's last one in the study: its
+    bars and cut dates are kept, so training and validation are the search's and only the test
+    split grows. Earlier history (back-filled) or edited bars are always refused.
+    """
+    chosen, _ = resolve_symbols(config.data.source, config.symbols, explicit=False)
+    frames = configured_frames(config.data, chosen)
+    data = build_windows(frames, config.data)
+    stored = study.user_attrs.get(FINGERPRINT)
+    if stored is None:  # a study from before fingerprints: nothing to compare with
+        return data
+    current = study_fingerprint(config, data)
+    # The data fields only: the search's other settings do not change the windows retrain tests on.
+    differ = [k for k in fingerprint_differences(stored, current) if k.startswith("data.")]
+    if not differ:
+        return data
+    cuts = _appended_cuts(frames, stored) if differ == ["data.digest"] else None
+    if cuts is not None and allow_appended_bars:
+        log.warning("note: testing on bars appended since study %r ran; its cut dates are kept", study.study_name)
+        return build_windows(frames, config.data, cuts=cuts)
+    shown = "; ".join(k if k == "data.digest" else f"{k} ({stored.get(k)!r} -> {current.get(k)!r})" for k in differ)
+    if cuts is not None:
+        hint = "only bars after the study's last ones were added: --allow-appended-bars tests on them too"
+    else:
+        hint = "restore the data the study ran on"
+    raise HPOError(
+        f"the data of study {study.study_name!r} changed since it ran: {shown}; the test split would not be "
+        f"the one the search never saw: {hint}"
+    )
+
+
+def _appended_cuts(frames: dict[str, pd.DataFrame], stored: dict[str, Any]) -> dict[str, pd.Timestamp] | None:
+    """The study's cut dates if ``frames`` are its bars plus bars after each symbol's last one; else None."""
+    extent = stored.get("data.extent")
+    if not extent or set(extent["last_bars"]) != set(frames):  # a study from before the extent was recorded
+        return None
+    last = {symbol: pd.Timestamp(date) for symbol, date in extent["last_bars"].items()}
+    if frames_digest({s: f[f.index <= last[s]] for s, f in frames.items()}) != stored.get("data.digest"):
+        return None
+    return {name: pd.Timestamp(date) for name, date in extent["cuts"].items()}
 
 
 # --- metrics and baselines ------------------------------------------------------------------------
@@ -162,7 +209,7 @@ def past_returns(config: OptimizationConfig, split: Split) -> np.ndarray | None:
         return None
     h = config.data.horizon
     symbols = np.asarray(split.symbols)
-    frames = load_frames(config.data.source, sorted(set(split.symbols)), start=config.data.start, end=config.data.end)
+    frames = configured_frames(config.data, sorted(set(split.symbols)))
     out = np.full(len(symbols), np.nan)
     for symbol, frame in frames.items():
         mask = symbols == symbol

@@ -23,7 +23,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from .config import DataConfig
-from .data import load_frames, resolve_symbols
+from .data import configured_frames, resolve_symbols
 from .errors import HPOError
 from .features import FEATURE_NAMES, compute_features
 from .targets import compute_targets, label_warmup
@@ -196,11 +196,15 @@ def _check_segments(symbol: str, r: _SymbolRows, segments: dict[str, tuple[int, 
             )
 
 
-def build_windows(frames: dict[str, pd.DataFrame], cfg: DataConfig) -> WindowedData:
+def build_windows(
+    frames: dict[str, pd.DataFrame], cfg: DataConfig, *, cuts: dict[str, pd.Timestamp] | None = None
+) -> WindowedData:
+    """Windows of every split; ``cuts`` (a study's, for bars appended since it ran) replace the
+    fractions' cut dates."""
     if not frames:
         raise HPOError("no symbols to train on")
     per_symbol = {symbol: _symbol_rows(symbol, frame, cfg) for symbol, frame in frames.items()}
-    cuts = calendar_cuts([r.dates for r in per_symbol.values()], cfg)
+    cuts = cuts or calendar_cuts([r.dates for r in per_symbol.values()], cfg)
     segments = {symbol: segment_bounds(r.dates, cuts, cfg.embargo_bars) for symbol, r in per_symbol.items()}
     for symbol, r in per_symbol.items():
         _check_segments(symbol, r, segments[symbol], cfg)
@@ -238,7 +242,7 @@ def prepare_windows(
 ) -> tuple[WindowedData, str | None]:
     """Load the configured source and window it; also returns the symbol-fallback notice, if any."""
     chosen, notice = resolve_symbols(cfg.source, symbols, explicit=explicit_symbols)
-    frames = load_frames(cfg.source, chosen, start=cfg.start, end=cfg.end)
+    frames = configured_frames(cfg, chosen)
     return build_windows(frames, cfg), notice
 
 

@@ -83,6 +83,9 @@ def optimize(
         None, "--convergence-patience",
         help="Stop once the last N finished trials grew the front's hypervolume by at most convergence.min_improvement (0.1 %).",
     ),
+    folds: Optional[int] = typer.Option(
+        None, "--folds", help="Walk-forward evaluation on K validation periods before the test split (K >= 2)."
+    ),
     retrain_top_k: Optional[int] = typer.Option(
         None, "--retrain-top-k", help="After the study, retrain the top K configurations (as `retrain --top-k K`)."
     ),
@@ -115,6 +118,7 @@ def optimize(
             "convergence": {"patience": convergence_patience} if convergence_patience is not None else None,
             "workers": workers,
             "threads": threads,
+            "evaluation": {"scheme": "walk_forward", "folds": folds} if folds is not None else None,
             "data": {
                 k: v
                 for k, v in {"source": data, "start": start and start.date(), "end": end and end.date()}.items()

@@ -386,6 +386,9 @@ def retrain_top_k(
         config, data, chosen[0]["params"], epochs=settings.epochs, device=device, majority_rate=majority_rate
     )
     lines.append(f"shuffled-label control: {control['verdict']}")
+    if config.evaluation.scheme == "walk_forward":
+        lines.insert(0, f"chosen by walk-forward over {config.evaluation.folds} folds ({config.evaluation.window}); "
+                        "retrained on the bars before the test split, early stopping on their validation tail")
     persistence = base["persistence"]
     lines.insert(
         0,
@@ -398,6 +401,10 @@ def retrain_top_k(
         "study_name": study.study_name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": fingerprint,
+        # How the study chose the models; whatever the scheme, retraining uses the holdout splits:
+        # the bars before the test split, their validation tail for early stopping, the test split once.
+        "evaluation": config.evaluation.model_dump(mode="json")
+        if config.evaluation.scheme == "walk_forward" else {"scheme": "holdout"},
         "settings": {
             "top_k": settings.top_k, "epochs": settings.epochs, "seeds": settings.seeds,
             "early_stopping_patience": config.training.early_stopping_patience,

@@ -28,6 +28,7 @@ from cnn_lstm_hpo.pbo import probability_of_backtest_overfitting
 from cnn_lstm_hpo.pruning import promotable
 from cnn_lstm_hpo.retrain import RetrainSettings, retrain_top_k
 from cnn_lstm_hpo.train import EpochResult, Trainer
+from cnn_lstm_hpo.walk_forward import fold_rung_promotes
 from cnn_lstm_hpo.windows import build_windows
 
 CFG = DataConfig(sequence_length=10, horizon=2, embargo_bars=3)
@@ -240,6 +241,34 @@ def test_a_trial_is_pruned_after_a_fold_by_the_rungs_promotion_rule(wf_study):
                 assert len(folds) == done and t.state == TrialState.PRUNED
 
 
+def _peer(study, number, scores, size, state=TrialState.COMPLETE):
+    folds = [{"fold": 3 - i, "score": s, "minutes": 1.0} for i, s in enumerate(scores)]
+    values = [float(np.mean(scores)), size] if state == TrialState.COMPLETE else None
+    study.add_trial(optuna.trial.create_trial(
+        state=state, values=values, user_attrs={"fold_scores": folds, "model_size_mb": size}
+    ))
+
+
+def test_the_fold_rung_compares_with_every_trial_that_has_done_as_many_folds():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _peer(study, 0, [0.60, 0.40, 0.40, 0.40], 1.0)  # 0.5 after 2 folds, 0.6 after 1
+    _peer(study, 1, [0.58], 1.0, TrialState.PRUNED)  # pruned after fold 1: a peer there only
+    _peer(study, 2, [0.57, 0.57], 1.0, TrialState.PRUNED)
+    _peer(study, 3, [0.90], 0.5, TrialState.RUNNING)  # still training fold 2: a peer at rung 1 only
+
+    def promotes(records, size=1.0, eta=2):
+        return fold_rung_promotes(study, 9, records, size, eta=eta, tolerance=0.0, use_size=True, use_time=False)
+
+    me = [{"fold": 3, "score": 0.59, "minutes": 1.0}, {"fold": 2, "score": 0.53, "minutes": 1.0}]
+    # After 1 fold: 5 trials, the top 2 continue; 0.90 (smaller too) and 0.60 dominate 0.59.
+    assert not promotes(me[:1])
+    # After 2 folds only trials 0 (mean 0.5) and 2 (0.57) compete: trial 2 dominates a mean of 0.56.
+    assert not promotes(me, eta=3)
+    assert promotes([me[0], {**me[1], "score": 0.56}], eta=3)  # mean 0.575 beats both
+    assert promotes(me[:1], size=0.4)  # the smallest model is on the front: it continues
+    assert not promotes(me[:1], size=0.4, eta=5)  # unless it is not among the top 1/eta by crowding and score
+
+
 def test_the_analysis_reports_pbo_and_the_top_configurations_by_fold(wf_study):
     optimizer, study = wf_study
     save_dir = optimizer.config.save_dir
@@ -249,7 +278,8 @@ def test_the_analysis_reports_pbo_and_the_top_configurations_by_fold(wf_study):
     matrix = np.array([[f["score"] for f in sorted(t.user_attrs["fold_scores"], key=lambda f: f["fold"])] for t in full]).T
     assert part["trials"] == len(full) and part["folds"] == 3
     if len(full) >= 2:
-        assert part["pbo"] == probability_of_backtest_overfitting(matrix).pbo
+        expected = probability_of_backtest_overfitting(matrix)
+        assert (part["pbo"], part["logits"], part["periods_used"]) == (expected.pbo, list(expected.logits), 2)
     top = part["top_configurations"][0]
     assert [f["fold"] for f in top["folds"]] == [0, 1, 2]
     assert (save_dir / "plots" / "fold_scores.png").stat().st_size > 0

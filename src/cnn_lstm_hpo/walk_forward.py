@@ -132,24 +132,37 @@ class WalkForward:
             },
         )
 
-    def _vector(self, records: list[dict[str, Any]], model_size: float) -> np.ndarray:
-        """A trial at a fold rung, lower is better: -mean score, size, minutes per fold (as optimised)."""
-        parts = [-float(np.mean([r["score"] for r in records]))]
-        if self.use_size:
-            parts.append(model_size)
-        if self.use_time:
-            parts.append(float(np.mean([r["minutes"] for r in records])))
+    def _promoted(self, trial: optuna.Trial, records: list[dict[str, Any]], model_size: float) -> bool:
+        return fold_rung_promotes(
+            trial.study, trial.number, records, model_size, eta=self.eta, tolerance=self.tolerance,
+            use_size=self.use_size, use_time=self.use_time,
+        )
+
+
+def fold_rung_promotes(
+    study: optuna.Study, number: int, records: list[dict[str, Any]], model_size: float, *,
+    eta: int, tolerance: float, use_size: bool, use_time: bool,
+) -> bool:
+    """Does trial ``number``, with the folds ``records`` done, continue? Its peers: every other
+    running or finished trial with at least as many folds done, each judged on the same number."""
+    done = len(records)
+
+    def vector(folds: list[dict[str, Any]], size: float) -> np.ndarray:
+        # Lower is better: -mean score, and size and minutes per fold where the study optimises them.
+        parts = [-float(np.mean([r["score"] for r in folds]))]
+        if use_size:
+            parts.append(size)
+        if use_time:
+            parts.append(float(np.mean([r["minutes"] for r in folds])))
         return np.array(parts)
 
-    def _promoted(self, trial: optuna.Trial, records: list[dict[str, Any]], model_size: float) -> bool:
-        done = len(records)
-        peers = [
-            t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
-            if t.number != trial.number and len(t.user_attrs.get(FOLD_SCORES, ())) >= done
-        ]
-        me = self._vector(records, model_size)
-        others = [self._vector(t.user_attrs[FOLD_SCORES][:done], t.user_attrs["model_size_mb"]) for t in peers]
-        return promotable(
-            me, np.array(others).reshape(len(others), me.size), self.eta, self.tolerance,
-            candidate_number=trial.number, other_numbers=np.array([t.number for t in peers]),
-        )
+    peers = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
+        if t.number != number and len(t.user_attrs.get(FOLD_SCORES, ())) >= done
+    ]
+    me = vector(records, model_size)
+    others = [vector(t.user_attrs[FOLD_SCORES][:done], t.user_attrs["model_size_mb"]) for t in peers]
+    return promotable(
+        me, np.array(others).reshape(len(others), me.size), eta, tolerance,
+        candidate_number=number, other_numbers=np.array([t.number for t in peers]),
+    )

@@ -307,3 +307,12 @@ def test_retrain_of_a_walk_forward_study_trains_before_the_test_split_and_names_
     # The holdout splits: the last fold's validation period is the validation tail it stops on.
     assert optimizer.data.val.dates == optimizer.data.folds[-1].val.dates
     assert max(optimizer.data.train.dates) < optimizer.data.cuts["val_start"] < optimizer.data.cuts["test_start"]
+
+
+def test_the_data_command_shows_the_folds_of_a_walk_forward_scenario(tmp_path):
+    scenario = tmp_path / "wf.yaml"
+    scenario.write_text("wf:\n  evaluation: {scheme: walk_forward, folds: 4, window: rolling}\n")
+    result = CliRunner().invoke(app, ["data", "--data", "synthetic", "--scenario", str(scenario)])
+    assert result.exit_code == 0, result.output
+    folds = [line for line in result.stdout.splitlines() if line.startswith("fold ")]
+    assert [line.split(":")[0] for line in folds] == [f"fold {i} (rolling)" for i in range(4)]

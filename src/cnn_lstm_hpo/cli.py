@@ -220,7 +220,7 @@ def data_command(
             typer.echo(summarize(frame, symbol, loaded.repairs.get(symbol)).line())
             for note in loaded.repairs.get(symbol, []):
                 typer.echo(f"  repaired: {note}")
-        windows = build_windows(loaded.frames, cfg)
+        windows = build_windows(loaded.frames, cfg, config.evaluation)
         typer.echo(
             f"windows (sequence_length={cfg.sequence_length}, horizon={cfg.horizon}, "
             f"embargo {cfg.embargo_bars} bars):"
@@ -234,6 +234,13 @@ def data_command(
                     f"  {symbol}: {count} windows, bars {format_time(bounds[f'{split}_start'])} .. "
                     f"{format_time(bounds[f'{split}_end'])}"
                 )
+        for i, fold in enumerate(windows.folds):  # walk-forward
+            typer.echo(
+                f"fold {i} ({config.evaluation.window}): train {len(fold.train)} windows from "
+                f"{format_time(min(fold.train.dates))}; validation {len(fold.val)} windows, "
+                f"{format_time(fold.cuts['val_start'])} .. before {format_time(fold.cuts['val_end'])}, "
+                f"majority-class rate {fold.val.majority_rate():.4f}"
+            )
 
 
 def _retrain_and_report(config: Any, study: Any, data: Any, settings: Any) -> None:

@@ -29,7 +29,7 @@ from cnn_lstm_hpo.pruning import promotable
 from cnn_lstm_hpo.retrain import RetrainSettings, retrain_top_k
 from cnn_lstm_hpo.train import EpochResult, Trainer
 from cnn_lstm_hpo.walk_forward import fold_rung_promotes
-from cnn_lstm_hpo.windows import build_windows
+from cnn_lstm_hpo.windows import WindowLoader, build_windows
 
 CFG = DataConfig(sequence_length=10, horizon=2, embargo_bars=3)
 
@@ -316,3 +316,11 @@ def test_the_data_command_shows_the_folds_of_a_walk_forward_scenario(tmp_path):
     assert result.exit_code == 0, result.output
     folds = [line for line in result.stdout.splitlines() if line.startswith("fold ")]
     assert [line.split(":")[0] for line in folds] == [f"fold {i} (rolling)" for i in range(4)]
+
+
+def test_walk_forward_needs_the_bars_not_ready_made_loaders(synthetic_windows):
+    config = create_optimization_config(evaluation={"scheme": "walk_forward"})
+    loaders = tuple(WindowLoader(getattr(synthetic_windows, s)) for s in ("train", "val", "test"))
+    with pytest.raises(HPOError) as error:
+        MultiObjectiveOptimizer(config, data_loaders=loaders, progress=False)
+    assert "evaluation.scheme walk_forward cuts folds from the bars of config.data: data_loaders need scheme holdout" in str(error.value)

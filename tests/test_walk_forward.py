@@ -341,3 +341,12 @@ def test_the_plan_adds_the_later_folds_to_the_replayed_first_fold(synthetic_fram
     assert (f"  walk-forward, 3 folds: the replays are of the first (most recent) fold; all folds {60 * low:.1f} - "
             f"{60 * high:.1f} min (x{low:.2f} if each fold rung keeps 1/2 of the trials, x{high:.2f} if none is pruned at one)"
             ) in lines
+
+
+def test_the_plan_replays_a_walk_forward_scenario_as_its_first_fold(synthetic_windows):
+    from cnn_lstm_hpo.plan import simulate, table_for
+
+    config = create_optimization_config(scenario="smoke", evaluation={"scheme": "walk_forward", "folds": 3},
+                                        data={"source": "synthetic", "sequence_length": 10})
+    (outcome,) = simulate(config, synthetic_windows, [1.0], table_for(config))
+    assert outcome.trials == config.n_trials

@@ -28,10 +28,12 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from .objectives import DIRECTIONS, reference_point, weighted_ranks
+from .pbo import probability_of_backtest_overfitting
 from .results import constant_last, is_constant_predictor, is_feasible  # is_feasible: Optuna's rule
 from .baselines import holm_adjusted as holm
 from .space import decode_params
 from .verdict import signal_part
+from .walk_forward import FOLD_SCORES
 
 ALPHA = 0.05
 # Daily market direction is close to a coin flip; validation accuracy above this nearly always
@@ -47,6 +49,7 @@ EVALUATORS = ("ped_anova", "fanova")
 EXACT_SPEARMAN_MAX_N = 8
 _PRUNED_AT = re.compile(r"pruned at epoch (\d+)")
 _DOMINATED_AT = re.compile(r"^dominated at epoch (\d+)")
+_PRUNED_AFTER_FOLD = re.compile(r"^pruned after fold (\d+)")
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -114,6 +117,9 @@ def stop_reason(trial: FrozenTrial) -> str:
     match = _DOMINATED_AT.search(text)
     if match:  # pruning.dominance_quantile; which trial dominated is in the detail
         return f"dominated at epoch {match.group(1)}"
+    match = _PRUNED_AFTER_FOLD.search(text)
+    if match:  # a walk-forward fold rung
+        return f"pruned after fold {match.group(1)}"
     return "pruned: no reason recorded"
 
 
@@ -434,6 +440,39 @@ def baseline_part(study: optuna.Study, objectives: list[str], weights: dict[str,
     return part
 
 
+# --- walk-forward -----------------------------------------------------------------------------
+def fold_scores(trial: FrozenTrial) -> list[dict[str, Any]]:
+    """A walk-forward trial's per-fold scores, oldest fold first."""
+    return sorted(trial.user_attrs.get(FOLD_SCORES) or [], key=lambda r: r["fold"])
+
+
+def backtest_overfitting_part(
+    study: optuna.Study, objectives: list[str], weights: dict[str, float], *, top_k: int = TOP_K
+) -> dict[str, Any] | None:
+    """The probability of backtest overfitting (pbo.py) from the complete trials x folds matrix of
+    composite scores, and the top configurations' per-fold scores; None for a holdout study."""
+    complete = [t for t in complete_trials(study) if fold_scores(t)]
+    if not complete:
+        return None
+    n_folds = max(len(fold_scores(t)) for t in complete)
+    full = [t for t in complete if len(fold_scores(t)) == n_folds]
+    part: dict[str, Any] = {
+        "method": "combinatorially symmetric cross-validation (Bailey et al. 2017), one group per fold",
+        "folds": n_folds,
+        "trials": len(full),
+        "top_configurations": [
+            {"rank": rank, "trial_number": t.number, "folds": fold_scores(t)}
+            for rank, t in enumerate(ranked_front(study, objectives, weights)[:top_k], start=1)
+        ],
+    }
+    if len(full) < 2:
+        part["note"] = "needs at least 2 complete trials with every fold scored"
+        return part
+    matrix = np.array([[r["score"] for r in fold_scores(t)] for t in full]).T  # (folds, trials)
+    part.update(probability_of_backtest_overfitting(matrix).to_dict())
+    return part
+
+
 # --- pruning ----------------------------------------------------------------------------------
 def rung_epochs(study: optuna.Study, planned: list[int] | None = None) -> list[int]:
     """Decision epochs: the planned ones (from the config) and every epoch a trial was pruned at."""
@@ -493,7 +532,7 @@ def analyze_study(
     weights = weights or {name: 1.0 for name in objectives}
     all_rungs = rung_epochs(study, rungs)
     ranked = ranked_front(study, objectives, weights)
-    return {
+    analysis = {
         "verdict": (signal := signal_part(study, ranked, complete_trials(study)))["verdict"],
         "study_name": study.study_name,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -511,4 +550,8 @@ def analyze_study(
         "signal": signal,  # the rank-1 trial against the strongest validation baseline; trading, DSR
         "pruning": pruning_part(study, all_rungs),
     }
+    overfitting = backtest_overfitting_part(study, objectives, weights, top_k=top_k)
+    if overfitting is not None:  # walk-forward studies only
+        analysis["backtest_overfitting"] = overfitting
+    return analysis
 

@@ -85,6 +85,9 @@ def optimize(
         None, "--convergence-patience",
         help="Stop once the last N finished trials grew the front's hypervolume by at most convergence.min_improvement (0.1 %).",
     ),
+    folds: Optional[int] = typer.Option(
+        None, "--folds", help="Walk-forward evaluation on K validation periods before the test split (K >= 2)."
+    ),
     retrain_top_k: Optional[int] = typer.Option(
         None, "--retrain-top-k", help="After the study, retrain the top K configurations (as `retrain --top-k K`)."
     ),
@@ -117,6 +120,7 @@ def optimize(
             "convergence": {"patience": convergence_patience} if convergence_patience is not None else None,
             "workers": workers,
             "threads": threads,
+            "evaluation": {"scheme": "walk_forward", "folds": folds} if folds is not None else None,
             "data": {
                 k: v
                 for k, v in {"source": data, "start": start and start.date(), "end": end and end.date()}.items()
@@ -218,7 +222,7 @@ def data_command(
             typer.echo(summarize(frame, symbol, loaded.repairs.get(symbol)).line())
             for note in loaded.repairs.get(symbol, []):
                 typer.echo(f"  repaired: {note}")
-        windows = build_windows(loaded.frames, cfg)
+        windows = build_windows(loaded.frames, cfg, config.evaluation)
         typer.echo(
             f"windows (sequence_length={cfg.sequence_length}, horizon={cfg.horizon}, "
             f"embargo {cfg.embargo_bars} bars):"
@@ -232,6 +236,13 @@ def data_command(
                     f"  {symbol}: {count} windows, bars {format_time(bounds[f'{split}_start'])} .. "
                     f"{format_time(bounds[f'{split}_end'])}"
                 )
+        for i, fold in enumerate(windows.folds):  # walk-forward
+            typer.echo(
+                f"fold {i} ({config.evaluation.window}): train {len(fold.train)} windows from "
+                f"{format_time(min(fold.train.dates))}; validation {len(fold.val)} windows, "
+                f"{format_time(fold.cuts['val_start'])} .. before {format_time(fold.cuts['val_end'])}, "
+                f"majority-class rate {fold.val.majority_rate():.4f}"
+            )
 
 
 def _retrain_and_report(config: Any, study: Any, data: Any, settings: Any) -> None:

@@ -144,6 +144,15 @@ class ConvergenceConfig(_Section):
     min_improvement: float = Field(0.001, ge=0)
 
 
+class EvaluationConfig(_Section):
+    # holdout: one validation period before the test split; walk_forward: `folds` successive
+    # validation periods of the holdout's length before it (windows.fold_cuts), each fold training
+    # on everything before its period (expanding) or on a span as long as the oldest fold's (rolling).
+    scheme: Literal["holdout", "walk_forward"] = "holdout"
+    folds: int = Field(4, ge=2)
+    window: Literal["expanding", "rolling"] = "expanding"
+
+
 class OptimizationConfig(_Section):
     scenario: str = "custom"
     n_trials: int = Field(1000, ge=1)
@@ -174,6 +183,7 @@ class OptimizationConfig(_Section):
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     convergence: ConvergenceConfig = Field(default_factory=ConvergenceConfig)
     trading: TradingConfig = Field(default_factory=TradingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     search_space: dict[str, ParamSpec] = Field(default_factory=dict, validate_default=True)
 
     @field_validator("objectives")

@@ -2,7 +2,7 @@
 
 Trials are comparable when they were trained on the same samples (data source, the symbols actually
 loaded, dates, window and split settings, the bars themselves), drew from the same search space, had
-the same epoch budget and pruning rule, and scored the same way (training settings). Limits that only
+the same epoch budget and pruning rule, and scored the same way (training settings, evaluation scheme). Limits that only
 mark a trial infeasible (size, time) and where it runs (device, workers) may change between runs.
 """
 
@@ -20,6 +20,7 @@ ADDED_LATER = {
     "pruning.strategy": "hyperband", "pruning.dominance_quantile": None,
     "data.target": "direction", "data.vol_window": 20, "data.profit_take": 1.0, "data.stop_loss": 1.0,
     "trading.positions": "long_short", "trading.cost_bps": 5.0,
+    "evaluation.scheme": "holdout",
 }
 # The label settings each target reads (targets.py); the others must not block a resume.
 TARGET_FIELDS = {
@@ -48,6 +49,10 @@ def study_fingerprint(config: OptimizationConfig, data: WindowedData) -> dict[st
         fields["pruning.dominance_quantile"] = ADDED_LATER["pruning.dominance_quantile"]
     fields.update({f"training.{k}": v for k, v in cfg["training"].items() if k != "device"})
     fields.update({f"trading.{k}": v for k, v in cfg["trading"].items()})  # how the sharpe objective scores
+    # Folds and window only mean something under walk-forward: a holdout study ignores them.
+    fields["evaluation.scheme"] = config.evaluation.scheme
+    if config.evaluation.scheme == "walk_forward":
+        fields.update({f"evaluation.{k}": v for k, v in cfg["evaluation"].items() if k != "scheme"})
     return {k: v for k, v in fields.items() if ADDED_LATER.get(k, object()) != v}
 
 

@@ -85,6 +85,9 @@ class TrialMonitor:
         self.saved_epochs = 0
         self.saved_at = -float("inf")
         self.bracket = -1
+        # Walk-forward: the epochs (at this run's epoch cost) the trial's later folds will surely
+        # train, so the time limit counts every fold (walk_forward.py); 0 under holdout.
+        self.later_epochs = 0.0
         if pruner is not None:
             self.bracket = pruner.bracket_of(trial.number)
             trial.set_user_attr(BRACKET_ATTR, self.bracket)
@@ -123,7 +126,7 @@ class TrialMonitor:
         as fast as its fastest epoch so far."""
         fastest = min(h[self.time_key] for h in self.history) / 60
         more = 0 if epoch.last else self.completes_at(epoch.epoch, epoch.epochs_since_best) - epoch.epoch
-        return self.minutes() + more * fastest
+        return self.minutes() + (more + self.later_epochs) * fastest
 
     def save(self) -> None:
         """The history into storage, if it has epochs not saved yet, and why the trial was stopped, if it was
@@ -139,7 +142,7 @@ class TrialMonitor:
         PROBE_BATCHES batches the guess includes warm-up (up to 1.6x slow here): only a trial
         ROUGH_PROBE_MARGIN times over the limit stops then; the rest wait for the full probe."""
         margin = 1.0 if batches >= PROBE_BATCHES else ROUGH_PROBE_MARGIN
-        self._check_time(self.completes_at(0, 0) * first_epoch_seconds / 60, margin)
+        self._check_time((self.completes_at(0, 0) + self.later_epochs) * first_epoch_seconds / 60, margin)
 
     def completes_at(self, done: int, epochs_since_best: int) -> int:
         """The first epoch at which this trial can complete, when ``done`` epochs have passed every check.

@@ -6,6 +6,11 @@ shipped curve table to this machine. Then the scenario is replayed (cnn_lstm_hpo
 sampler, pruner, limits and early stopping on the recorded curves, on a simulated clock. Several
 replays, each with another seed and with the lowest, the median and the highest measured scale
 (the extremes widened by half: see WIDEN), give the range.
+
+The curves are of holdout trials. A walk-forward scenario is replayed as holdout, which is its first
+(most recent) fold: that fold's split is the holdout's. The later folds are added as a factor of
+that time (walk_forward_factors), between "each fold rung keeps 1/eta of the trials" and "none is
+pruned at a fold rung": no curves per fold are recorded to replay the fold rungs themselves.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from .config import OptimizationConfig
+from .config import EvaluationConfig, OptimizationConfig
 from .errors import HPOError
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .results import epochs_trained, is_feasible
@@ -116,6 +121,7 @@ def simulate(config: OptimizationConfig, data: WindowedData, scales: list[float]
                 "seed": config.seed + i, "save_dir": Path(tmp) / str(i), "study_name": "plan",
                 "storage": journal_url(Path(tmp) / str(i) / "study.journal"),
                 "workers": 1,
+                "evaluation": EvaluationConfig(),  # walk-forward: its first fold (see the module docstring)
             })
             study, seconds, _ = replay(run, table, loaders)
             outcomes.append(outcome(study, seconds))
@@ -129,6 +135,7 @@ class Plan:
     ratios: list[float]  # epoch seconds here / the cost model's, per timed configuration (sorted)
     outcomes: list[Outcome]  # one replay per scale: lowest, median, highest ratio
     table: str  # the file of learning curves replayed
+    folds: tuple[float, float] | None = None  # walk-forward: walk_forward_factors
 
     def span(self, field: str) -> tuple[float, float, float]:
         values = [getattr(o, field) for o in self.outcomes]
@@ -157,6 +164,14 @@ class Plan:
             f"    failed            {show('failed', '.0f')}",
             f"  epochs trained      {show('epochs', '.0f')}",
         ]
+        if self.folds is not None:
+            low, high = self.folds
+            mid = self.span("hours")[0] * 60
+            lines.append(
+                f"  walk-forward, {config.evaluation.folds} folds: the replays are of the first (most recent) fold; "
+                f"all folds {mid * low:.1f} - {mid * high:.1f} min (x{low:.2f} if each fold rung keeps "
+                f"1/{config.pruning.reduction_factor} of the trials, x{high:.2f} if none is pruned at one)"
+            )
         cut = [o for o in self.outcomes if o.trials < config.n_trials]
         if cut:
             lines.append(
@@ -180,12 +195,23 @@ def table_for(config: OptimizationConfig) -> Path:
     return path if config.data.source == "sample" and path.is_file() else CURVES / "synthetic.jsonl.gz"
 
 
+def walk_forward_factors(config: OptimizationConfig, data: WindowedData) -> tuple[float, float]:
+    """What a walk-forward study costs in units of its first fold: if each fold rung keeps 1/eta of
+    the trials (pruning off: every trial pays every fold), and if none is pruned at a fold rung. A
+    later fold's epochs cost its share of the first fold's training windows."""
+    folds = data.folds[::-1]  # most recent first, as trained
+    ratios = [len(f.train) / len(folds[0].train) for f in folds[1:]]
+    eta = config.pruning.reduction_factor if config.pruning.enabled else 1
+    return 1 + sum(r / eta ** (j + 1) for j, r in enumerate(ratios)), 1 + sum(ratios)
+
+
 def make_plan(config: OptimizationConfig, *, timed_configs: int = 5, table_path: Path | None = None) -> Plan:
     table_path = table_path or table_for(config)
-    data, _ = prepare_windows(config.data, config.symbols)
+    data, _ = prepare_windows(config.data, config.symbols, evaluation=config.evaluation)
     timed = time_configurations(config, data, timed_configs)
     reference = CurveTable(load_rows(table_path), config.search_space)
     ratios = sorted(seconds / reference.predicted_seconds(params) for params, seconds in timed)
     scales = [ratios[0] / WIDEN, statistics.median(ratios), ratios[-1] * WIDEN]
     outcomes = simulate(config, data, scales, table_path)
-    return Plan(config, timed, ratios, outcomes, table_path.name)
+    folds = walk_forward_factors(config, data) if data.folds else None
+    return Plan(config, timed, ratios, outcomes, table_path.name, folds)

@@ -167,6 +167,25 @@ def learning_curves(study: optuna.Study, rungs: list[int]) -> Figure | str:
     return fig
 
 
+def fold_scores_plot(part: dict[str, Any]) -> Figure:
+    """Walk-forward: the rank-1 configuration's score, accuracy and each fold's majority-class rate, by fold."""
+    folds = part["top_configurations"][0]["folds"]
+    x = np.arange(len(folds))
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    ax.plot(x, [f["score"] for f in folds], marker="o", label="rank-1 composite score (the objective)")
+    ax.plot(x, [f["accuracy"] for f in folds], marker="s", label="rank-1 accuracy")
+    ax.plot(x, [f["majority_rate"] for f in folds], marker="_", ms=14, ls="--", color="black",
+            label="majority-class rate of the fold's validation")
+    ax.set_xticks(x, [f"fold {f['fold']}\n{f['val_start']}" for f in folds], fontsize=8)
+    ax.set_ylabel("validation (0-1)")
+    pbo = part.get("pbo")
+    ax.set_title("Score by fold" + (f" (probability of backtest overfitting {pbo:.2f})" if pbo is not None else ""))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def write_plots(study: optuna.Study, analysis: dict[str, Any], plots_dir: Path) -> dict[str, str]:
     """Write every plot the study supports; returns file name -> "written" or the note why not."""
     objectives = objective_names(study)
@@ -183,6 +202,9 @@ def write_plots(study: optuna.Study, analysis: dict[str, Any], plots_dir: Path) 
         figures[f"parameter_importance_{name}.png"] = parameter_importance(
             part, f"Importance for {name} ({importance['evaluator'].split(' (')[0]})"
         )
+    folds = analysis.get("backtest_overfitting")
+    if folds is not None:  # walk-forward
+        figures["fold_scores.png"] = fold_scores_plot(folds) if folds["top_configurations"] else "no feasible complete trial yet"
     rung = importance["first_rung"]
     if "epoch" in rung:
         figures["parameter_importance_first_rung.png"] = parameter_importance(

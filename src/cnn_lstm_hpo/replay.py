@@ -208,6 +208,10 @@ class ReplayOptimizer(MultiObjectiveOptimizer):
         self.stand_in_seconds += time.perf_counter() - started
         return trainer
 
+    def _record_signal(self, trial: optuna.Trial, trainer: Any) -> dict[str, float]:
+        # A recorded curve has scores, not predictions: no paired test or trading record in a replay.
+        return {}
+
     def clock(self) -> float:
         return self.simulated.now
 

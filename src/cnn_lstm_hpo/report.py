@@ -199,6 +199,19 @@ def _plot_or_note(fig: go.Figure | str, div_id: str) -> str:
     return _note(fig) if isinstance(fig, str) else _figure(fig, div_id)
 
 
+def _walk_forward_section(part: dict[str, Any] | None) -> list[str]:
+    """Walk-forward studies: the probability of backtest overfitting and the top configurations by fold."""
+    if part is None:
+        return []
+    rows = [[r["rank"], r["trial_number"], f["fold"], f"{f['val_start']} .. {f['val_end']}", f["score"], f["accuracy"],
+             f["majority_rate"], f["epochs"]] for r in part["top_configurations"] for f in r["folds"]]
+    pbo = f"Probability of backtest overfitting: {part['pbo']:.3f} ({part['n_splits']} splits, {part['trials']} complete trials; " \
+          f"{part['method']})." if "pbo" in part else part["note"]
+    return [_section(f"Walk-forward folds ({part['folds']})", f"<p>{html.escape(pbo)}</p>" + _table(
+        ["rank", "trial", "fold", "validation period (end exclusive)", "score", "accuracy", "majority-class rate", "epochs"],
+        rows, "fold-scores"), "folds")]
+
+
 def render_report(study: optuna.Study, analysis: dict[str, Any], summary: str) -> str:
     objectives = [o["name"] for o in analysis["objectives"]]
     base = analysis["baselines"]
@@ -241,6 +254,7 @@ def render_report(study: optuna.Study, analysis: dict[str, Any], summary: str) -
         _section("Pruning rungs", _table(["epoch", "reached", "continued", "pruned here", "ended here otherwise", "finished",
                                           "Spearman rho (rung vs final)", "p"], pruning_rows)
                  + _note(analysis["pruning"].get("note")), "pruning"),
+        *_walk_forward_section(analysis.get("backtest_overfitting")),
         _section("Stopped and failed trials",
                  _table(["reason", "trials"], [[k, v] for k, v in states["stop_reasons"].items()])
                  + _table(["trial", "state", "reason", "epochs trained"], stopped, "stopped-trials"), "stopped"),

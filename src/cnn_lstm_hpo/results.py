@@ -235,6 +235,14 @@ def _analysis_lines(analysis: dict[str, Any]) -> list[str]:
             f"{c['effect']:.2f}, p={c['p_adjusted']:.2g}"
             for c in cells
         ]
+    folds = analysis.get("backtest_overfitting")
+    if folds is not None:  # walk-forward
+        pbo = f"{folds['pbo']:.2f} ({folds['n_splits']} splits of {folds['trials']} trials)" if "pbo" in folds else folds["note"]
+        lines += ["", f"Walk-forward over {folds['folds']} folds: probability of backtest overfitting {pbo}"]
+        for row in folds["top_configurations"][:3]:
+            lines.append(f"    rank {row['rank']} (trial {row['trial_number']}) by fold: " + "; ".join(
+                f"{f['val_start']}: {f['score']:.4f} (accuracy {f['accuracy']:.4f} vs majority {f['majority_rate']:.4f})"
+                for f in row["folds"]))
     hv = analysis["hypervolume"]
     if "final" in hv:
         lines += ["", f"Hypervolume of the feasible front: {hv['final']:.4g} ({hv['units']}); reference point "

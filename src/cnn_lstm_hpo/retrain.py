@@ -511,11 +511,18 @@ def retrain_top_k(
                          f"max drawdown {strat['max_drawdown']:.3f}, DSR {dsr.get('dsr', float('nan')):.3f} over {dsr.get('n_trials')} trials")
     if tested and "trading_test" in tested[0][0]:
         write_equity_png(save_dir / "plots" / "equity_curve_test.png", tested[0][0])
+    if config.evaluation.scheme == "walk_forward":
+        lines.insert(0, f"chosen by walk-forward over {config.evaluation.folds} folds ({config.evaluation.window}); "
+                        "retrained on the bars before the test split, early stopping on their validation tail")
     lines.insert(0, signal["verdict"])
     results: dict[str, Any] = {
         "study_name": study.study_name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": fingerprint,
+        # How the study chose the models; whatever the scheme, retraining uses the holdout splits:
+        # the bars before the test split, their validation tail for early stopping, the test split once.
+        "evaluation": config.evaluation.model_dump(mode="json")
+        if config.evaluation.scheme == "walk_forward" else {"scheme": "holdout"},
         "settings": {
             "top_k": settings.top_k, "epochs": settings.epochs, "seeds": settings.seeds,
             "early_stopping_patience": config.training.early_stopping_patience,

@@ -30,6 +30,7 @@ from .samplers import make_sampler, pruning_caveat, startup_trials
 from .space import suggest
 from .storage import check_url_for_workers, close_storage, open_storage, redact, shared_by_processes, write_ahead
 from .train import Trainer, resolve_device
+from .walk_forward import TrialRun, WalkForward
 from .windows import WindowedData, prepare_windows, split_from_loader
 from .workers import (
     OUTPUT_LOCK, SLOT_LOCK, FileLock, fail_dead_local_trials, fail_own_trials, forward_interrupts, spawn_workers,
@@ -160,12 +161,17 @@ class MultiObjectiveOptimizer:
         self.device = resolve_device(config.training.device)
         self.progress = progress
         self.notice: str | None = None
+        walk_forward = config.evaluation.scheme == "walk_forward"
         if data_loaders is not None:
+            if walk_forward:
+                raise HPOError("evaluation.scheme walk_forward cuts folds from the bars of config.data: data_loaders need scheme holdout")
             train, val, test = (split_from_loader(loader) for loader in data_loaders)
             num_classes = int(max(train.y_class.max(), val.y_class.max())) + 1
             self.data = WindowedData(train, val, test, scaler=None, num_classes=max(num_classes, 2))
         else:
-            self.data, self.notice = prepare_windows(config.data, config.symbols, explicit_symbols=explicit_symbols)
+            self.data, self.notice = prepare_windows(
+                config.data, config.symbols, explicit_symbols=explicit_symbols, evaluation=config.evaluation
+            )
             if self.notice:
                 log.warning("note: %s", self.notice)
         caveat = pruning_caveat(config.sampler, config.pruning.enabled)
@@ -180,6 +186,7 @@ class MultiObjectiveOptimizer:
         self.dominance = dominance_check(config)
         self.others_may_finish = shared_by_processes(config.resolved_storage)  # trials completed meanwhile elsewhere
         self.full_disk: Exception | None = None  # what ended a trial on a full disk: the run stops after it
+        self.walk_forward = WalkForward(self) if self.data.folds else None
 
     # --- the guide's per-trial API -------------------------------------------------------
     def suggest_hyperparameters(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -192,8 +199,10 @@ class MultiObjectiveOptimizer:
     def build_model(self, params: dict[str, Any]) -> torch.nn.Module:
         return HybridCNNLSTM(self.create_model_config(params))
 
-    def make_trainer(self, model: torch.nn.Module, params: dict[str, Any], seed: int) -> Trainer:
-        return Trainer(model, self.data.train, self.data.val, params, self.config.training, device=self.device, seed=seed)
+    def make_trainer(self, model: torch.nn.Module, params: dict[str, Any], seed: int, data: WindowedData | None = None) -> Trainer:
+        """On ``data`` (a walk-forward fold) or the holdout splits."""
+        data = self.data if data is None else data
+        return Trainer(model, data.train, data.val, params, self.config.training, device=self.device, seed=seed)
 
     def clock(self) -> float:
         """Seconds, for the run's timeout."""
@@ -221,9 +230,11 @@ class MultiObjectiveOptimizer:
             trial.set_user_attr("stop_reason", f"model size {size:.1f} MB > max_model_size_mb {limit}")
             raise optuna.TrialPruned(f"model size {size:.1f} MB exceeds {limit} MB")
         monitor = TrialMonitor(trial, cfg, size, self.pruner, self.dominance, others_may_finish=self.others_may_finish)
-        trainer = self.make_trainer(model, params, seed)
         try:
-            result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)
+            if self.walk_forward is not None:
+                run = self.walk_forward.run(trial, params, model, monitor, seed)
+            else:
+                run = self._holdout_run(model, params, monitor, seed)
         except BaseException as stop:
             # However it ends (interrupted too): how, and the whole history.
             if isinstance(stop, TimeLimitExceeded):
@@ -235,23 +246,32 @@ class MultiObjectiveOptimizer:
                 trial.set_user_attr("fail_reason", f"{type(stop).__name__}: {stop}")
             monitor.save()
             raise
-        minutes = monitor.minutes()
-        best = result.best.val
         monitor.save()
-        trial.set_constraint("training_time_minutes", self._over_time(minutes))
-        trial.set_user_attr("val_metrics", best.to_dict())
-        trial.set_user_attr("constant_predictor", best.constant_predictor)
-        trial.set_user_attr("training", {
-            "epochs_trained": len(result.epochs), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-            "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60,
-        })
-        values = {"accuracy": best.composite, "training_time": minutes, "model_size": size}
-        values.update(self._record_signal(trial, trainer))
+        trial.set_constraint("training_time_minutes", self._over_time(run.minutes))
+        trial.set_user_attr("val_metrics", run.val_metrics)
+        trial.set_user_attr("constant_predictor", run.constant_predictor)
+        trial.set_user_attr("training", run.training)
+        values = {"accuracy": run.score, "training_time": run.minutes, "model_size": size}
+        values.update(self._record_signal(trial, run.trainer))
         return [values[name] for name in cfg.objectives]
+
+    def _holdout_run(self, model: torch.nn.Module, params: dict[str, Any], monitor: TrialMonitor, seed: int) -> TrialRun:
+        trainer = self.make_trainer(model, params, seed)
+        result = trainer.fit(self.config.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)
+        best = result.best.val
+        return TrialRun(
+            score=best.composite, minutes=monitor.minutes(), val_metrics=best.to_dict(), constant_predictor=best.constant_predictor,
+            training={
+                "epochs_trained": len(result.epochs), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+                "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60,
+            },
+            trainer=trainer,
+        )
 
     def _record_signal(self, trial: optuna.Trial, trainer: Trainer) -> dict[str, float]:
         """The best weights' validation predictions (for the paired test against the baselines) and,
-        for targets that trade, their trading evaluation; returns the ``sharpe`` objective when it applies."""
+        for targets that trade, their trading evaluation; returns the ``sharpe`` objective when it applies.
+        Under walk-forward ``trainer`` is the most recent fold's, whose splits are the holdout's."""
         probs, _ = trainer.predict(self.data.val)
         pred = probs.argmax(axis=1)
         trial.set_user_attr(verdict.PREDICTIONS_ATTR, verdict.encode(pred))

@@ -9,6 +9,12 @@ t+1..t+h (targets.py); it belongs to a segment only if all of those bars lie ins
 so no window or label straddles a boundary, whatever the embargo (even 0), and windows never cross
 symbols. Like the indicators, a label's threshold may look back before its segment (the past
 only). The scaler is fitted on the training segments only.
+
+Walk-forward (``evaluation.scheme: walk_forward``) keeps the test split and its cut exactly as
+holdout's and cuts the calendar before it into K validation periods back to back, each of the
+holdout's validation length, so the last fold validates on holdout's validation split. Each fold is
+windowed like holdout from its own cuts (the same code: every symbol cut at the same dates, the
+embargo after each cut, the scaler fitted on the fold's own training part) and has no test split.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import pandas as pd
 import torch
 from sklearn.preprocessing import StandardScaler
 
-from .config import DataConfig
+from .config import DataConfig, EvaluationConfig
 from .data import configured_frames, resolve_symbols
 from .errors import HPOError
 from .features import FEATURE_NAMES, compute_features
@@ -108,8 +114,10 @@ class WindowedData:
     num_classes: int
     feature_names: tuple[str, ...] = FEATURE_NAMES
     boundaries: dict[str, dict[str, pd.Timestamp]] = field(default_factory=dict)
-    cuts: dict[str, pd.Timestamp] = field(default_factory=dict)  # val_start, test_start: shared dates
+    # Shared dates: val_start, test_start; a fold's: train_start (rolling), val_start, val_end (exclusive).
+    cuts: dict[str, pd.Timestamp] = field(default_factory=dict)
     source_digest: str | None = None  # frames_digest of the bars these windows were built from
+    folds: list[WindowedData] = field(default_factory=list)  # walk-forward folds, oldest first; none: holdout
 
     @property
     def n_features(self) -> int:
@@ -156,10 +164,41 @@ def calendar_cuts(dates: list[pd.DatetimeIndex], cfg: DataConfig) -> dict[str, p
     return {"val_start": union[n - n_test - n_val], "test_start": union[n - n_test]}
 
 
+def fold_cuts(dates: list[pd.DatetimeIndex], cfg: DataConfig, evaluation: EvaluationConfig) -> list[dict[str, pd.Timestamp]]:
+    """Each walk-forward fold's dates, oldest first: K validation periods of the holdout's validation
+    length back to back, the last ending at the test cut; training before each (rolling: as many
+    dates as the oldest fold's training part)."""
+    union = pd.DatetimeIndex(np.unique(np.concatenate([d.to_numpy() for d in dates])))
+    calendar_cuts(dates, cfg)  # the holdout's checks first
+    n, k = len(union), evaluation.folds
+    n_test, n_val = int(n * cfg.test_fraction), int(n * cfg.val_fraction)
+    first_train = n - n_test - k * n_val  # dates before the oldest validation period
+    if first_train < n_val:
+        raise HPOError(
+            f"walk-forward with {k} folds leaves the oldest fold {max(first_train, 0)} dates to train on, fewer than "
+            f"one validation period ({n_val} dates); use fewer folds, a smaller data.val_fraction or a longer date range"
+        )
+    cuts = []
+    for i in range(k):
+        val_start = first_train + i * n_val
+        fold = {"val_start": union[val_start], "val_end": union[val_start + n_val]}
+        if evaluation.window == "rolling":
+            fold["train_start"] = union[i * n_val]
+        cuts.append(fold)
+    return cuts
+
+
 def segment_bounds(dates: pd.DatetimeIndex, cuts: dict[str, pd.Timestamp], embargo: int) -> dict[str, tuple[int, int]]:
-    """[start, end) rows of each split for one symbol: cut at the shared dates, embargo after each cut."""
-    val_cut, test_cut = (int(dates.searchsorted(cuts[k])) for k in ("val_start", "test_start"))
-    return {"train": (0, val_cut), "val": (val_cut + embargo, test_cut), "test": (test_cut + embargo, len(dates))}
+    """[start, end) rows of each split for one symbol: cut at the shared dates, embargo after each cut.
+    A fold's cuts (val_end, no test_start) give no test split: nothing of it reaches past val_end."""
+    at = {key: int(dates.searchsorted(date)) for key, date in cuts.items()}
+    bounds = {"train": (at.get("train_start", 0), at["val_start"])}
+    if "test_start" in at:
+        bounds["val"] = (at["val_start"] + embargo, at["test_start"])
+        bounds["test"] = (at["test_start"] + embargo, len(dates))
+    else:
+        bounds["val"] = (at["val_start"] + embargo, at["val_end"])
+    return bounds
 
 
 def sample_rows(start: int, end: int, cfg: DataConfig) -> np.ndarray:
@@ -197,21 +236,37 @@ def _check_segments(symbol: str, r: _SymbolRows, segments: dict[str, tuple[int, 
 
 
 def build_windows(
-    frames: dict[str, pd.DataFrame], cfg: DataConfig, *, cuts: dict[str, pd.Timestamp] | None = None
+    frames: dict[str, pd.DataFrame],
+    cfg: DataConfig,
+    evaluation: EvaluationConfig | None = None,
+    *,
+    cuts: dict[str, pd.Timestamp] | None = None,
 ) -> WindowedData:
-    """Windows of every split; ``cuts`` (a study's, for bars appended since it ran) replace the
-    fractions' cut dates."""
+    """The holdout splits; under walk-forward ``evaluation`` also its folds (``.folds``). ``cuts`` (a
+    study's, for bars appended since it ran) replace the fractions' cut dates."""
     if not frames:
         raise HPOError("no symbols to train on")
     per_symbol = {symbol: _symbol_rows(symbol, frame, cfg) for symbol, frame in frames.items()}
-    cuts = cuts or calendar_cuts([r.dates for r in per_symbol.values()], cfg)
+    dates = [r.dates for r in per_symbol.values()]
+    data = _windowed(per_symbol, cuts or calendar_cuts(dates, cfg), cfg)
+    data.source_digest = frames_digest(frames)
+    if evaluation is not None and evaluation.scheme == "walk_forward":
+        for i, fold in enumerate(fold_cuts(dates, cfg, evaluation)):
+            try:
+                data.folds.append(_windowed(per_symbol, fold, cfg))
+            except HPOError as error:
+                raise HPOError(f"walk-forward fold {i}: {error}") from None
+    return data
+
+
+def _windowed(per_symbol: dict[str, _SymbolRows], cuts: dict[str, pd.Timestamp], cfg: DataConfig) -> WindowedData:
     segments = {symbol: segment_bounds(r.dates, cuts, cfg.embargo_bars) for symbol, r in per_symbol.items()}
     for symbol, r in per_symbol.items():
         _check_segments(symbol, r, segments[symbol], cfg)
     scaler = StandardScaler().fit(
         np.concatenate([r.features[slice(*segments[s]["train"])] for s, r in per_symbol.items()])
     )
-    parts: dict[str, list[tuple]] = {split: [] for split in SPLITS}
+    parts: dict[str, list[tuple]] = {split: [] for split in segments[next(iter(per_symbol))]}
     boundaries: dict[str, dict[str, pd.Timestamp]] = {}
     for symbol, r in per_symbol.items():
         boundaries[symbol] = {}
@@ -230,20 +285,24 @@ def build_windows(
             )
             boundaries[symbol][f"{split}_start"] = r.dates[start]
             boundaries[symbol][f"{split}_end"] = r.dates[end - 1]
-    splits = {split: _concat(parts[split], cfg.sequence_length) for split in SPLITS}
-    return WindowedData(
-        **splits, scaler=scaler, num_classes=cfg.num_classes, boundaries=boundaries, cuts=cuts,
-        source_digest=frames_digest(frames),
-    )
+    splits = {split: _concat(parts[split], cfg.sequence_length) for split in parts}
+    if "test" not in splits:  # a fold: its test split is holdout's, never read here
+        n_features = splits["train"].rows.shape[-1]
+        splits["test"] = Split(
+            torch.zeros((0, n_features)), torch.zeros(0, dtype=torch.int64), cfg.sequence_length,
+            torch.zeros(0, dtype=torch.int64), torch.zeros(0),
+        )
+    return WindowedData(**splits, scaler=scaler, num_classes=cfg.num_classes, boundaries=boundaries, cuts=cuts)
 
 
 def prepare_windows(
-    cfg: DataConfig, symbols: list[str] | None, *, explicit_symbols: bool = False
+    cfg: DataConfig, symbols: list[str] | None, *, explicit_symbols: bool = False,
+    evaluation: EvaluationConfig | None = None,
 ) -> tuple[WindowedData, str | None]:
     """Load the configured source and window it; also returns the symbol-fallback notice, if any."""
     chosen, notice = resolve_symbols(cfg.source, symbols, explicit=explicit_symbols)
     frames = configured_frames(cfg, chosen)
-    return build_windows(frames, cfg), notice
+    return build_windows(frames, cfg, evaluation), notice
 
 
 def _concat(parts: list[tuple], length: int) -> Split:

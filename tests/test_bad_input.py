@@ -152,7 +152,7 @@ class Case:
     skip: str | None = None
 
 
-OBJ_CHOICES = "Input should be 'accuracy', 'training_time' or 'model_size'"
+OBJ_CHOICES = "Input should be 'accuracy', 'training_time', 'model_size' or 'sharpe'"
 CASES = [
     # --- scenario
     Case("scenario-unknown", ["--scenario", "nope"], f"unknown scenario 'nope'; available: {', '.join(scenario_names())}"),
@@ -267,7 +267,8 @@ CASES = [
     Case("extra-argument", ["now"], "Got unexpected extra argument(s) (now) (see cnn-lstm-hpo optimize --help)"),
     # --- a second run on the earlier run's folder with a changed config
     Case("resume-with-changed-config", ["--max-epochs-per-trial", "2"],
-         "study 'tiny' in sqlite:///{save}/study.db was run with other settings: max_epochs_per_trial (1 -> 2); its trials "
+         "study 'tiny' in sqlite:///{save}/study.db was run with other settings: max_epochs_per_trial (1 -> 2); "
+         "pruning.brackets ([] -> [[1]]); its trials "  # the budget moves the rungs too: 1 epoch leaves none
          "would not be comparable: resume with the same settings or use another --study-name"),
     # --- the data command
     Case("data-command-missing-path", ["--data", "{tmp}/nothing"], "data path not found: {tmp}/nothing",

@@ -251,10 +251,36 @@ def test_a_pruner_that_remembers_finished_peers_decides_like_a_fresh_one(tmp_pat
     assert decisions == {True, False} and kept._finished_vectors
 
 
+def test_an_infeasible_peer_takes_no_promotion_slot(tmp_path):
+    """Three trials at the first rung, one promoted (eta 3). The best scorer was stopped over the time
+    limit: it cannot join the front, so the slot goes to the best feasible trial."""
+    cfg = config(tmp_path, max_epochs_per_trial=27)
+    pruner = ParetoRungPruner(cfg)
+    rung = pruner.brackets[0][0]
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+
+    def history(score):
+        return [{"epoch": e + 1, "val_score": score, "val_loss": 1.0, "wall_seconds": 1.0, "cpu_seconds": 1.0}
+                for e in range(rung)]
+
+    for score, over_limit in [(0.9, 2.0), (0.3, -1.0)]:  # slow and best; feasible and worst
+        trial = study.ask()
+        trial.set_user_attr(BRACKET_ATTR, 0)
+        trial.set_user_attr("model_size_mb", 1.0)
+        trial.set_user_attr("epoch_history", history(score))
+        trial.set_constraint("model_size_mb", -1.0)
+        trial.set_constraint("training_time_minutes", over_limit)
+        study.tell(trial, state=TrialState.PRUNED)
+    assert not pruner.should_prune(study, 2, 0, history(0.6), 1.0)
+    # Were the slow trial a peer, it would take the slot: it dominates the candidate.
+    assert not promotable(np.array([-0.6, 1.0, 1.0]), np.array([[-0.9, 1.0, 1.0], [-0.3, 1.0, 1.0]]), 3, 0.01,
+                          candidate_number=2, other_numbers=np.array([0, 1]))
+
+
 # --- a real multi-objective study with pruning -----------------------------------------------
 def _assert_every_decision_follows_the_rule(trials, pruner, tolerance):
     """Rebuild each rung's peers from the stored epoch histories (trials run one after another, so a
-    trial's peers are the earlier trials of its bracket that reached the rung) and check that every
+    trial's peers are the earlier feasible trials of its bracket that reached the rung) and check that every
     pruned trial was not promotable and every continued one was, by the independent implementation."""
     decisions = 0
     for trial in trials:
@@ -263,7 +289,7 @@ def _assert_every_decision_follows_the_rule(trials, pruner, tolerance):
             if len(history) < rung:
                 continue
             peers = [t for t in trials if t.number < trial.number and t.user_attrs[BRACKET_ATTR] == bracket
-                     and len(t.user_attrs["epoch_history"]) >= rung]
+                     and len(t.user_attrs["epoch_history"]) >= rung and all(c <= 0 for c in t.constraints.values())]
             rows = [trial] + peers
 
             def vector(t):
@@ -407,6 +433,32 @@ def test_epochs_that_will_surely_follow_stop_a_trial_early(tmp_path, monkeypatch
     assert trial.state == TrialState.PRUNED
     assert len(trial.user_attrs["epoch_history"]) == 1
     assert trial.constraints["training_time_minutes"] > 0
+
+
+@pytest.mark.parametrize("measure", ["cpu", "wall"])
+def test_the_probe_and_the_limit_use_the_configured_time_measure(tmp_path, monkeypatch, measure):
+    """A wall clock that runs 100 s a call, CPU time as it is: with time_measure cpu the probe, the
+    projection and the constraint see CPU seconds and the trial completes within 3 CPU seconds;
+    with wall the same trial is stopped by the probe."""
+    import types
+
+    import cnn_lstm_hpo.train as train_module
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(
+        perf_counter=lambda: 100.0 * next(ticks), process_time=time.process_time))
+    cfg = config(tmp_path, n_trials=1, max_epochs_per_trial=2, max_training_time_minutes=0.05,
+                 pruning={"enabled": False}, training={"time_measure": measure, "early_stopping_patience": 9})
+    trial = MultiObjectiveOptimizer(cfg, progress=False).optimize().trials[0]
+    if measure == "wall":
+        assert trial.state == TrialState.PRUNED and "epoch_history" not in trial.user_attrs
+        assert trial.user_attrs["stop_reason"].startswith("time limit:")
+        return
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("stop_reason")
+    training = trial.user_attrs["training"]
+    assert training["wall_minutes"] > 1 and training["cpu_minutes"] < 0.05  # the two measures differ clearly
+    assert trial.values[1] == pytest.approx(training["cpu_minutes"])
+    assert trial.constraints["training_time_minutes"] == pytest.approx(training["cpu_minutes"] - 0.05)
 
 
 def _monitor(tmp_path, **overrides):

@@ -167,6 +167,21 @@ def test_a_trial_that_cannot_complete_in_time_costs_only_its_probe_batches_even_
         assert t.constraints["training_time_minutes"] == pytest.approx(projected - 1.0)  # infeasible
 
 
+def test_with_cpu_time_the_replayed_probe_reports_cpu_seconds(tmp_path):
+    """Epochs of 40 wall but 1 CPU second: 6 epochs are 4 wall minutes, 0.1 CPU minutes, against a
+    1-minute CPU limit. The probe must see CPU time, as the real trainer's does."""
+    config = tiny_config(tmp_path / "cpu", n_trials=2, max_epochs_per_trial=6, max_training_time_minutes=1.0,
+                         training={"early_stopping_patience": 10, "time_measure": "cpu"}, pruning={"enabled": False})
+    lowest = {name: spec.choices[0] if hasattr(spec, "choices") else spec.low for name, spec in config.search_space.items()}
+    row = hand_made_row(lowest, [0.5, 0.6, 0.7, 0.7, 0.8, 0.8], seconds=40.0)
+    for epoch in row["epochs"]:
+        epoch["cpu_seconds"] = 1.0
+    study, _, _ = replay.replay(config, replay.CurveTable([row], config.search_space), loaders(config))
+    for t in study.trials:
+        assert t.state == optuna.trial.TrialState.COMPLETE, t.user_attrs.get("stop_reason")
+        assert t.values[1] == pytest.approx(0.1) and t.constraints["training_time_minutes"] == pytest.approx(-0.9)
+
+
 class PrunesAtEpoch2:
     """A rung pruner that prunes every trial at epoch 2: what a rung decides is not this test's matter."""
 

@@ -255,6 +255,67 @@ def test_a_setting_added_later_keeps_older_studies_resumable(tmp_path):
         assert len(run(tiny_config(tmp_path / name, n_trials=2, **now)).trials) == 2
 
 
+def _stored(config):
+    return optuna.load_study(study_name=config.resolved_study_name, storage=config.resolved_storage)
+
+
+def test_a_resumed_study_keeps_its_time_limit_and_refuses_another_one_naming_it(tmp_path):
+    """The smoke scenario sets no limit: 0.25 h / 2 trials = 7.5 min. Resumed with 1000 trials (and a
+    tiny timeout, so that one trial runs), the derived limit would be 0: the study keeps 7.5."""
+    first = tiny_config(tmp_path, n_trials=2)
+    assert first.max_training_time_minutes == 7.5 and not first.time_limit_given
+    run(first)
+    resumed = tiny_config(tmp_path, n_trials=1000, timeout_hours=1e-6)
+    assert resumed.max_training_time_minutes == 0.0  # what this run's budget alone would give
+    optimizer = MultiObjectiveOptimizer(resumed, progress=False)
+    study = optimizer.optimize()
+    assert optimizer.config.max_training_time_minutes == 7.5
+    new = study.trials[2]
+    assert len(study.trials) == 3 and new.state == TrialState.COMPLETE
+    assert new.constraints["training_time_minutes"] == pytest.approx(new.values[1] - 7.5)
+    assert _stored(first).user_attrs["fingerprint"]["max_training_time_minutes"] == 7.5
+    assert "max_training_time_minutes: 7.5\n" in (first.save_dir / "resolved_config.yaml").read_text()
+    with pytest.raises(HPOError) as error:
+        run(tiny_config(tmp_path, n_trials=4, max_training_time_minutes=1.0))
+    assert "was run with other settings: max_training_time_minutes (7.5 -> 1.0); its trials would not be comparable" in str(
+        error.value
+    )
+    assert len(run(tiny_config(tmp_path, n_trials=4, max_training_time_minutes=7.5)).trials) == 4  # the same: fine
+
+
+def test_a_study_fingerprinted_before_the_limit_and_rungs_were_keeps_those_it_last_ran_with(tmp_path):
+    first = tiny_config(tmp_path, n_trials=1, max_training_time_minutes=5.0)
+    run(first)
+    study = _stored(first)
+    older = {k: v for k, v in study.user_attrs["fingerprint"].items() if k not in ("max_training_time_minutes", "pruning.brackets")}
+    study.set_user_attr("fingerprint", older)
+    with pytest.raises(HPOError) as error:  # the limit and rungs it ran with are compared, from its stored config
+        run(tiny_config(tmp_path, n_trials=2, max_training_time_minutes=6.0))
+    assert "other settings: max_training_time_minutes (5.0 -> 6.0); its trials" in str(error.value)
+    optimizer = MultiObjectiveOptimizer(tiny_config(tmp_path, n_trials=2), progress=False)  # derived: 7.5
+    assert len(optimizer.optimize().trials) == 2 and optimizer.config.max_training_time_minutes == 5.0
+    stored = _stored(first).user_attrs["fingerprint"]
+    assert stored["max_training_time_minutes"] == 5.0 and stored["pruning.brackets"] is None  # pruning off
+
+
+def test_resume_refuses_other_pruning_rungs_naming_them(tmp_path):
+    """pruning_warmup_steps and pruning_interval_steps move the rungs (100 epochs, min_resource 10, eta 3)."""
+    from cnn_lstm_hpo.study import open_study
+
+    def opened(**overrides):
+        config = tiny_config(tmp_path, max_epochs_per_trial=100, pruning={"enabled": True}, **overrides)
+        study = open_study(config, MultiObjectiveOptimizer(config, progress=False).fingerprint)
+        return study.user_attrs["fingerprint"]["pruning.brackets"]
+
+    assert opened() == [[10, 30, 90], [30, 90]]
+    assert opened(pruning_warmup_steps=5) == [[10, 30, 90], [30, 90]]  # below min_resource: the same rungs
+    for overrides, rungs in [({"pruning_warmup_steps": 12}, "[[11, 33, 99], [33, 99]]"),  # capped at 100 // 9
+                             ({"pruning_interval_steps": 4}, "[[12, 32, 92], [32, 92]]")]:
+        with pytest.raises(HPOError) as error:
+            opened(**overrides)
+        assert f"other settings: pruning.brackets ([[10, 30, 90], [30, 90]] -> {rungs}); its trials" in str(error.value)
+
+
 def test_resume_refuses_changed_bars_and_fingerprints_an_older_study(tmp_path, synthetic_frames, write_csv_folder):
     folder = write_csv_folder(synthetic_frames)
     config = tiny_config(tmp_path, n_trials=1, data={"source": str(folder), "sequence_length": 10, "start": None})

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import HPOError
 from .storage import default_url
@@ -165,7 +165,8 @@ class OptimizationConfig(_Section):
     timeout_hours: float | None = Field(48.0, gt=0)
     max_model_size_mb: float | None = Field(500.0, gt=0)
     # Per trial. Unset: min(120, the study's time budget per trial), so that a few huge
-    # configurations cannot eat a short study's budget; null: no limit.
+    # configurations cannot eat a short study's budget; null: no limit. A study keeps the limit it
+    # started with (study.open_study): an unset one is not derived again from a resume's budget.
     max_training_time_minutes: float | None = Field(120.0, gt=0)
     pruning_warmup_steps: int = Field(10, ge=0)
     pruning_interval_steps: int = Field(1, ge=1)
@@ -185,6 +186,9 @@ class OptimizationConfig(_Section):
     trading: TradingConfig = Field(default_factory=TradingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     search_space: dict[str, ParamSpec] = Field(default_factory=dict, validate_default=True)
+    # Whether max_training_time_minutes was given (scenario, file, override) rather than left to its
+    # default: decided at the first validation, not again when a field is assigned later.
+    _time_limit_given: bool | None = PrivateAttr(None)
 
     @field_validator("objectives")
     @classmethod
@@ -215,6 +219,8 @@ class OptimizationConfig(_Section):
 
     @model_validator(mode="after")
     def _auto_time_limit(self) -> OptimizationConfig:
+        if self._time_limit_given is None:
+            self._time_limit_given = "max_training_time_minutes" in self.model_fields_set
         if "max_training_time_minutes" not in self.model_fields_set and self.timeout_hours is not None:
             # Each trial's share of the study's budget: n_trials then fit timeout_hours even if every
             # trial used its whole limit. (4 x the share let a few large models take most of a short
@@ -233,6 +239,11 @@ class OptimizationConfig(_Section):
     @timeout.setter
     def timeout(self, seconds: float | None) -> None:
         self.timeout_hours = None if seconds is None else seconds / 3600
+
+    @property
+    def time_limit_given(self) -> bool:
+        """max_training_time_minutes was set by the user, not derived from the budget or defaulted."""
+        return bool(self._time_limit_given)
 
     @property
     def resolved_study_name(self) -> str:

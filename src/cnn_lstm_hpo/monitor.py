@@ -138,7 +138,8 @@ class TrialMonitor:
             self.trial.set_user_attr("stop_reason", self.stop_reason)
 
     def probe(self, first_epoch_seconds: float, batches: int) -> None:
-        """Early in epoch 1: stop now if the trial cannot complete within the limit. After fewer than
+        """Early in epoch 1: stop now if the trial cannot complete within the limit (``first_epoch_seconds``:
+        by ``training.time_measure``, as the trainer measures it). After fewer than
         PROBE_BATCHES batches the guess includes warm-up (up to 1.6x slow here): only a trial
         ROUGH_PROBE_MARGIN times over the limit stops then; the rest wait for the full probe."""
         margin = 1.0 if batches >= PROBE_BATCHES else ROUGH_PROBE_MARGIN

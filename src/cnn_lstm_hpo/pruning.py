@@ -11,8 +11,9 @@ Rule: Hyperband brackets of successive halving, with promotion by non-dominated 
   Decision epochs are rounded up to a multiple of ``pruning_interval_steps``. A trial's bracket
   is fixed by its number, weighted like Hyperband's trial allocation. ``pruning.strategy: asha``
   keeps the most aggressive bracket alone (asynchronous successive halving).
-- Rung vector. When a trial reaches a rung epoch r, it and every other trial of its bracket that
-  reached r (running, complete or pruned) are described by the study's objectives as seen at r:
+- Rung vector. When a trial reaches a rung epoch r, it and every other feasible trial of its
+  bracket that reached r (running, complete or pruned; feasible: no recorded constraint, size or
+  projected time, over its limit) are described by the study's objectives as seen at r:
   the best validation score up to epoch r (loss or composite accuracy, ``pruning.metric``), the
   model size, and the mean time per epoch (wall, or CPU with ``training.time_measure: cpu``).
   All are oriented so that lower is better.
@@ -68,6 +69,19 @@ def plan_brackets(max_epochs: int, min_resource: int, reduction_factor: int, *, 
         if rungs:
             brackets.append(rungs)
     return brackets
+
+
+def study_brackets(config: OptimizationConfig) -> list[list[int]]:
+    """The decision epochs of each of the config's brackets (``pruning.strategy`` applied)."""
+    p = config.pruning
+    brackets = plan_brackets(
+        config.max_epochs_per_trial,
+        p.min_resource,
+        p.reduction_factor,
+        warmup=config.pruning_warmup_steps,
+        interval=config.pruning_interval_steps,
+    )
+    return brackets[:1] if p.strategy == "asha" else brackets  # asha: the most aggressive bracket only
 
 
 def non_domination_ranks(points: np.ndarray) -> np.ndarray:
@@ -141,15 +155,7 @@ class ParetoRungPruner:
         self.eta = p.reduction_factor
         self.tolerance = p.score_tolerance
         self.time_key = "wall_seconds" if config.training.time_measure == "wall" else "cpu_seconds"
-        self.brackets = plan_brackets(
-            config.max_epochs_per_trial,
-            p.min_resource,
-            p.reduction_factor,
-            warmup=config.pruning_warmup_steps,
-            interval=config.pruning_interval_steps,
-        )
-        if p.strategy == "asha":  # the most aggressive bracket only
-            self.brackets = self.brackets[:1]
+        self.brackets = study_brackets(config)
         # Which rung-vector parts the study optimises besides the score.
         self.use_size = "model_size" in config.objectives
         self.use_time = "training_time" in config.objectives
@@ -221,10 +227,14 @@ class ParetoRungPruner:
 
 
 def _competes(trial: FrozenTrial, trial_number: int, bracket: int, epoch: int) -> bool:
+    # Feasible peers only: a trial recorded over a limit cannot join the front, so it must not take
+    # a promotion slot. A running peer has only its size constraint recorded, and it passed every
+    # time-limit check up to its saved epochs (the monitor stops a trial once its projection breaks it).
     return (
         trial.number != trial_number
         and trial.user_attrs.get(BRACKET_ATTR) == bracket
         and len(trial.user_attrs.get("epoch_history", ())) >= epoch
+        and is_feasible(trial)
     )
 
 

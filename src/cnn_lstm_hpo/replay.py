@@ -156,8 +156,11 @@ class SimulatedClock:
 class ReplayTrainer:
     """Trainer.fit's contract, epochs read from a recorded curve; advances the simulated clock."""
 
-    def __init__(self, row: dict, seconds: float | None, patience: int, clock: SimulatedClock, batches: int) -> None:
+    def __init__(
+        self, row: dict, seconds: float | None, patience: int, clock: SimulatedClock, batches: int, *, measure: str = "wall"
+    ) -> None:
         self.row, self.seconds, self.patience, self.clock, self.batches = row, seconds, patience, clock, batches
+        self.measure = measure  # training.time_measure: what the probe reports, as Trainer does
 
     def fit(self, max_epochs: int, on_epoch: Any = None, on_probe: Any = None) -> TrainResult:
         epochs = self.row["epochs"]
@@ -174,7 +177,7 @@ class ReplayTrainer:
                 for timed in (t for t in PROBE_AFTER if t < self.batches):  # as Trainer probes
                     self.clock.now += (timed - spent) / self.batches * wall
                     spent = timed
-                    on_probe(wall, timed)
+                    on_probe(wall if self.measure == "wall" else cpu, timed)
             self.clock.now += (self.batches - spent) / self.batches * wall
             val = Evaluation(
                 loss=e["val_loss"], accuracy=e.get("val_accuracy", float("nan")), classification_score=float("nan"),
@@ -204,7 +207,10 @@ class ReplayOptimizer(MultiObjectiveOptimizer):
         started = time.perf_counter()
         patience = self.config.training.early_stopping_patience
         batches = -(-len(self.data.train) // int(params["batch_size"]))
-        trainer = ReplayTrainer(self.table.curve(params), self.table.epoch_seconds(params), patience, self.simulated, batches)
+        trainer = ReplayTrainer(
+            self.table.curve(params), self.table.epoch_seconds(params), patience, self.simulated, batches,
+            measure=self.config.training.time_measure,
+        )
         self.stand_in_seconds += time.perf_counter() - started
         return trainer
 

@@ -25,8 +25,10 @@ def make_sampler(cfg: SamplerConfig, seed: int, *, shared: bool = True) -> optun
 
 def pruning_caveat(cfg: SamplerConfig, pruning_enabled: bool) -> str | None:
     """Why GP or NSGA-II may sample at random for most of a pruned study, or None: both learn from
-    completed trials only (Optuna's), and pruning ends most trials early. TPE learns from pruned
-    trials too. In the replay, 30 of 478 trials completed in 2 hours, so NSGA-II (50 a generation)
+    completed trials only (Optuna's), and pruning ends most trials early. TPE models from its
+    start-up trials on; pruned trials enter it, but all scored alike (no ``Trial.report`` with
+    several objectives), so it learns only that they are worse than complete ones (README,
+    "Samplers"). In the replay, 30 of 478 trials completed in 2 hours, so NSGA-II (50 a generation)
     drew exactly what random search drew (docs/benchmarks.md)."""
     if not pruning_enabled:
         return None

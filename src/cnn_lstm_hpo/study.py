@@ -17,8 +17,8 @@ from .config import OptimizationConfig, validate_config
 from .convergence import front_stall
 from .errors import HPOError, StudyFailed
 from .faults import DISK_FULL, INTERRUPTED, RETRY_OF, counted, fault_reason, retry, storage_failed
-from .fingerprint import ADDED_LATER, USER_ATTR as FINGERPRINT
-from .fingerprint import fingerprint_differences, study_fingerprint
+from .fingerprint import ADDED_LATER, TIME_LIMIT, USER_ATTR as FINGERPRINT
+from .fingerprint import completed, fingerprint_differences, study_fingerprint
 from . import interrupts, verdict
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .objectives import directions
@@ -50,7 +50,9 @@ def open_study(
 ) -> optuna.Study:
     """Create the study or load it by name; refuses one whose objectives or fingerprint differ.
 
-    The config is stored with the study, so ``cnn-lstm-hpo worker`` can join it from anywhere.
+    The config is stored with the study, so ``cnn-lstm-hpo worker`` can join it from anywhere. A
+    resumed study keeps its per-trial time limit: where ``config`` did not set one, the study's
+    replaces the one derived from this run's budget, in ``config`` and ``fingerprint``.
     """
     url = config.resolved_storage
     storage = storage or open_storage(url, heartbeat_seconds=config.heartbeat_seconds)
@@ -67,7 +69,7 @@ def open_study(
         storage=storage, study_name=name, directions=directions(config.objectives), load_if_exists=True
     )
     if fingerprint is not None:  # first: a refused resume must not write anything into the study
-        _check_fingerprint(study, fingerprint, url)
+        _check_fingerprint(study, fingerprint, url, config)
     study.set_user_attr("objectives", config.objectives)
     study.set_metric_names(config.objectives)  # Optuna's plots and optuna-dashboard name the axes
     study.set_user_attr("config", config.model_dump(mode="json", exclude={"workers", "threads"}))
@@ -79,11 +81,14 @@ def open_study(
     return study
 
 
-def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str) -> None:
-    stored = study.user_attrs.get(FINGERPRINT)
-    if stored is None:  # a new study, or one from before fingerprints: from now on it has one
+def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str, config: OptimizationConfig) -> None:
+    recorded = study.user_attrs.get(FINGERPRINT)
+    if recorded is None:  # a new study, or one from before fingerprints: from now on it has one
         study.set_user_attr(FINGERPRINT, current)
         return
+    stored = completed(recorded, study.user_attrs.get("config"), current)
+    if not config.time_limit_given:  # derived from this run's n_trials and timeout: the study's stands
+        config.max_training_time_minutes = current[TIME_LIMIT] = stored[TIME_LIMIT]
     differ = fingerprint_differences(stored, current)
     if differ:
         shown = [
@@ -100,6 +105,8 @@ def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str) -
             f"study {study.study_name!r} in {redact(url)} was run with other settings: {'; '.join(shown)}; "
             f"its trials would not be comparable: resume with the same settings{hint} or use another --study-name"
         )
+    if stored != recorded:  # an older study: the fields it lacked, from now on
+        study.set_user_attr(FINGERPRINT, stored)
 
 
 def stored_study_config(

@@ -37,7 +37,8 @@ class EpochResult:
 
 
 EpochCallback = Callable[[EpochResult], None]
-# Called in the first epoch with its projected wall seconds and the number of batches timed: after
+# Called in the first epoch with its projected seconds (training.time_measure: wall or CPU, as the
+# limit is measured) and the number of batches timed: after
 # the first batch (a rough guess: warm-up included) and after PROBE_BATCHES, so a trial certain to
 # break its time limit stops before spending the epoch. A huge model takes 10-20 s a batch here.
 ProbeCallback = Callable[[float, int], None]
@@ -135,14 +136,15 @@ class Trainer:
         n, batch = len(self.train), int(self.params["batch_size"])
         order = torch.randperm(n, generator=generator).to(self.device)
         total = torch.zeros((), device=self.device)
-        started = time.perf_counter()
+        clock = time.perf_counter if self.cfg.time_measure == "wall" else time.process_time  # the limit's measure
+        started = clock()
         for step, start in enumerate(range(0, n, batch), start=1):
             interrupts.check()  # a Ctrl-C during the trial stops it here, not inside a storage write
             if self.probe is not None and step - 1 in PROBE_AFTER:
                 probe = self.probe
                 if step - 1 == PROBE_AFTER[-1]:
                     self.probe = None
-                probe((time.perf_counter() - started) / (step - 1) * -(-n // batch), step - 1)
+                probe((clock() - started) / (step - 1) * -(-n // batch), step - 1)
             idx = order[start : start + batch]
             logits, ret = self._forward(self.train.windows(idx))
             loss = self._loss(logits, ret, self.train.y_class[idx], self.train.y_return[idx])

@@ -155,3 +155,45 @@ def test_starting_a_study_does_not_load_the_analysis_stack():
     code = "import sys, cnn_lstm_hpo.study; print(sorted(m for m in ('statsmodels', 'matplotlib', 'plotly') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_ctrl_c_writes_the_report_and_prints_the_command_that_resumes(tmp_path, monkeypatch):
+    from cnn_lstm_hpo.train import Trainer
+
+    fit = Trainer.fit
+    calls = []
+
+    def interrupted_third(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", interrupted_third)
+    save = tmp_path / "my run"
+    args = ["optimize", "--scenario", "smoke", "--n-trials", "3", "--max-epochs-per-trial", "1",
+            "--start", "2016-01-01", "--save-dir", str(save)]
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/cnn-lstm-hpo", *args])
+    result = invoke(*args)
+    assert result.exit_code == 130, result.output
+    assert f"run the same command again:\n  cnn-lstm-hpo optimize --scenario smoke --n-trials 3 --max-epochs-per-trial 1 " \
+           f"--start 2016-01-01 --save-dir '{save}'\n" in result.stderr
+    for name in ("report.html", "optimization_analysis.json", "optimization_summary.txt", "best_configurations.json"):
+        assert (save / name).is_file(), name
+    assert list((save / "plots").glob("*.png"))
+
+
+def test_a_finished_study_run_again_has_nothing_to_do(tmp_path):
+    save = tmp_path / "done"
+    args = ["optimize", "--scenario", "smoke", "--n-trials", "1", "--max-epochs-per-trial", "1",
+            "--start", "2016-01-01", "--save-dir", str(save)]
+    assert invoke(*args).exit_code == 0
+    report = (save / "report.html").stat().st_mtime_ns
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines()[0] == (
+        f"nothing to do: 1 of 1 trials finished in study 'smoke' (--n-trials sets more); "
+        f"summary: {save / 'optimization_summary.txt'}"
+    )
+    assert "Best configurations" not in again.stdout
+    assert (save / "report.html").stat().st_mtime_ns == report  # nothing rewritten

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -124,10 +125,16 @@ def optimize(
         # Only the flags the user gave override the scenario.
         config = build_config(scenario, {k: v for k, v in overrides.items() if v is not None})
         optimizer = MultiObjectiveOptimizer(config, explicit_symbols=bool(symbols), progress=not quiet)
-        with _interrupts(f"run the same command again to resume study {config.resolved_study_name!r}"):
+        with _interrupts(f"to resume study {config.resolved_study_name!r}, run the same command again:"):
             optimizer.optimize()
-        summary = (config.save_dir / "optimization_summary.txt").read_text()
-        typer.echo(summary)
+        summary = config.save_dir / "optimization_summary.txt"
+        done = optimizer.nothing_to_do
+        if done is not None:
+            count = f"{done} of {config.n_trials}" if done == config.n_trials else f"{done} (n_trials {config.n_trials})"
+            typer.echo(f"nothing to do: {count} trials finished in study {config.resolved_study_name!r} "
+                       f"(--n-trials sets more); summary: {summary}")
+        else:
+            typer.echo(summary.read_text())
         where = f"--storage {config.storage}" if config.storage else f"--save-dir {config.save_dir}"
         typer.echo(f"results in {config.save_dir}/ ; live view: cnn-lstm-hpo dashboard {where}")
         typer.echo(f"with Optuna's own CLI: optuna trials {optuna_cli_storage(config.resolved_storage)} "
@@ -135,6 +142,18 @@ def optimize(
         if retrain_settings is not None:
             assert optimizer.study is not None
             _retrain_and_report(config, optimizer.study, optimizer.data, retrain_settings)
+
+
+def command_line() -> str:
+    """The command this process was started with, shell-quoted, to be run again as it is."""
+    program = Path(sys.argv[0]).name
+    if program in ("cli.py", "__main__.py"):  # python -m cnn_lstm_hpo.cli
+        head = ["python", "-m", "cnn_lstm_hpo.cli"]
+    elif program.endswith(".py"):  # the guide's scripts
+        head = ["python", sys.argv[0]]
+    else:  # the console script, by the name it is on the PATH with
+        head = [program]
+    return shlex.join(head + sys.argv[1:])
 
 
 @contextlib.contextmanager
@@ -145,7 +164,7 @@ def _interrupts(resume_hint: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as interrupt:
-        typer.echo(f"\ninterrupted; {resume_hint}", err=True)
+        typer.echo(f"\ninterrupted; {resume_hint}\n  {command_line()}", err=True)
         raise typer.Exit(exit_code_of(interrupt)) from None
 
 
@@ -171,7 +190,7 @@ def worker(
             config, progress=not quiet, worker_id=default_worker_id() if worker_id is None else worker_id,
             write_outputs=not no_outputs,
         )
-        with _interrupts(f"run the same command again to rejoin study {study_name!r}"):
+        with _interrupts(f"to rejoin study {study_name!r}, run the same command again:"):
             optimizer.optimize()
 
 

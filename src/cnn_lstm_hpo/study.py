@@ -172,6 +172,8 @@ class MultiObjectiveOptimizer:
             log.warning("note: %s", caveat)
         self.fingerprint = study_fingerprint(config, self.data)
         self.study: optuna.Study | None = None
+        # Set when this run found the study already at n_trials: how many trials had finished.
+        self.nothing_to_do: int | None = None
         self.pruner = multi_objective_pruner(config)
         self.dominance = dominance_check(config)
         self.others_may_finish = shared_by_processes(config.resolved_storage)  # trials completed meanwhile elsewhere
@@ -272,10 +274,11 @@ class MultiObjectiveOptimizer:
                 fail_dead_local_trials(study, storage)
                 self._write_unrecorded_results(study)
                 if self.write_outputs:
-                    self._write_study_files(study, analysis=False)
+                    self._write_study_files(study, analysis=True)
                 log.warning("interrupted (exit %d): the running trial is recorded as failed", interrupts.exit_code_of(interrupt))
                 raise
-            if self.write_outputs:
+            # A finished study run again: its files are there already (`analyze` rebuilds them).
+            if self.write_outputs and not (self.nothing_to_do is not None and (self.save_dir / "report.html").exists()):
                 self._write_study_files(study, analysis=True)
             failure = all_failed(study)
             if failure:
@@ -305,13 +308,18 @@ class MultiObjectiveOptimizer:
         callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [self._write_trial_result]
         if self.progress:
             callbacks.append(ProgressLine(cfg.n_trials, cfg.objectives))
+        first = True
         while cfg.timeout is None or self.clock() - started < cfg.timeout:
             interrupts.check()
             with FileLock(self.save_dir / SLOT_LOCK) as slot:
                 trials = study.get_trials(deepcopy=False)
                 fail_dead_local_trials(study, self.storage, trials)  # failing a RUNNING trial leaves the count below as it is
                 if sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials) >= cfg.n_trials:
+                    finished = sum(t.state in FINISHED for t in trials)
+                    if first and finished >= cfg.n_trials:  # not one still running elsewhere
+                        self.nothing_to_do = finished
                     return
+                first = False
                 if self._front_stalled(study, trials):
                     return
                 # The slot is held until the trial exists (the objective's first step releases it).

@@ -27,8 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from .objectives import DIRECTIONS, reference_point, weighted_ranks
-from .results import is_feasible  # Optuna's rule: every constraint value <= 0
+from .objectives import DIRECTIONS, p_value_vs_majority, reference_point, weighted_ranks
+from .results import is_feasible, study_labels  # is_feasible: Optuna's rule, every constraint value <= 0
 from .space import decode_params
 
 ALPHA = 0.05
@@ -38,7 +38,7 @@ LEAKAGE_ACCURACY = 0.65
 TOP_K = 5
 # Fewer trials than this give importances that are noise (PED-ANOVA compares the best 10% with the rest).
 MIN_IMPORTANCE_TRIALS = 10
-UNITS = {"accuracy": "score 0-1", "training_time": "minutes", "model_size": "MB"}
+UNITS = {"accuracy": "composite score 0-1", "training_time": "minutes", "model_size": "MB"}
 EVALUATORS = ("ped_anova", "fanova")
 # Up to this many trials Spearman's p-value is exact (every ordering of the ranks, 8! = 40320); the
 # t approximation scipy uses otherwise says p = 0 for a perfect rank order of 4 trials (exact: 1/12).
@@ -390,9 +390,8 @@ def baseline_part(study: optuna.Study, objectives: list[str], weights: dict[str,
         if accuracy is not None and majority is not None and n > 0:
             correct = round(accuracy * n)
             p0 = min(max(majority, 1e-12), 1 - 1e-12)
-            result = stats.binomtest(correct, n, p=p0, alternative="greater")
             ci = stats.binomtest(correct, n, p=p0).proportion_ci(confidence_level=0.95, method="exact")
-            row.update(correct=correct, p_value=float(result.pvalue), ci95=[float(ci.low), float(ci.high)])
+            row.update(correct=correct, p_value=p_value_vs_majority(accuracy, majority, n), ci95=[float(ci.low), float(ci.high)])
         else:
             row["note"] = "no validation accuracy with its sample count stored for this trial"
         rows.append(row)
@@ -489,11 +488,12 @@ def analyze_study(
     objectives = objective_names(study)
     weights = weights or {name: 1.0 for name in objectives}
     all_rungs = rung_epochs(study, rungs)
+    shown = study_labels(study, objectives)
     return {
         "study_name": study.study_name,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "objectives": [
-            {"name": name, "direction": d.name.lower(), "unit": unit(name)}
+            {"name": name, "label": shown[name], "direction": d.name.lower(), "unit": unit(name)}
             for name, d in zip(objectives, study.directions)
         ],
         "objective_weights": weights,

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any, Mapping
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
@@ -27,6 +28,7 @@ class Evaluation:
     composite: float  # the ``accuracy`` objective
     majority_rate: float  # accuracy of always predicting the most frequent class
     n_samples: int = 0  # validation windows scored; the binomial test against the majority rate needs it
+    balanced_accuracy: float = float("nan")  # mean recall over the classes (nan: not measured, as in replays)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -66,12 +68,42 @@ def evaluate_predictions(
     return Evaluation(
         loss=loss,
         accuracy=float(np.mean(y_class == pred_class)),
+        balanced_accuracy=float(balanced_accuracy_score(y_class, pred_class)),
         classification_score=cls,
         regression_score=reg,
         composite=composite,
         majority_rate=float(counts.max() / len(y_class)),
         n_samples=len(y_class),
     )
+
+
+_METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "mcc": "(MCC + 1) / 2"}
+
+
+def composite_definition(training: Mapping[str, Any] | None) -> str:
+    """What the ``accuracy`` objective is, from the training settings (a study stores them in its
+    ``config`` attribute): "composite: 0.7 x accuracy + 0.3 x regression score"."""
+    training = training or {}
+    metric = training.get("classification_metric", "accuracy")
+    cw, rw = training.get("classification_weight", 0.7), training.get("regression_weight", 0.3)
+    parts = [f"{w / (cw + rw):.2g} x {name}" for w, name in ((cw, _METRIC_NAMES[metric]), (rw, "regression score")) if w]
+    return "composite: " + " + ".join(parts)
+
+
+def objective_labels(objectives: list[str], training: Mapping[str, Any] | None) -> dict[str, str]:
+    """Each objective's name as shown to a person: ``accuracy`` says it is the composite."""
+    return {o: f"{o} ({composite_definition(training)})" if o == "accuracy" else o for o in objectives}
+
+
+def p_value_vs_majority(accuracy: float | None, majority_rate: float | None, n: int | None) -> float | None:
+    """One-sided exact binomial p-value of ``accuracy`` over ``n`` windows against the majority-class
+    rate taken as known (uncorrected); None without the three numbers."""
+    if accuracy is None or majority_rate is None or not n:
+        return None
+    from scipy import stats
+
+    p0 = min(max(majority_rate, 1e-12), 1 - 1e-12)
+    return float(stats.binomtest(round(accuracy * n), n, p=p0, alternative="greater").pvalue)
 
 
 def directions(objectives: list[str]) -> list[str]:

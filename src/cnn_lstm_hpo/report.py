@@ -234,7 +234,7 @@ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 </head><body>
 <h1>{html.escape(title)}</h1>
 <p>Generated {html.escape(analysis["generated_at"])} from the study storage. Objectives:
-{html.escape(", ".join(f"{o['name']} ({o['direction']}, {o['unit']})" for o in analysis["objectives"]))}.
+{html.escape(", ".join(f"{o['label']} ({o['direction']}, {o['unit']})" for o in analysis["objectives"]))}.
 The numbers behind every plot are in optimization_analysis.json.</p>
 {"".join(sections)}
 </body></html>

@@ -25,9 +25,33 @@ def invoke(*args: str):
 def test_scenarios_list_and_show():
     listed = invoke("scenarios", "list")
     assert listed.exit_code == 0
-    assert listed.stdout.split() == ["accuracy_focused", "default", "efficiency_focused", "production", "quick_test", "smoke"]
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["scenario", "trials", "epochs", "objectives"]
+    assert [line.split()[0] for line in lines[1:]] == [
+        "accuracy_focused", "default", "efficiency_focused", "production", "quick_test", "smoke"]
+    assert "quick_test              50      20  accuracy, training_time" in lines
     shown = invoke("scenarios", "show", "production")
     assert shown.exit_code == 0 and "max_training_time_minutes: 90.0" in shown.stdout
+
+
+def test_every_option_is_described_with_its_default_and_flags_take_no_value():
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    commands = {**{n: c for n, c in commands.items() if n != "scenarios"},
+                **{f"scenarios {n}": c for n, c in commands["scenarios"].commands.items()}}
+    for name, command in commands.items():
+        ctx = command.context_class(command, info_name=name)
+        for param in command.params:
+            record = param.get_help_record(ctx)
+            assert record is not None, (name, param.name)
+            shown, text = record
+            assert text.strip(), (name, shown)  # a description
+            if param.param_type_name == "option" and not param.required and not param.is_flag:
+                assert "default" in text, (name, shown)  # shown by click, or said in words where None
+            assert "<bool>" not in shown and "BOOLEAN" not in shown, (name, shown)
+    help_text = invoke("optimize", "--help").stdout
+    assert "--no-pruning" in help_text and "--start YYYY-MM-DD" in help_text and "<bool>" not in help_text
 
 
 def test_unknown_scenario_is_one_line_exit_2():

@@ -18,7 +18,7 @@ from .config import build_config, scenario_names, scenario_text
 from .errors import HPOError, StudyFailed
 from .storage import optuna_cli_storage
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-objective HPO of CNN+LSTM market models.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Multi-objective HPO of CNN+LSTM market models.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="List and show the shipped scenarios.")
 app.add_typer(scenarios_app, name="scenarios")
 
@@ -67,28 +67,45 @@ def _setup_logging(quiet: bool, debug: bool = False) -> None:
 @app.command()
 def optimize(
     scenario: str = typer.Option("default", "--scenario", "-s", help="Scenario name or a YAML file."),
-    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to finish in the study."),
-    max_epochs_per_trial: Optional[int] = typer.Option(None, "--max-epochs-per-trial"),
-    timeout_hours: Optional[float] = typer.Option(None, "--timeout-hours"),
-    objectives: Optional[list[str]] = typer.Option(None, "--objectives", help="accuracy, training_time, model_size."),
-    symbols: Optional[list[str]] = typer.Option(None, "--symbols", help="Symbols to use (repeat or comma-separate)."),
-    data: Optional[str] = typer.Option(None, "--data", help="sample (bundled), synthetic, or a file/folder path."),
-    start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
-    end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
-    save_dir: Optional[Path] = typer.Option(None, "--save-dir"),
-    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default: SQLite in --save-dir)."),
-    study_name: Optional[str] = typer.Option(None, "--study-name"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to finish in the study (default: the scenario's)."),
+    max_epochs_per_trial: Optional[int] = typer.Option(
+        None, "--max-epochs-per-trial", help="Epoch budget of each trial (default: the scenario's)."
+    ),
+    timeout_hours: Optional[float] = typer.Option(
+        None, "--timeout-hours", help="Wall-clock limit of this run (default: the scenario's)."
+    ),
+    objectives: Optional[list[str]] = typer.Option(
+        None, "--objectives", metavar="NAMES", help="Of accuracy, training_time, model_size (default: the scenario's)."
+    ),
+    symbols: Optional[list[str]] = typer.Option(
+        None, "--symbols", metavar="NAMES", help="Symbols to use, repeated or comma-separated (default: the scenario's)."
+    ),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="sample (bundled), synthetic, or a file/folder path (default: the scenario's, else sample)."
+    ),
+    start: Optional[dt.datetime] = typer.Option(
+        None, "--start", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First bar's date (default: the scenario's, else all)."
+    ),
+    end: Optional[dt.datetime] = typer.Option(
+        None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: the scenario's, else all)."
+    ),
+    save_dir: Optional[Path] = typer.Option(
+        None, "--save-dir", help="Folder for the results and study.db (default: the scenario's, else hyperopt_results)."
+    ),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL (default: SQLite in --save-dir)."),
+    study_name: Optional[str] = typer.Option(None, "--study-name", help="Study name in the storage (default: the scenario's name)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of sampler and training (default: the scenario's, 42)."),
     no_pruning: bool = typer.Option(False, "--no-pruning", help="Train every trial to the end (for comparison)."),
     convergence_patience: Optional[int] = typer.Option(
         None, "--convergence-patience",
-        help="Stop once the last N finished trials grew the front's hypervolume by at most convergence.min_improvement (0.1 %).",
+        help="Stop once the last N finished trials grew the front's hypervolume by at most convergence.min_improvement "
+        "(0.1 %) (default: never).",
     ),
     retrain_top_k: Optional[int] = typer.Option(
-        None, "--retrain-top-k", help="After the study, retrain the top K configurations (as `retrain --top-k K`)."
+        None, "--retrain-top-k", help="After the study, retrain the top K configurations, as `retrain --top-k K` (default: none)."
     ),
     workers: Optional[int] = typer.Option(
-        None, "--workers", help="Worker processes on this machine sharing the study (storage: a journal file)."
+        None, "--workers", help="Worker processes on this machine sharing the study, on a journal file (default: 1)."
     ),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per worker (default: cores / workers)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and the final summary."),
@@ -171,12 +188,12 @@ def _interrupts(resume_hint: str) -> Iterator[None]:
 @app.command()
 def worker(
     storage: str = typer.Option(..., "--storage", help="The study's storage URL (journal:///... or postgresql://...)."),
-    study_name: str = typer.Option(..., "--study-name"),
+    study_name: str = typer.Option(..., "--study-name", help="The study to join."),
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Where this worker writes (default: the study's)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
     worker_id: Optional[int] = typer.Option(None, "--worker-id", help="Distinct per worker (default: from host and pid)."),
     no_outputs: bool = typer.Option(False, "--no-outputs", help="Leave the study-level files to another process."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Join a running study from another process or machine, with the configuration stored in it."""
@@ -199,14 +216,20 @@ def data_command(
     data: Optional[str] = typer.Option(
         None, "--data", help="sample, synthetic, yfinance, or a file/folder path (default: the scenario's)."
     ),
-    symbols: Optional[list[str]] = typer.Option(None, "--symbols", help="Symbols to show (space, comma or repeat)."),
-    start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
-    end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
+    symbols: Optional[list[str]] = typer.Option(
+        None, "--symbols", metavar="NAMES", help="Symbols to show, space, comma or repeat (default: every symbol, or the scenario's)."
+    ),
+    start: Optional[dt.datetime] = typer.Option(
+        None, "--start", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First bar's date (default: the scenario's, else all)."
+    ),
+    end: Optional[dt.datetime] = typer.Option(
+        None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: the scenario's, else all)."
+    ),
     scenario: Optional[str] = typer.Option(
         None, "--scenario", "-s",
         help="Show exactly what `optimize --scenario` would use (symbols, dates, windows); default: every symbol.",
     ),
-    debug: bool = typer.Option(False, "--debug"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Show what a data source yields: per symbol bars, frequency, gaps and repairs; windows per split."""
     with _user_errors(debug):
@@ -269,7 +292,9 @@ def _retrain_and_report(config: Any, study: Any, data: Any, settings: Any) -> No
 def retrain(
     save_dir: Path = typer.Option(..., "--save-dir", help="The --save-dir of a finished study."),
     top_k: int = typer.Option(3, "--top-k", help="How many of the ranked feasible Pareto configurations."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epoch budget per model (early stopping on validation); default 100."),
+    epochs: Optional[int] = typer.Option(
+        None, "--epochs", help="Epoch budget per model, early stopping on validation (default: 100)."
+    ),
     seeds: int = typer.Option(3, "--seeds", help="Training runs per configuration, for the spread."),
     registry_uri: Optional[str] = typer.Option(
         None, "--registry-uri", help="MLflow tracking URI (default: sqlite:///<save-dir>/mlflow.db)."
@@ -298,9 +323,13 @@ def predict(
     model: Path = typer.Option(..., "--model", help="A saved model folder (retrained_model_<k>/)."),
     data: str = typer.Option(..., "--data", help="sample, synthetic, or a file/folder path."),
     output: Path = typer.Option(..., "--output", help="CSV file to write."),
-    symbols: Optional[list[str]] = typer.Option(None, "--symbols", help="Symbols to predict (default: all)."),
-    start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
-    end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
+    symbols: Optional[list[str]] = typer.Option(None, "--symbols", metavar="NAMES", help="Symbols to predict (default: all)."),
+    start: Optional[dt.datetime] = typer.Option(
+        None, "--start", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First bar's date (default: all)."
+    ),
+    end: Optional[dt.datetime] = typer.Option(
+        None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: all)."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Class probabilities, predicted class and return for every window of the data, per symbol and date."""
@@ -316,8 +345,10 @@ def predict(
 @app.command()
 def analyze(
     save_dir: Path = typer.Option(..., "--save-dir", help="Where to write; its study.db is read unless --storage."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL of the study storage."),
-    study_name: Optional[str] = typer.Option(None, "--study-name", help="Needed when the storage holds several studies."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the study (default: the study.db in --save-dir)."),
+    study_name: Optional[str] = typer.Option(
+        None, "--study-name", help="Needed when the storage holds several studies (default: its only one)."
+    ),
     importance: str = typer.Option("ped_anova", "--importance", help="Importance evaluator: ped_anova or fanova."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -341,10 +372,14 @@ def analyze(
 @app.command()
 def plan(
     scenario: str = typer.Option("default", "--scenario", "-s", help="Scenario name or a YAML file."),
-    n_trials: Optional[int] = typer.Option(None, "--n-trials"),
-    max_epochs_per_trial: Optional[int] = typer.Option(None, "--max-epochs-per-trial"),
-    timeout_hours: Optional[float] = typer.Option(None, "--timeout-hours"),
-    data: Optional[str] = typer.Option(None, "--data", help="sample (bundled), synthetic, or a file/folder path."),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials in the study (default: the scenario's)."),
+    max_epochs_per_trial: Optional[int] = typer.Option(
+        None, "--max-epochs-per-trial", help="Epoch budget of each trial (default: the scenario's)."
+    ),
+    timeout_hours: Optional[float] = typer.Option(None, "--timeout-hours", help="Wall-clock limit (default: the scenario's)."),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="sample (bundled), synthetic, or a file/folder path (default: the scenario's, else sample)."
+    ),
     timed: int = typer.Option(5, "--timed", min=1, help="Configurations to time on this machine."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -362,8 +397,8 @@ def plan(
 
 @app.command()
 def dashboard(
-    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="A study's --save-dir (its study.db)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL (instead of --save-dir)."),
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="A study's --save-dir, its study.db (default: none; give this or --storage)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL instead of --save-dir (default: none)."),
     port: int = typer.Option(8080, "--port", help="Port on 127.0.0.1."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -376,13 +411,21 @@ def dashboard(
 
 @scenarios_app.command("list")
 def scenarios_list() -> None:
-    """Names of the shipped scenarios."""
+    """The shipped scenarios: trials, epochs per trial and objectives of each."""
+    rows = [("scenario", "trials", "epochs", "objectives")]
     for name in scenario_names():
-        typer.echo(name)
+        config = build_config(name)
+        rows.append((name, str(config.n_trials), str(config.max_epochs_per_trial), ", ".join(config.objectives)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        typer.echo("  ".join([row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]), row[3]]))
 
 
 @scenarios_app.command("show")
-def scenarios_show(name: str, debug: bool = typer.Option(False, "--debug")) -> None:
+def scenarios_show(
+    name: str = typer.Argument(..., help="A name from `scenarios list`."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
     """Print a scenario's YAML as shipped."""
     with _user_errors(debug):
         typer.echo(scenario_text(name).rstrip())

@@ -391,7 +391,8 @@ def plan(
         overrides = {"n_trials": n_trials, "max_epochs_per_trial": max_epochs_per_trial, "timeout_hours": timeout_hours,
                      "data": {"source": data} if data else None}
         config = build_config(scenario, {k: v for k, v in overrides.items() if v is not None})
-        for line in make_plan(config, timed_configs=timed).lines():
+        progress = lambda line: typer.echo(line, err=True)  # noqa: E731 - stdout stays the plan itself
+        for line in make_plan(config, timed_configs=timed, progress=progress).lines():
             typer.echo(line)
 
 

@@ -324,22 +324,30 @@ def predict(
     data: str = typer.Option(..., "--data", help="sample, synthetic, or a file/folder path."),
     output: Path = typer.Option(..., "--output", help="CSV file to write."),
     symbols: Optional[list[str]] = typer.Option(None, "--symbols", metavar="NAMES", help="Symbols to predict (default: all)."),
-    start: Optional[dt.datetime] = typer.Option(
-        None, "--start", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First bar's date (default: all)."
+    start: Optional[str] = typer.Option(
+        None, "--start", metavar="YYYY-MM-DD|after-training",
+        help="First decision date to write, or after-training: only bars after the study's data (default: all rows).",
     ),
+    new_only: bool = typer.Option(False, "--new-only", help="The same as --start after-training."),
     end: Optional[dt.datetime] = typer.Option(
         None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: all)."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Class probabilities, predicted class and return for every window of the data, per symbol and date."""
+    """Class probabilities, predicted class and return for every window of the data, per symbol and date,
+    with the split of the model's study each date is in and the realized outcome where known."""
     with _user_errors(debug):
-        from .predict import predict_to_csv
+        from .predict import AFTER_TRAINING, predict_to_csv
 
+        if new_only and start not in (None, AFTER_TRAINING):
+            raise HPOError(f"--new-only and --start {start} say different things: give one")
         table = predict_to_csv(
-            model, data, output, symbols=_split_list(symbols), start=start and start.date(), end=end and end.date()
+            model, data, output, symbols=_split_list(symbols), start=AFTER_TRAINING if new_only else start,
+            end=end and end.date(),
         )
-        typer.echo(f"{len(table)} predictions for {table['symbol'].nunique()} symbol(s) written to {output}")
+        counts = ", ".join(f"{n} {split}" for split, n in table["split"].value_counts(sort=False).items() if split)
+        typer.echo(f"{len(table)} predictions for {table['symbol'].nunique()} symbol(s) written to {output}"
+                   + (f" ({counts})" if counts else " (the model has no saved calendar: no split column)"))
 
 
 @app.command()

@@ -392,3 +392,23 @@ def test_the_worker_is_in_the_database_before_the_trial_samples(tmp_path, monkey
     monkeypatch.setattr(optimizer, "suggest_hyperparameters", suggest_and_look)
     optimizer.optimize()
     assert seen == [this_worker()] * 2
+
+
+def test_steady_training_time_leaves_out_the_warm_up_epoch():
+    from cnn_lstm_hpo.objectives import steady_minutes
+
+    history = [{"wall_seconds": s} for s in (30.0, 6.0, 12.0, 6.6)]  # warm-up, then one epoch slowed by a neighbour
+    assert steady_minutes(history) == pytest.approx(6.6 * 4 / 60)
+    assert steady_minutes(history[:1]) == pytest.approx(0.5) and steady_minutes([]) == 0.0
+
+
+def test_a_study_can_measure_training_time_at_the_steady_epoch_time(tmp_path):
+    from cnn_lstm_hpo.objectives import steady_minutes
+
+    config = tiny_config(tmp_path, n_trials=1, max_epochs_per_trial=3, training={"time_measure": "steady",
+                                                                                  "early_stopping_patience": 3})
+    trial = run(config).trials[0]
+    history = trial.user_attrs["epoch_history"]
+    assert len(history) == 3
+    assert trial.values[1] == pytest.approx(steady_minutes(history))
+    assert trial.user_attrs["training"]["steady_minutes"] == pytest.approx(trial.values[1])

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
@@ -104,6 +105,17 @@ def p_value_vs_majority(accuracy: float | None, majority_rate: float | None, n: 
 
     p0 = min(max(majority_rate, 1e-12), 1 - 1e-12)
     return float(stats.binomtest(round(accuracy * n), n, p=p0, alternative="greater").pvalue)
+
+
+def steady_minutes(history: list[dict[str, float]]) -> float:
+    """Training minutes at the steady-state epoch time: the median wall seconds of the epochs after
+    the first (whose warm-up, one-off allocations and first kernel calls, dominates small models)
+    times the epochs trained. The median also ignores a few epochs slowed by a busy neighbour. A
+    one-epoch history is its own steady state."""
+    walls = [h["wall_seconds"] for h in history]
+    if not walls:
+        return 0.0
+    return statistics.median(walls[1:] or walls) * len(walls) / 60
 
 
 def directions(objectives: list[str]) -> list[str]:

@@ -140,7 +140,7 @@ class ParetoRungPruner:
         self.metric = p.metric
         self.eta = p.reduction_factor
         self.tolerance = p.score_tolerance
-        self.time_key = "wall_seconds" if config.training.time_measure == "wall" else "cpu_seconds"
+        self.time_key = "cpu_seconds" if config.training.time_measure == "cpu" else "wall_seconds"
         self.brackets = plan_brackets(
             config.max_epochs_per_trial,
             p.min_resource,

@@ -20,7 +20,7 @@ from .fingerprint import ADDED_LATER, USER_ATTR as FINGERPRINT
 from .fingerprint import fingerprint_differences, study_fingerprint
 from . import interrupts
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
-from .objectives import directions
+from .objectives import directions, steady_minutes
 from .paths import writable_dir
 from .monitor import TimeLimitExceeded, TrialMonitor, dominance_check, multi_objective_pruner, single_objective_pruner
 from .progress import ProgressLine
@@ -230,14 +230,15 @@ class MultiObjectiveOptimizer:
                 trial.set_user_attr("fail_reason", f"{type(stop).__name__}: {stop}")
             monitor.save()
             raise
-        minutes = monitor.minutes()
+        steady = steady_minutes(monitor.history)
+        minutes = steady if cfg.training.time_measure == "steady" else monitor.minutes()
         best = result.best.val
         monitor.save()
         trial.set_constraint("training_time_minutes", self._over_time(minutes))
         trial.set_user_attr("val_metrics", best.to_dict())
         trial.set_user_attr("training", {
             "epochs_trained": len(result.epochs), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-            "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60,
+            "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60, "steady_minutes": steady,
         })
         values = {"accuracy": best.composite, "training_time": minutes, "model_size": size}
         return [values[name] for name in cfg.objectives]

@@ -25,9 +25,33 @@ def invoke(*args: str):
 def test_scenarios_list_and_show():
     listed = invoke("scenarios", "list")
     assert listed.exit_code == 0
-    assert listed.stdout.split() == ["accuracy_focused", "default", "efficiency_focused", "production", "quick_test", "smoke"]
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["scenario", "trials", "epochs", "objectives"]
+    assert [line.split()[0] for line in lines[1:]] == [
+        "accuracy_focused", "default", "efficiency_focused", "production", "quick_test", "smoke"]
+    assert "quick_test              50      20  accuracy, training_time" in lines
     shown = invoke("scenarios", "show", "production")
     assert shown.exit_code == 0 and "max_training_time_minutes: 90.0" in shown.stdout
+
+
+def test_every_option_is_described_with_its_default_and_flags_take_no_value():
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    commands = {**{n: c for n, c in commands.items() if n != "scenarios"},
+                **{f"scenarios {n}": c for n, c in commands["scenarios"].commands.items()}}
+    for name, command in commands.items():
+        ctx = command.context_class(command, info_name=name)
+        for param in command.params:
+            record = param.get_help_record(ctx)
+            assert record is not None, (name, param.name)
+            shown, text = record
+            assert text.strip(), (name, shown)  # a description
+            if param.param_type_name == "option" and not param.required and not param.is_flag:
+                assert "default" in text, (name, shown)  # shown by click, or said in words where None
+            assert "<bool>" not in shown and "BOOLEAN" not in shown, (name, shown)
+    help_text = invoke("optimize", "--help").stdout
+    assert "--no-pruning" in help_text and "--start YYYY-MM-DD" in help_text and "<bool>" not in help_text
 
 
 def test_unknown_scenario_is_one_line_exit_2():
@@ -155,3 +179,45 @@ def test_starting_a_study_does_not_load_the_analysis_stack():
     code = "import sys, cnn_lstm_hpo.study; print(sorted(m for m in ('statsmodels', 'matplotlib', 'plotly') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_ctrl_c_writes_the_report_and_prints_the_command_that_resumes(tmp_path, monkeypatch):
+    from cnn_lstm_hpo.train import Trainer
+
+    fit = Trainer.fit
+    calls = []
+
+    def interrupted_third(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", interrupted_third)
+    save = tmp_path / "my run"
+    args = ["optimize", "--scenario", "smoke", "--n-trials", "3", "--max-epochs-per-trial", "1",
+            "--start", "2016-01-01", "--save-dir", str(save)]
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/cnn-lstm-hpo", *args])
+    result = invoke(*args)
+    assert result.exit_code == 130, result.output
+    assert f"run the same command again:\n  cnn-lstm-hpo optimize --scenario smoke --n-trials 3 --max-epochs-per-trial 1 " \
+           f"--start 2016-01-01 --save-dir '{save}'\n" in result.stderr
+    for name in ("report.html", "optimization_analysis.json", "optimization_summary.txt", "best_configurations.json"):
+        assert (save / name).is_file(), name
+    assert list((save / "plots").glob("*.png"))
+
+
+def test_a_finished_study_run_again_has_nothing_to_do(tmp_path):
+    save = tmp_path / "done"
+    args = ["optimize", "--scenario", "smoke", "--n-trials", "1", "--max-epochs-per-trial", "1",
+            "--start", "2016-01-01", "--save-dir", str(save)]
+    assert invoke(*args).exit_code == 0
+    report = (save / "report.html").stat().st_mtime_ns
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines()[0] == (
+        f"nothing to do: 1 of 1 trials finished in study 'smoke' (--n-trials sets more); "
+        f"summary: {save / 'optimization_summary.txt'}"
+    )
+    assert "Best configurations" not in again.stdout
+    assert (save / "report.html").stat().st_mtime_ns == report  # nothing rewritten

@@ -55,15 +55,18 @@ def test_constant_predictors_rank_after_every_other_trial():
     assert [t.number for t in ranked_front(study, ["accuracy", "training_time"], weights)] == [1, 2, 3, 0]
     text = summary_text(study, ["accuracy", "training_time"], best)
     assert "Constant predictors (validation predictions >= 99% one class): 2 of 4 complete trials" in text
-    assert "Rank 4: trial 0: accuracy=0.7000, training_time=2.0000 min [constant predictor: ranked last]" in text
-    assert "Rank 1: trial 1: accuracy=0.6000, training_time=1.0000 min\n" in text
+    assert "Rank 4: trial 0: accuracy (composite)=0.7000, training_time=2.0000 min [constant predictor: ranked last]" in text
+    assert "Rank 1: trial 1: accuracy (composite)=0.6000, training_time=1.0000 min\n" in text
 
 
 def test_an_older_study_scored_by_accuracy_resumes_only_with_accuracy(tmp_path):
     """The default metric changed: a study that ran plain accuracy (its fingerprint says so) is
     refused under the new default, naming the old value, and resumes with it set."""
     config = build_config("smoke", {"save_dir": str(tmp_path)})
-    fingerprint = {"training.classification_metric": "accuracy", "max_epochs_per_trial": 3}
+    from cnn_lstm_hpo.fingerprint import FROM_STORED_CONFIG, _config_fields
+
+    recorded = {k: v for k, v in _config_fields(config).items() if k in FROM_STORED_CONFIG}  # as a real study records
+    fingerprint = {"training.classification_metric": "accuracy", "max_epochs_per_trial": 3, **recorded}
     open_study(build_config("smoke", {"save_dir": str(tmp_path), "training": {"classification_metric": "accuracy"}}), fingerprint)
     with pytest.raises(HPOError) as error:
         open_study(config, {**fingerprint, "training.classification_metric": "balanced_accuracy"})

@@ -7,6 +7,7 @@ headers, epoch columns, Parquet), then read through the public loader.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -57,6 +58,36 @@ def test_pandas_to_csv_with_an_unnamed_index_column(tmp_path):
     frame.to_csv(tmp_path / "ABC.csv")
     assert (tmp_path / "ABC.csv").read_text().startswith(",Open,High,Low,Close,Volume\n2020-01-02,")
     pd.testing.assert_frame_equal(load_one(tmp_path / "ABC.csv"), EXPECTED, check_index_type=False, check_freq=False)
+
+
+YFINANCE_CSV = Path(__file__).parent / "data" / "yfinance_download_XYZ.csv"
+
+
+def test_a_yfinance_download_written_with_to_csv_is_read_with_its_ticker_as_the_symbol(tmp_path):
+    # The fixture is byte for byte what yfinance.download("XYZ").to_csv() writes: Price / Ticker / Date rows.
+    assert YFINANCE_CSV.read_text().startswith(
+        "Price,Adj Close,Close,High,Low,Open,Volume\nTicker,XYZ,XYZ,XYZ,XYZ,XYZ,XYZ\nDate,,,,,,\n2010-01-04,")
+    shutil.copy(YFINANCE_CSV, tmp_path / "download.csv")  # the symbol comes from the Ticker row, not the file name
+    loaded = load_bars(str(tmp_path / "download.csv"))
+    assert list(loaded.frames) == ["XYZ"]
+    frame = loaded.frames["XYZ"]
+    raw = pd.read_csv(YFINANCE_CSV, skiprows=[1, 2])
+    assert len(frame) == 60 and str(frame.index[0].date()) == "2010-01-04"
+    np.testing.assert_allclose(frame["close"], raw["Adj Close"])  # adjusted, as for a one-row header
+    np.testing.assert_allclose(frame["volume"], raw["Volume"])
+
+
+def test_two_header_rows_without_the_date_row_and_several_tickers_by_ticker(tmp_path):
+    frame = EXPECTED.rename(columns=str.title)
+    frame.index.name = None
+    # group_by="ticker": (Ticker, Price) columns, two symbols side by side.
+    wide = pd.concat({"AAA": frame, "BBB": frame * 2}, axis=1, names=["Ticker", "Price"])
+    wide.to_csv(tmp_path / "both.csv")
+    assert (tmp_path / "both.csv").read_text().startswith("Ticker,AAA,AAA,")
+    loaded = load_bars(str(tmp_path / "both.csv"))
+    assert list(loaded.frames) == ["AAA", "BBB"]
+    pd.testing.assert_frame_equal(loaded.frames["AAA"], EXPECTED, check_index_type=False, check_freq=False)
+    np.testing.assert_allclose(loaded.frames["BBB"]["close"], 2 * EXPECTED["close"])
 
 
 @pytest.mark.parametrize("header", ["Date", "date", "DATE", "Datetime", "timestamp", "Time", "trade_date", "Open Time"])

@@ -40,8 +40,25 @@ def test_plan_prints_the_expected_time_and_outcomes():
     assert lines[1].startswith("  timed here: 2 configurations, ")
     assert any(line.startswith("  expected wall time  ") and line.endswith(" min of training (add about 15 s "
                "for start-up and the final analysis)") for line in lines)
-    assert "  fits: every replay finished all trials within timeout_hours" in lines
+    assert any(line.startswith("  fits: all 6 trials within timeout_hours in every replay; expect about ")
+               for line in lines), result.stdout
+    assert "mostly stopped" not in result.stdout and "does not fit" not in result.stdout
+    progress = result.stderr.splitlines()
+    assert [line.split(":")[0] for line in progress[:2]] == ["timing 1/2", "timing 2/2"]
+    assert "s per epoch (repeats " in progress[0]
     assert "learning curves from the shipped table synthetic.jsonl.gz" in result.stdout
+
+
+def test_a_scenario_whose_trials_cannot_finish_in_the_time_limit_is_said_not_to_fit():
+    config = create_optimization_config(scenario="smoke", data={"source": "synthetic"}, max_training_time_minutes=0.0001)
+    said = []
+    plan = make_plan(config, timed_configs=1, progress=said.append)
+    lines = plan.lines()
+    assert plan.span("feasible_complete")[0] == 0
+    verdict = [line for line in lines if line.startswith("  does not fit: no trial is expected to complete")]
+    assert verdict and "raise max_training_time_minutes (now 0.0001)" in verdict[0], lines
+    assert not any(line.startswith("  fits") for line in lines)
+    assert said[0].startswith("timing 1/1: ") and said[-1].startswith("replaying the scenario 3 times")
 
 
 def test_the_plan_replays_curves_recorded_on_the_scenarios_data_where_there_are_some():

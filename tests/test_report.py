@@ -107,7 +107,7 @@ def test_report_renders_in_a_headless_browser(planted_dir, browser):
     analysis = json.loads((planted_dir / "optimization_analysis.json").read_text())
     front = [row["trial_number"] for row in analysis["pareto_front"]["trials"]]
     traces = browser.execute_script(
-        "return document.getElementById('pareto-plot').data.map(t => [t.type, t.name, t.x.length, t.text]);")
+        "return document.getElementById('pareto-plot').data.map(t => [t.type, t.name, t.x.length, t.hovertext]);")
     assert {kind for kind, *_ in traces} == {"scatter3d"}
     shown = {name: sorted(int(re.match(r"<b>trial (\d+)</b>", text).group(1)) for text in texts)
              for _, name, n, texts in traces if len(texts) == n}
@@ -116,11 +116,16 @@ def test_report_renders_in_a_headless_browser(planted_dir, browser):
     assert sum(map(len, shown.values())) == analysis["trials"]["by_state"]["COMPLETE"]
     plot = browser.find_element(By.ID, "pareto-plot")
     assert plot.find_elements(By.CSS_SELECTOR, "canvas") and plot.size["width"] > 300 and plot.size["height"] > 300
+    # One colour bar (trial number, shared by the traces), and the front's points labelled by trial.
+    bars = [bar.text for bar in plot.find_elements(By.CSS_SELECTOR, "g.colorbar")]
+    assert len(bars) == 1 and "trial number" in bars[0], bars
+    labels = browser.execute_script(
+        "return document.getElementById('pareto-plot').data.filter(t => t.name.startsWith('Pareto')).map(t => t.text)[0];")
+    assert labels == [f"#{n}" for n in sorted(front)] or sorted(labels) == sorted(f"#{n}" for n in front)
     browser.execute_script("arguments[0].scrollIntoView();", plot)
-    # Colour bars and legend off: what colour is left on the page is the markers'.
+    # Colour bar and legend off: what colour is left on the page is the markers'.
     browser.execute_async_script("""const done = arguments[arguments.length - 1], g = arguments[0];
-        Plotly.restyle(g, {'marker.showscale': false}).then(() => Plotly.relayout(g, {showlegend: false})).then(done);""",
-                                 plot)
+        Plotly.relayout(g, {showlegend: false, 'coloraxis.showscale': false}).then(done);""", plot)
     _assert_coloured_points(plot.screenshot_as_png)
 
     # The best-configuration table starts with the study's top trial (as best_configurations.json ranks it).
@@ -132,6 +137,25 @@ def test_report_renders_in_a_headless_browser(planted_dir, browser):
     assert "TrialDiverged: loss became nan" in browser.find_element(By.ID, "stopped-trials").text
     for div in ("importance-plot", "correlation-plot", "learning-plot", "hypervolume-plot"):
         assert browser.find_element(By.ID, div).find_elements(By.CSS_SELECTOR, "svg.main-svg"), div
+    # Read at a glance: a rounded hypervolume title, a legend on the learning curves, summary lines
+    # wrapped rather than scrolled, and non-significant correlations without colour.
+    title = browser.find_element(By.CSS_SELECTOR, "#hypervolume-plot .gtitle").text
+    assert title.startswith("Hypervolume of the feasible front (reference point: accuracy ")
+    assert not re.search(r"\d\.\d{4,}|\{", title), title
+    legend = browser.find_element(By.CSS_SELECTOR, "#learning-plot g.legend").text
+    assert "complete" in legend and "pruned / stopped" in legend
+    size = browser.get_window_size()
+    browser.set_window_size(600, size["height"])  # narrower than the summary's longest lines
+    try:
+        assert browser.execute_script(
+            "const p = document.querySelector('#summary pre'); return p.scrollWidth <= p.clientWidth;")
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+    cells = [c for c in analysis["correlations"]["cells"]]
+    greyed = browser.execute_script(
+        "return document.getElementById('correlation-plot').data.map(t => [t.name, t.z.flat().filter(v => v !== null).length]);")
+    assert dict(greyed) == {"not significant": sum(not c["significant"] for c in cells),
+                            "significant": sum(c["significant"] for c in cells)}
 
 
 def _assert_coloured_points(png: bytes) -> None:

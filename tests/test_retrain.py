@@ -633,3 +633,44 @@ def test_retrain_command_refuses_changed_data_in_one_line_and_takes_the_flag(
     result = invoke("retrain", "--save-dir", tmp_path / "run", "--allow-appended-bars")
     assert result.exit_code == 0, result.output
     assert [d.boundaries["SYN_A"]["test_end"] for d in calls] == [longer["SYN_A"].index[-1]]
+
+
+def test_predictions_carry_their_split_and_the_realized_outcome(tmp_path):
+    cfg = DataConfig(source="synthetic", sequence_length=10)
+    frames = load_frames("synthetic")
+    end = frames["SYN_A"].index[-200]  # the study saw bars up to here; later ones are new
+    data, _ = prepare_windows(cfg.model_copy(update={"end": end.date()}), None)
+    params = {
+        "learning_rate": 3e-3, "weight_decay": 0.0, "optimizer": "adam", "scheduler": "none", "batch_size": 128,
+        "cnn_num_filters": 4, "cnn_filter_sizes": [2, 3], "cnn_attention_heads": 2, "lstm_hidden_dim": 8,
+        "lstm_num_layers": 1, "lstm_bidirectional": False, "dropout_rate": 0.1,
+    }
+    model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=2)
+    torch.manual_seed(0)
+    meta = checkpoint_meta(
+        model_config, hyperparameters=params, feature_names=data.feature_names, sequence_length=10, horizon=1,
+        direction_threshold=0.0, scaler=data.scaler, return_scale=1.0, calendar=data.calendar(),
+    )
+    folder = save_checkpoint(tmp_path / "model", HybridCNNLSTM(model_config), meta)
+    out = tmp_path / "all.csv"
+    result = invoke("predict", "--model", folder, "--data", "synthetic", "--output", out)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, parse_dates=["date"]).set_index(["symbol", "date"])
+    for name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
+        rows = table.loc[list(zip(split.symbols, split.dates))]
+        assert (rows["split"] == name).all(), name
+        assert (rows["realized_class"] == split.y_class.numpy()).all(), name
+        np.testing.assert_allclose(rows["realized_return"], split.y_return.numpy(), rtol=1e-6, atol=1e-7)
+    after = table[table["split"] == "after"]
+    assert len(after) == 2 * 199 and (after.index.get_level_values("date") > end).all()
+    latest = table.groupby(level="symbol").tail(1)  # its outcome is not known yet: empty
+    assert latest["realized_return"].isna().all() and latest["realized_class"].isna().all()
+
+    new = tmp_path / "new.csv"
+    assert invoke("predict", "--model", folder, "--data", "synthetic", "--output", new, "--new-only").exit_code == 0
+    assert pd.read_csv(new, parse_dates=["date"]).set_index(["symbol", "date"]).index.equals(after.index)
+    same = invoke("predict", "--model", folder, "--data", "synthetic", "--output", new, "--start", "after-training")
+    assert same.exit_code == 0 and "398 predictions for 2 symbol(s)" in same.stdout and "(398 after)" in same.stdout
+    bad = invoke("predict", "--model", folder, "--data", "synthetic", "--output", new, "--start", "soon")
+    assert bad.exit_code == 2
+    assert bad.stderr == "error: --start must be a date YYYY-MM-DD or after-training, but got 'soon'\n"

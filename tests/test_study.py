@@ -83,10 +83,32 @@ def test_study_writes_guide_outputs_and_ranks_feasible_pareto(tmp_path):
     assert front  # three complete feasible trials: at least one is on the front
     assert {b["trial_number"] for b in best} == front
     assert sorted(b["rank"] for b in best) == list(range(1, len(best) + 1))
-    assert all(set(b) == {"trial_number", "params", "values", "objectives", "rank", "constant_predictor"} for b in best)
+    assert all(set(b) == {"trial_number", "params", "values", "objectives", "objective_definitions", "validation", "rank",
+                          "constant_predictor"} for b in best)
     summary = (save / "optimization_summary.txt").read_text()
     assert "3 complete" in summary and "majority-class rate" in summary
     assert "n_trials: 3" in (save / "resolved_config.yaml").read_text()
+
+
+def test_the_accuracy_objective_is_named_the_composite_beside_the_plain_metrics(tmp_path):
+    config = tiny_config(tmp_path, n_trials=2, objectives=["accuracy", "model_size"],
+                         training={"classification_metric": "balanced_accuracy", "classification_weight": 3,
+                                   "regression_weight": 1})
+    study = run(config)
+    label = "accuracy (composite: 0.75 x balanced_accuracy + 0.25 x regression score)"
+    best = json.loads((config.save_dir / "best_configurations.json").read_text())
+    for record in best:
+        assert record["objective_definitions"] == {"accuracy": label}
+        shown = record["validation"]
+        metrics = study.trials[record["trial_number"]].user_attrs["val_metrics"]
+        assert shown["accuracy"] == metrics["accuracy"] and shown["majority_rate"] == metrics["majority_rate"]
+        assert 0 <= shown["balanced_accuracy"] <= 1 and shown["balanced_accuracy"] != record["objectives"]["accuracy"]
+        assert 0 < shown["p_value_vs_majority"] <= 1 and shown["n_samples"] > 0
+    summary = (config.save_dir / "optimization_summary.txt").read_text()
+    assert f"Objectives: {label} (maximize), model_size (minimize)" in summary
+    assert f"trial {best[0]['trial_number']}: accuracy (composite)=" in summary
+    analysis = json.loads((config.save_dir / "optimization_analysis.json").read_text())
+    assert analysis["objectives"][0]["label"] == label
 
 
 def test_objective_subset_and_order_follow_config(tmp_path):
@@ -440,3 +462,23 @@ def test_the_worker_is_in_the_database_before_the_trial_samples(tmp_path, monkey
     monkeypatch.setattr(optimizer, "suggest_hyperparameters", suggest_and_look)
     optimizer.optimize()
     assert seen == [this_worker()] * 2
+
+
+def test_steady_training_time_leaves_out_the_warm_up_epoch():
+    from cnn_lstm_hpo.objectives import steady_minutes
+
+    history = [{"wall_seconds": s} for s in (30.0, 6.0, 12.0, 6.6)]  # warm-up, then one epoch slowed by a neighbour
+    assert steady_minutes(history) == pytest.approx(6.6 * 4 / 60)
+    assert steady_minutes(history[:1]) == pytest.approx(0.5) and steady_minutes([]) == 0.0
+
+
+def test_a_study_can_measure_training_time_at_the_steady_epoch_time(tmp_path):
+    from cnn_lstm_hpo.objectives import steady_minutes
+
+    config = tiny_config(tmp_path, n_trials=1, max_epochs_per_trial=3, training={"time_measure": "steady",
+                                                                                  "early_stopping_patience": 3})
+    trial = run(config).trials[0]
+    history = trial.user_attrs["epoch_history"]
+    assert len(history) == 3
+    assert trial.values[1] == pytest.approx(steady_minutes(history))
+    assert trial.user_attrs["training"]["steady_minutes"] == pytest.approx(trial.values[1])

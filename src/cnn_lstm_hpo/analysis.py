@@ -27,9 +27,9 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from .objectives import DIRECTIONS, reference_point, weighted_ranks
+from .objectives import DIRECTIONS, p_value_vs_majority, reference_point, weighted_ranks
 from .pbo import probability_of_backtest_overfitting
-from .results import constant_last, is_constant_predictor, is_feasible  # is_feasible: Optuna's rule
+from .results import constant_last, is_constant_predictor, is_feasible, study_labels  # is_feasible: Optuna's rule
 from .baselines import holm_adjusted as holm
 from .space import decode_params
 from .verdict import signal_part
@@ -42,7 +42,7 @@ LEAKAGE_ACCURACY = 0.65
 TOP_K = 5
 # Fewer trials than this give importances that are noise (PED-ANOVA compares the best 10% with the rest).
 MIN_IMPORTANCE_TRIALS = 10
-UNITS = {"accuracy": "score 0-1", "training_time": "minutes", "model_size": "MB", "sharpe": "annualized, net of costs"}
+UNITS = {"accuracy": "composite score 0-1", "training_time": "minutes", "model_size": "MB", "sharpe": "annualized, net of costs"}
 EVALUATORS = ("ped_anova", "fanova")
 # Up to this many trials Spearman's p-value is exact (every ordering of the ranks, 8! = 40320); the
 # t approximation scipy uses otherwise says p = 0 for a perfect rank order of 4 trials (exact: 1/12).
@@ -400,9 +400,8 @@ def baseline_part(study: optuna.Study, objectives: list[str], weights: dict[str,
         if accuracy is not None and majority is not None and n > 0:
             correct = round(accuracy * n)
             p0 = min(max(majority, 1e-12), 1 - 1e-12)
-            result = stats.binomtest(correct, n, p=p0, alternative="greater")
             ci = stats.binomtest(correct, n, p=p0).proportion_ci(confidence_level=0.95, method="exact")
-            row.update(correct=correct, p_value=float(result.pvalue), ci95=[float(ci.low), float(ci.high)])
+            row.update(correct=correct, p_value=p_value_vs_majority(accuracy, majority, n), ci95=[float(ci.low), float(ci.high)])
         else:
             row["note"] = "no validation accuracy with its sample count stored for this trial"
         rows.append(row)
@@ -532,12 +531,13 @@ def analyze_study(
     weights = weights or {name: 1.0 for name in objectives}
     all_rungs = rung_epochs(study, rungs)
     ranked = ranked_front(study, objectives, weights)
+    shown = study_labels(study, objectives)
     analysis = {
         "verdict": (signal := signal_part(study, ranked, complete_trials(study)))["verdict"],
         "study_name": study.study_name,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "objectives": [
-            {"name": name, "direction": d.name.lower(), "unit": unit(name)}
+            {"name": name, "label": shown[name], "direction": d.name.lower(), "unit": unit(name)}
             for name, d in zip(objectives, study.directions)
         ],
         "objective_weights": weights,

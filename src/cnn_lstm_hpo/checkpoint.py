@@ -4,7 +4,8 @@
 - ``model.safetensors``: the state dict (tensors only: loading never unpickles anything),
 - ``checkpoint.json``: the architecture, hyperparameters, feature list, window length, horizon,
   class setup, the fitted scaler's ``mean_``/``scale_`` and the return scale, the data
-  fingerprint and where the model came from (study, trial, seed),
+  fingerprint, the calendar cuts of the study's data (first validation and test dates, last bar)
+  and where the model came from (study, trial, seed),
 - ``metrics.json``: what the model scored (written by retrain).
 
 The folder is assembled under a temporary name beside its destination and renamed into place,
@@ -72,6 +73,7 @@ def checkpoint_meta(
     return_scale: float,
     fingerprint: Any = None,
     origin: dict[str, Any] | None = None,
+    calendar: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The JSON half of a checkpoint. ``scaler`` is a fitted StandardScaler (or None for user loaders)."""
     return {
@@ -88,6 +90,8 @@ def checkpoint_meta(
         "return_scale": return_scale,
         "fingerprint": fingerprint,
         "origin": origin or {},
+        # val_start, test_start, data_end of the study's data (WindowedData.calendar): predict's split column.
+        "calendar": calendar,
     }
 
 

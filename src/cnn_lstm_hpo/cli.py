@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -17,7 +18,7 @@ from .config import build_config, scenario_names, scenario_text
 from .errors import HPOError, StudyFailed
 from .storage import optuna_cli_storage
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-objective HPO of CNN+LSTM market models.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Multi-objective HPO of CNN+LSTM market models.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="List and show the shipped scenarios.")
 app.add_typer(scenarios_app, name="scenarios")
 
@@ -66,33 +67,48 @@ def _setup_logging(quiet: bool, debug: bool = False) -> None:
 @app.command()
 def optimize(
     scenario: str = typer.Option("default", "--scenario", "-s", help="Scenario name or a YAML file."),
-    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to finish in the study."),
-    max_epochs_per_trial: Optional[int] = typer.Option(None, "--max-epochs-per-trial"),
-    timeout_hours: Optional[float] = typer.Option(None, "--timeout-hours"),
-    objectives: Optional[list[str]] = typer.Option(None, "--objectives", help="accuracy, training_time, model_size."),
-    symbols: Optional[list[str]] = typer.Option(None, "--symbols", help="Symbols to use (repeat or comma-separate)."),
-    data: Optional[str] = typer.Option(None, "--data", help="sample (bundled), synthetic, or a file/folder path."),
-    start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
-    end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
-    save_dir: Optional[Path] = typer.Option(None, "--save-dir"),
-    storage: Optional[str] = typer.Option(
-        None, "--storage", help="SQLAlchemy URL, journal:///path or grpc://HOST:PORT (default: SQLite in --save-dir)."
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to finish in the study (default: the scenario's)."),
+    max_epochs_per_trial: Optional[int] = typer.Option(
+        None, "--max-epochs-per-trial", help="Epoch budget of each trial (default: the scenario's)."
     ),
-    study_name: Optional[str] = typer.Option(None, "--study-name"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    timeout_hours: Optional[float] = typer.Option(
+        None, "--timeout-hours", help="Wall-clock limit of this run (default: the scenario's)."
+    ),
+    objectives: Optional[list[str]] = typer.Option(
+        None, "--objectives", metavar="NAMES", help="Of accuracy, training_time, model_size, sharpe (default: the scenario's)."
+    ),
+    symbols: Optional[list[str]] = typer.Option(
+        None, "--symbols", metavar="NAMES", help="Symbols to use, repeated or comma-separated (default: the scenario's)."
+    ),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="sample (bundled), synthetic, or a file/folder path (default: the scenario's, else sample)."
+    ),
+    start: Optional[dt.datetime] = typer.Option(
+        None, "--start", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First bar's date (default: the scenario's, else all)."
+    ),
+    end: Optional[dt.datetime] = typer.Option(
+        None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: the scenario's, else all)."
+    ),
+    save_dir: Optional[Path] = typer.Option(
+        None, "--save-dir", help="Folder for the results and study.db (default: the scenario's, else hyperopt_results)."
+    ),
+    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL, journal:///path or grpc://HOST:PORT (default: SQLite in --save-dir)."),
+    study_name: Optional[str] = typer.Option(None, "--study-name", help="Study name in the storage (default: the scenario's name)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of sampler and training (default: the scenario's, 42)."),
     no_pruning: bool = typer.Option(False, "--no-pruning", help="Train every trial to the end (for comparison)."),
     convergence_patience: Optional[int] = typer.Option(
         None, "--convergence-patience",
-        help="Stop once the last N finished trials grew the front's hypervolume by at most convergence.min_improvement (0.1 %).",
+        help="Stop once the last N finished trials grew the front's hypervolume by at most convergence.min_improvement "
+        "(0.1 %) (default: never).",
     ),
     folds: Optional[int] = typer.Option(
-        None, "--folds", help="Walk-forward evaluation on K validation periods before the test split (K >= 2)."
+        None, "--folds", help="Walk-forward evaluation on K validation periods before the test split, K >= 2 (default: the scenario's evaluation, else holdout)."
     ),
     retrain_top_k: Optional[int] = typer.Option(
-        None, "--retrain-top-k", help="After the study, retrain the top K configurations (as `retrain --top-k K`)."
+        None, "--retrain-top-k", help="After the study, retrain the top K configurations, as `retrain --top-k K` (default: none)."
     ),
     workers: Optional[int] = typer.Option(
-        None, "--workers", help="Worker processes on this machine sharing the study (storage: a journal file)."
+        None, "--workers", help="Worker processes on this machine sharing the study, on a journal file (default: 1)."
     ),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per worker (default: cores / workers)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and the final summary."),
@@ -130,10 +146,16 @@ def optimize(
         # Only the flags the user gave override the scenario.
         config = build_config(scenario, {k: v for k, v in overrides.items() if v is not None})
         optimizer = MultiObjectiveOptimizer(config, explicit_symbols=bool(symbols), progress=not quiet)
-        with _interrupts(f"run the same command again to resume study {config.resolved_study_name!r}"):
+        with _interrupts(f"to resume study {config.resolved_study_name!r}, run the same command again:"):
             optimizer.optimize()
-        summary = (config.save_dir / "optimization_summary.txt").read_text()
-        typer.echo(summary)
+        summary = config.save_dir / "optimization_summary.txt"
+        done = optimizer.nothing_to_do
+        if done is not None:
+            count = f"{done} of {config.n_trials}" if done == config.n_trials else f"{done} (n_trials {config.n_trials})"
+            typer.echo(f"nothing to do: {count} trials finished in study {config.resolved_study_name!r} "
+                       f"(--n-trials sets more); summary: {summary}")
+        else:
+            typer.echo(summary.read_text())
         where = f"--storage {config.storage}" if config.storage else f"--save-dir {config.save_dir}"
         typer.echo(f"results in {config.save_dir}/ ; live view: cnn-lstm-hpo dashboard {where}")
         typer.echo(f"with Optuna's own CLI: optuna trials {optuna_cli_storage(config.resolved_storage)} "
@@ -141,6 +163,18 @@ def optimize(
         if retrain_settings is not None:
             assert optimizer.study is not None
             _retrain_and_report(config, optimizer.study, optimizer.data, retrain_settings)
+
+
+def command_line() -> str:
+    """The command this process was started with, shell-quoted, to be run again as it is."""
+    program = Path(sys.argv[0]).name
+    if program in ("cli.py", "__main__.py"):  # python -m cnn_lstm_hpo.cli
+        head = ["python", "-m", "cnn_lstm_hpo.cli"]
+    elif program.endswith(".py"):  # the guide's scripts
+        head = ["python", sys.argv[0]]
+    else:  # the console script, by the name it is on the PATH with
+        head = [program]
+    return shlex.join(head + sys.argv[1:])
 
 
 @contextlib.contextmanager
@@ -151,19 +185,19 @@ def _interrupts(resume_hint: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as interrupt:
-        typer.echo(f"\ninterrupted; {resume_hint}", err=True)
+        typer.echo(f"\ninterrupted; {resume_hint}\n  {command_line()}", err=True)
         raise typer.Exit(exit_code_of(interrupt)) from None
 
 
 @app.command()
 def worker(
     storage: str = typer.Option(..., "--storage", help="The study's storage URL (journal:///..., postgresql://... or grpc://HOST:PORT)."),
-    study_name: str = typer.Option(..., "--study-name"),
+    study_name: str = typer.Option(..., "--study-name", help="The study to join."),
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Where this worker writes (default: the study's)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
     worker_id: Optional[int] = typer.Option(None, "--worker-id", help="Distinct per worker (default: from host and pid)."),
     no_outputs: bool = typer.Option(False, "--no-outputs", help="Leave the study-level files to another process."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Join a running study from another process or machine, with the configuration stored in it."""
@@ -177,7 +211,7 @@ def worker(
             config, progress=not quiet, worker_id=default_worker_id() if worker_id is None else worker_id,
             write_outputs=not no_outputs,
         )
-        with _interrupts(f"run the same command again to rejoin study {study_name!r}"):
+        with _interrupts(f"to rejoin study {study_name!r}, run the same command again:"):
             optimizer.optimize()
 
 
@@ -186,14 +220,20 @@ def data_command(
     data: Optional[str] = typer.Option(
         None, "--data", help="sample, synthetic, yfinance, or a file/folder path (default: the scenario's)."
     ),
-    symbols: Optional[list[str]] = typer.Option(None, "--symbols", help="Symbols to show (space, comma or repeat)."),
-    start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
-    end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
+    symbols: Optional[list[str]] = typer.Option(
+        None, "--symbols", metavar="NAMES", help="Symbols to show, space, comma or repeat (default: every symbol, or the scenario's)."
+    ),
+    start: Optional[dt.datetime] = typer.Option(
+        None, "--start", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First bar's date (default: the scenario's, else all)."
+    ),
+    end: Optional[dt.datetime] = typer.Option(
+        None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: the scenario's, else all)."
+    ),
     scenario: Optional[str] = typer.Option(
         None, "--scenario", "-s",
         help="Show exactly what `optimize --scenario` would use (symbols, dates, windows); default: every symbol.",
     ),
-    debug: bool = typer.Option(False, "--debug"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Show what a data source yields: per symbol bars, frequency, gaps and repairs; windows per split."""
     with _user_errors(debug):
@@ -263,7 +303,9 @@ def _retrain_and_report(config: Any, study: Any, data: Any, settings: Any) -> No
 def retrain(
     save_dir: Path = typer.Option(..., "--save-dir", help="The --save-dir of a finished study."),
     top_k: int = typer.Option(3, "--top-k", help="How many of the ranked feasible Pareto configurations."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epoch budget per model (early stopping on validation); default 100."),
+    epochs: Optional[int] = typer.Option(
+        None, "--epochs", help="Epoch budget per model, early stopping on validation (default: 100)."
+    ),
     seeds: int = typer.Option(3, "--seeds", help="Training runs per configuration, for the spread."),
     registry_uri: Optional[str] = typer.Option(
         None, "--registry-uri", help="MLflow tracking URI (default: sqlite:///<save-dir>/mlflow.db)."
@@ -295,26 +337,40 @@ def predict(
     model: Path = typer.Option(..., "--model", help="A saved model folder (retrained_model_<k>/)."),
     data: str = typer.Option(..., "--data", help="sample, synthetic, or a file/folder path."),
     output: Path = typer.Option(..., "--output", help="CSV file to write."),
-    symbols: Optional[list[str]] = typer.Option(None, "--symbols", help="Symbols to predict (default: all)."),
-    start: Optional[dt.datetime] = typer.Option(None, "--start", formats=["%Y-%m-%d"]),
-    end: Optional[dt.datetime] = typer.Option(None, "--end", formats=["%Y-%m-%d"]),
+    symbols: Optional[list[str]] = typer.Option(None, "--symbols", metavar="NAMES", help="Symbols to predict (default: all)."),
+    start: Optional[str] = typer.Option(
+        None, "--start", metavar="YYYY-MM-DD|after-training",
+        help="First decision date to write, or after-training: only bars after the study's data (default: all rows).",
+    ),
+    new_only: bool = typer.Option(False, "--new-only", help="The same as --start after-training."),
+    end: Optional[dt.datetime] = typer.Option(
+        None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: all)."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Class probabilities, predicted class and return for every window of the data, per symbol and date."""
+    """Class probabilities, predicted class and return for every window of the data, per symbol and date,
+    with the split of the model's study each date is in and the realized outcome where known."""
     with _user_errors(debug):
-        from .predict import predict_to_csv
+        from .predict import AFTER_TRAINING, predict_to_csv
 
+        if new_only and start not in (None, AFTER_TRAINING):
+            raise HPOError(f"--new-only and --start {start} say different things: give one")
         table = predict_to_csv(
-            model, data, output, symbols=_split_list(symbols), start=start and start.date(), end=end and end.date()
+            model, data, output, symbols=_split_list(symbols), start=AFTER_TRAINING if new_only else start,
+            end=end and end.date(),
         )
-        typer.echo(f"{len(table)} predictions for {table['symbol'].nunique()} symbol(s) written to {output}")
+        counts = ", ".join(f"{n} {split}" for split, n in table["split"].value_counts(sort=False).items() if split)
+        typer.echo(f"{len(table)} predictions for {table['symbol'].nunique()} symbol(s) written to {output}"
+                   + (f" ({counts})" if counts else " (the model has no saved calendar: no split column)"))
 
 
 @app.command()
 def analyze(
     save_dir: Path = typer.Option(..., "--save-dir", help="Where to write; its study.db is read unless --storage."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the study (SQLAlchemy, journal:///, grpc://)."),
-    study_name: Optional[str] = typer.Option(None, "--study-name", help="Needed when the storage holds several studies."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the study: SQLAlchemy, journal:///, grpc:// (default: the study.db in --save-dir)."),
+    study_name: Optional[str] = typer.Option(
+        None, "--study-name", help="Needed when the storage holds several studies (default: its only one)."
+    ),
     importance: str = typer.Option("ped_anova", "--importance", help="Importance evaluator: ped_anova or fanova."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -338,10 +394,14 @@ def analyze(
 @app.command()
 def plan(
     scenario: str = typer.Option("default", "--scenario", "-s", help="Scenario name or a YAML file."),
-    n_trials: Optional[int] = typer.Option(None, "--n-trials"),
-    max_epochs_per_trial: Optional[int] = typer.Option(None, "--max-epochs-per-trial"),
-    timeout_hours: Optional[float] = typer.Option(None, "--timeout-hours"),
-    data: Optional[str] = typer.Option(None, "--data", help="sample (bundled), synthetic, or a file/folder path."),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials in the study (default: the scenario's)."),
+    max_epochs_per_trial: Optional[int] = typer.Option(
+        None, "--max-epochs-per-trial", help="Epoch budget of each trial (default: the scenario's)."
+    ),
+    timeout_hours: Optional[float] = typer.Option(None, "--timeout-hours", help="Wall-clock limit (default: the scenario's)."),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="sample (bundled), synthetic, or a file/folder path (default: the scenario's, else sample)."
+    ),
     timed: int = typer.Option(5, "--timed", min=1, help="Configurations to time on this machine."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -353,14 +413,15 @@ def plan(
         overrides = {"n_trials": n_trials, "max_epochs_per_trial": max_epochs_per_trial, "timeout_hours": timeout_hours,
                      "data": {"source": data} if data else None}
         config = build_config(scenario, {k: v for k, v in overrides.items() if v is not None})
-        for line in make_plan(config, timed_configs=timed).lines():
+        progress = lambda line: typer.echo(line, err=True)  # noqa: E731 - stdout stays the plan itself
+        for line in make_plan(config, timed_configs=timed, progress=progress).lines():
             typer.echo(line)
 
 
 @app.command()
 def dashboard(
-    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="A study's --save-dir (its study.db)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL (instead of --save-dir)."),
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="A study's --save-dir, its study.db (default: none; give this or --storage)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL instead of --save-dir (default: none)."),
     port: int = typer.Option(8080, "--port", help="Port on 127.0.0.1."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -394,13 +455,21 @@ def storage_proxy(
 
 @scenarios_app.command("list")
 def scenarios_list() -> None:
-    """Names of the shipped scenarios."""
+    """The shipped scenarios: trials, epochs per trial and objectives of each."""
+    rows = [("scenario", "trials", "epochs", "objectives")]
     for name in scenario_names():
-        typer.echo(name)
+        config = build_config(name)
+        rows.append((name, str(config.n_trials), str(config.max_epochs_per_trial), ", ".join(config.objectives)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        typer.echo("  ".join([row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]), row[3]]))
 
 
 @scenarios_app.command("show")
-def scenarios_show(name: str, debug: bool = typer.Option(False, "--debug")) -> None:
+def scenarios_show(
+    name: str = typer.Argument(..., help="A name from `scenarios list`."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
     """Print a scenario's YAML as shipped."""
     with _user_errors(debug):
         typer.echo(scenario_text(name).rstrip())

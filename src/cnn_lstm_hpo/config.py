@@ -87,8 +87,9 @@ class TrainingConfig(_Section):
     # Balanced accuracy: a constant predictor scores 1/num_classes whatever the class balance
     # (benchmarks/metric_choice.py; README, Objectives). "accuracy" is the guide's.
     classification_metric: Literal["accuracy", "balanced_accuracy", "mcc"] = "balanced_accuracy"
-    # Wall time is the guide's measure; CPU time is steadier on shared hosts.
-    time_measure: Literal["wall", "cpu"] = "wall"
+    # Wall time is the guide's measure; CPU time is steadier on shared hosts; steady: the median wall
+    # time of the epochs after the first (warm-up) times the epochs trained (objectives.steady_minutes).
+    time_measure: Literal["wall", "cpu", "steady"] = "wall"
     classification_weight: float = Field(0.7, ge=0)
     regression_weight: float = Field(0.3, ge=0)
 

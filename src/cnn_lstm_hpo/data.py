@@ -450,13 +450,47 @@ def _csv_separator(path: Path) -> str:
     return max((",", ";", "\t"), key=header.count)
 
 
+def _price_ticker_levels(path: Path, sep: str) -> tuple[int, int] | None:
+    """(header row of the field names, header row of the tickers) when the CSV has two header rows, as
+    ``yfinance.download(...).to_csv()`` writes (Price / Ticker rows, then a Date row), also with
+    the levels swapped (``group_by="ticker"``) or without the Date row; None for one header row."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", errors="replace", newline="") as handle:  # type: ignore[operator]
+        rows = [row for _, row in zip(range(2), csv.reader(handle, delimiter=sep))]
+    if len(rows) < 2:
+        return None
+    fields = [{str(c).strip().lower().replace(" ", "_") for c in row[1:]} for row in rows]
+    for level in (0, 1):
+        other = rows[1 - level][1:]
+        tickers_look_so = other and all(c.strip() and not c.strip().lstrip("-").replace(".", "").isdigit() for c in other)
+        if "close" in fields[level] and "close" not in fields[1 - level] and tickers_look_so:
+            return level, 1 - level
+    return None
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     name = path.name.lower()
     if not name.endswith(_SUFFIXES):
         raise HPOError(f"{path}: unsupported file type (expected {', '.join(_SUFFIXES)})")
     try:
         if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path, sep=_csv_separator(path))
+            sep = _csv_separator(path)
+            levels = _price_ticker_levels(path, sep)
+            if levels is None:
+                return pd.read_csv(path, sep=sep)
+            # Two header rows: one long table, a symbol column from the tickers (pandas reads a
+            # following Date row as the index's name).
+            wide = pd.read_csv(path, sep=sep, header=[0, 1], index_col=0)
+            ticker_level = levels[1]
+            parts = []
+            for ticker in dict.fromkeys(wide.columns.get_level_values(ticker_level)):
+                part = wide.xs(ticker, axis=1, level=ticker_level)  # the field names are its columns
+                part.columns = [str(c) for c in part.columns]
+                parts.append(part.rename_axis("date").reset_index().assign(symbol=str(ticker).strip()))
+            return pd.concat(parts, ignore_index=True)
         return pd.read_parquet(path)
     except Exception as error:  # pandas/pyarrow raise many types for a malformed file
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -79,7 +79,7 @@ class TrialMonitor:
         self.model_size = model_size
         self.pruner = pruner
         self.dominance = dominance
-        self.time_key = "wall_seconds" if config.training.time_measure == "wall" else "cpu_seconds"
+        self.time_key = "cpu_seconds" if config.training.time_measure == "cpu" else "wall_seconds"
         self.history: list[dict[str, float]] = []
         self.projected = 0.0  # training time projected to completion after the last epoch (minutes)
         self.saved_epochs = 0

@@ -15,7 +15,9 @@ predictions (trading.py; config ``trading``).
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
+from typing import Any, Mapping
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
@@ -34,6 +36,7 @@ class Evaluation:
     majority_rate: float  # accuracy of always predicting the most frequent class
     n_samples: int = 0  # validation windows scored; the binomial test against the majority rate needs it
     top_prediction_share: float = float("nan")  # share of the predictions in the most predicted class
+    balanced_accuracy: float = float("nan")  # mean recall over the classes (nan: not measured, as in replays)
 
     @property
     def constant_predictor(self) -> bool:
@@ -77,6 +80,7 @@ def evaluate_predictions(
     return Evaluation(
         loss=loss,
         accuracy=float(np.mean(y_class == pred_class)),
+        balanced_accuracy=float(balanced_accuracy_score(y_class, pred_class)),
         classification_score=cls,
         regression_score=reg,
         composite=composite,
@@ -84,6 +88,46 @@ def evaluate_predictions(
         n_samples=len(y_class),
         top_prediction_share=float(np.bincount(pred_class).max() / len(pred_class)),
     )
+
+
+_METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "mcc": "(MCC + 1) / 2"}
+
+
+def composite_definition(training: Mapping[str, Any] | None) -> str:
+    """What the ``accuracy`` objective is, from the training settings (a study stores them in its
+    ``config`` attribute): "composite: 0.7 x accuracy + 0.3 x regression score"."""
+    training = training or {}
+    metric = training.get("classification_metric", "accuracy")
+    cw, rw = training.get("classification_weight", 0.7), training.get("regression_weight", 0.3)
+    parts = [f"{w / (cw + rw):.2g} x {name}" for w, name in ((cw, _METRIC_NAMES[metric]), (rw, "regression score")) if w]
+    return "composite: " + " + ".join(parts)
+
+
+def objective_labels(objectives: list[str], training: Mapping[str, Any] | None) -> dict[str, str]:
+    """Each objective's name as shown to a person: ``accuracy`` says it is the composite."""
+    return {o: f"{o} ({composite_definition(training)})" if o == "accuracy" else o for o in objectives}
+
+
+def p_value_vs_majority(accuracy: float | None, majority_rate: float | None, n: int | None) -> float | None:
+    """One-sided exact binomial p-value of ``accuracy`` over ``n`` windows against the majority-class
+    rate taken as known (uncorrected); None without the three numbers."""
+    if accuracy is None or majority_rate is None or not n:
+        return None
+    from scipy import stats
+
+    p0 = min(max(majority_rate, 1e-12), 1 - 1e-12)
+    return float(stats.binomtest(round(accuracy * n), n, p=p0, alternative="greater").pvalue)
+
+
+def steady_minutes(history: list[dict[str, float]]) -> float:
+    """Training minutes at the steady-state epoch time: the median wall seconds of the epochs after
+    the first (whose warm-up, one-off allocations and first kernel calls, dominates small models)
+    times the epochs trained. The median also ignores a few epochs slowed by a busy neighbour. A
+    one-epoch history is its own steady state."""
+    walls = [h["wall_seconds"] for h in history]
+    if not walls:
+        return 0.0
+    return statistics.median(walls[1:] or walls) * len(walls) / 60
 
 
 def directions(objectives: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
@@ -117,25 +118,31 @@ def correlation_heatmap(part: dict[str, Any], objectives: list[str]) -> Figure |
         return part.get("note") or "no parameter could be tested"
     params = sorted({c["param"] for c in cells})
     grid = np.full((len(params), len(objectives)), np.nan)
+    significant = np.zeros(grid.shape, dtype=bool)
+    tested = np.zeros(grid.shape, dtype=bool)
     text = [["" for _ in objectives] for _ in params]
     kinds = {}
     for c in cells:
         r, k = params.index(c["param"]), objectives.index(c["objective"])
         grid[r, k] = c["effect"] if c["effect"] is not None else np.nan
+        significant[r, k], tested[r, k] = bool(c["significant"]), True
         text[r][k] = f"{grid[r, k]:.2f}{'*' if c['significant'] else ''}\np={c['p_adjusted']:.2g}"
         kinds[c["param"]] = "rho" if c["test"] == "spearman" else "eps²"
     fig = Figure(figsize=(2.2 * len(objectives) + 4, 0.6 * len(params) + 2))
     ax = fig.subplots()
-    image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    # Only significant effects are coloured (a strong colour on noise reads as a finding); the rest grey.
+    ax.imshow(np.where(tested & ~significant, 0.0, np.nan), cmap=ListedColormap(["#eeeeee"]), aspect="auto")
+    image = ax.imshow(np.where(significant, grid, np.nan), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(len(objectives)), [_label(o) for o in objectives])
     ax.set_yticks(range(len(params)), [f"{p} ({kinds[p]})" for p in params])
     for r, row in enumerate(text):
         for k, label in enumerate(row):
-            dark = abs(grid[r, k]) > 0.6  # white text on the deep colours
-            ax.text(k, r, label, ha="center", va="center", fontsize=8, color="white" if dark else "black",
+            dark = significant[r, k] and abs(grid[r, k]) > 0.6  # white text on the deep colours
+            colour = "white" if dark else "black" if significant[r, k] else "#888888"
+            ax.text(k, r, label, ha="center", va="center", fontsize=8, color=colour,
                     fontweight="bold" if label.split("\n")[0].endswith("*") else "normal")
     fig.colorbar(image, ax=ax, label="Spearman rho (-1..1) or Kruskal-Wallis epsilon² (0..1)")
-    ax.set_title(f"Hyperparameter vs objective; * significant at {part['alpha']} after Benjamini-Hochberg "
+    ax.set_title(f"Hyperparameter vs objective; coloured (*): significant at {part['alpha']} after Benjamini-Hochberg, grey: not "
                  f"({part['n_trials']} trials)", fontsize=9)
     return fig
 

@@ -2,11 +2,15 @@
 
 Inputs are built exactly as in training (``features.compute_features``, the indicator warm-up
 dropped, the saved scaler's mean_/scale_ applied), but every window the bars allow is predicted,
-including the latest ones whose outcome is not known yet.
+including the latest ones whose outcome is not known yet. Each row says which split of the model's
+study its decision date falls in (train, validation, test, or after: later than the study's data),
+from the calendar cuts saved with the model, and, where the bars show it, the realized return and
+class (empty where the outcome is not known yet).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +21,12 @@ from .checkpoint import SavedModel, load_checkpoint
 from .config import DataConfig, validate_data_config
 from .data import configured_frames
 from .errors import HPOError
-from .features import compute_features
+from .features import compute_features, direction_classes, forward_returns
 from .results import atomic_write_text
 from .train import EVAL_BATCH
 
 FEATURE_INPUTS = ("high", "low", "close", "volume")  # the columns compute_features reads
+AFTER_TRAINING = "after-training"  # --start: only the bars after the study's data
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:
@@ -67,7 +72,8 @@ def predict_windows(saved: SavedModel, x: torch.Tensor) -> tuple[np.ndarray, np.
 
 
 def predict_frames(saved: SavedModel, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per symbol and decision date: prob_<class>..., predicted_class, predicted_direction, predicted_return."""
+    """One row per symbol and decision date: prob_<class>..., predicted_class, predicted_direction, predicted_return,
+    split, realized_return, realized_class, realized_direction."""
     if not frames:
         raise HPOError("no symbols to predict")
     names = class_names(int(saved.meta["num_classes"]))
@@ -82,6 +88,16 @@ def predict_frames(saved: SavedModel, frames: dict[str, pd.DataFrame]) -> pd.Dat
         table["predicted_class"] = predicted
         table["predicted_direction"] = [names[c] for c in predicted]
         table["predicted_return"] = rets.astype(np.float64)
+        table["split"] = splits_of(dates, saved.meta.get("calendar"))
+        # The outcome where the bars show it: log return over the horizon and its class, as in training.
+        realized = forward_returns(frame, int(saved.meta["horizon"]))[-len(dates):]
+        known = np.isfinite(realized)
+        classes = direction_classes(np.nan_to_num(realized), len(names), float(saved.meta["direction_threshold"]))
+        realized_class = pd.array(classes, dtype="Int64")
+        realized_class[~known] = pd.NA
+        table["realized_return"] = realized
+        table["realized_class"] = realized_class
+        table["realized_direction"] = [names[c] if k else "" for c, k in zip(classes, known)]
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
 
@@ -93,19 +109,56 @@ def data_config(saved: SavedModel, source: str, start: object, end: object) -> D
     return validate_data_config({**trained, "source": source, "start": start, "end": end})
 
 
+def splits_of(dates: pd.DatetimeIndex, calendar: dict[str, str] | None) -> list[str]:
+    """train / validation / test / after, by the decision date and the study's calendar cuts; empty
+    strings for a model saved without them."""
+    if not calendar:
+        return [""] * len(dates)
+    cuts = [pd.Timestamp(calendar[k]) for k in ("val_start", "test_start", "data_end")]
+    index = np.searchsorted(np.array(cuts[:2], dtype="datetime64[ns]"), dates.to_numpy(), side="right")
+    labels = np.array(["train", "validation", "test"])[index]
+    # The last bar of the study's data is still a test row.
+    return ["after" if d > cuts[2] else label for d, label in zip(dates, labels)]
+
+
 def predict_to_csv(
     model_dir: Path,
     source: str,
     output: Path,
     *,
     symbols: list[str] | None = None,
-    start: object = None,
-    end: object = None,
+    start: str | None = None,
+    end: dt.date | None = None,
 ) -> pd.DataFrame:
-    """Load a saved model and a data source, predict, write the CSV atomically; returns the table."""
+    """Load a saved model and a data source, predict, write the CSV atomically; returns the table.
+
+    ``start``: None (every row), a YYYY-MM-DD date (rows from it on), or ``after-training`` (rows
+    after the study's data). Bars before it are still read, for the indicators' warm-up.
+    """
     saved = load_checkpoint(model_dir)
-    frames = configured_frames(data_config(saved, source, start, end), symbols)
+    first = _first_row(start, saved, Path(model_dir))
+    # Every bar to the end date: the rows before ``start`` still warm up the indicators.
+    frames = configured_frames(data_config(saved, source, None, end), symbols)
     table = predict_frames(saved, frames)
+    if first is not None:
+        table = table[table["date"] >= first] if start != AFTER_TRAINING else table[table["date"] > first]
+        table = table.reset_index(drop=True)
     # repr-precision floats: the CSV round-trips the float64 values exactly.
     atomic_write_text(Path(output), table.to_csv(index=False, float_format="%.17g"))
     return table
+
+
+def _first_row(start: str | None, saved: SavedModel, model_dir: Path) -> pd.Timestamp | None:
+    """The date ``start`` names (for after-training: the study's last bar, itself excluded)."""
+    if start is None:
+        return None
+    if start == AFTER_TRAINING:
+        calendar = saved.meta.get("calendar")
+        if not calendar:
+            raise HPOError(f"model {model_dir} was saved without its data's calendar (before predict knew splits); "
+                           "give --start YYYY-MM-DD")
+        return pd.Timestamp(calendar["data_end"])
+    try:
+        return pd.Timestamp(dt.date.fromisoformat(start))
+    except ValueError:
+        raise HPOError(f"--start must be a date YYYY-MM-DD or {AFTER_TRAINING}, but got {start!r}") from None

@@ -61,7 +61,8 @@ def _note(text: str | None) -> str:
 
 
 def _figure(fig: go.Figure, div_id: str) -> str:
-    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    top = max(50, fig.layout.margin.t or 0)  # a figure with a long title asks for more
+    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": top, "b": 50})
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)
 
 
@@ -86,12 +87,28 @@ def pareto_figure(study: optuna.Study) -> go.Figure | str:
         if not numbers or len(numbers) != len(trace.text):
             continue
         trials = [by_number[n] for n in numbers]
-        name = ("Pareto front (feasible)" if set(numbers) <= front
-                else "infeasible (a limit broken)" if not any(map(is_feasible, trials)) else "dominated")
-        trace.update(name=name, showlegend=True, text=[_hover(t, objectives) for t in trials])
+        kind = ("front" if set(numbers) <= front
+                else "infeasible" if not any(map(is_feasible, trials)) else "dominated")
+        style = _PARETO_STYLE[kind]
+        # One colour bar for every trace (trial number); kinds differ by marker, infeasible ones grey.
+        marker = {"symbol": style["symbol"], "size": style["size"], "showscale": False,
+                  **({"color": "#bbbbbb"} if kind == "infeasible" else {"color": numbers, "coloraxis": "coloraxis"})}
+        trace.update(name=style["name"], showlegend=True, marker=marker,
+                     hovertext=[_hover(t, objectives) for t in trials], hovertemplate="%{hovertext}<extra></extra>",
+                     # The front's trial numbers written beside the points: readable without hovering.
+                     text=[f"#{n}" for n in numbers] if kind == "front" else None,
+                     mode="markers+text" if kind == "front" else "markers", textposition="top center")
     fig.update_layout(legend={"x": 0, "y": 1, "bgcolor": "rgba(255,255,255,0.7)"},
+                      coloraxis={"colorscale": "Viridis", "colorbar": {"title": "trial number"}},
                       height=700 if len(objectives) == 3 else 500)
     return fig
+
+
+_PARETO_STYLE = {
+    "front": {"name": "Pareto front (feasible)", "symbol": "diamond", "size": 9},
+    "dominated": {"name": "dominated", "symbol": "circle", "size": 5},
+    "infeasible": {"name": "infeasible (a limit broken)", "symbol": "x", "size": 5},
+}
 
 
 _NUMBER = re.compile(r'"number": (\d+)')
@@ -128,35 +145,52 @@ def correlation_figure(analysis: dict[str, Any]) -> go.Figure | str:
         return part.get("note") or "no parameter could be tested"
     objectives = [o["name"] for o in analysis["objectives"]]
     params = sorted({c["param"] for c in cells})
-    z = [[None] * len(objectives) for _ in params]
+    significant = [[None] * len(objectives) for _ in params]
+    grey = [[None] * len(objectives) for _ in params]
     text = [[""] * len(objectives) for _ in params]
     for c in cells:
         r, k = params.index(c["param"]), objectives.index(c["objective"])
-        z[r][k] = c["effect"]
-        mark = "*" if c["significant"] else ""
-        text[r][k] = f"{c['effect']:.2f}{mark} ({'rho' if c['test'] == 'spearman' else 'eps²'}, p={c['p_adjusted']:.2g})"
-    fig = go.Figure(go.Heatmap(z=z, x=[_axis(o) for o in objectives], y=params, text=text, texttemplate="%{text}",
-                               colorscale="RdBu", reversescale=True, zmin=-1, zmax=1))
-    fig.update_layout(title=f"* significant at {part['alpha']} after Benjamini-Hochberg; rho = Spearman, "
-                      "eps² = Kruskal-Wallis effect", height=150 + 45 * len(params))
+        # Only a significant effect gets a colour: a strong colour on noise reads as a finding.
+        if c["significant"]:
+            significant[r][k] = c["effect"]
+        else:
+            grey[r][k] = 0
+        effect = "–" if c["effect"] is None else f"{c['effect']:.2f}"
+        text[r][k] = f"{effect} ({'rho' if c['test'] == 'spearman' else 'eps²'}, p={c['p_adjusted']:.2g})"
+    x = [_axis(o) for o in objectives]
+    fig = go.Figure([
+        go.Heatmap(z=grey, x=x, y=params, text=text, texttemplate="%{text}", colorscale=[[0, "#eeeeee"], [1, "#eeeeee"]],
+                   showscale=False, textfont={"color": "#888888"}, name="not significant", hoverinfo="text"),
+        go.Heatmap(z=significant, x=x, y=params, text=text, texttemplate="%{text}", colorscale="RdBu", reversescale=True,
+                   zmin=-1, zmax=1, name="significant", colorbar={"title": "effect"}, hoverinfo="text"),
+    ])
+    fig.update_layout(title=f"coloured: significant at {part['alpha']} after Benjamini-Hochberg; grey: not; "
+                      "rho = Spearman, eps² = Kruskal-Wallis effect", height=150 + 45 * len(params))
     return fig
 
 
 def learning_figure(study: optuna.Study, rungs: list[int]) -> go.Figure | str:
     fig = go.Figure()
+    shown: set[str] = set()
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         h = history(t)
         if h:
-            pruned = t.state == TrialState.PRUNED
+            group = "pruned / stopped" if t.state == TrialState.PRUNED else "complete"
+            # One legend entry per kind (the first curve of it); hovering a curve names its trial.
             fig.add_scatter(x=[e["epoch"] for e in h], y=[e["val_score"] for e in h], mode="lines",
-                            name=f"trial {t.number}{' (pruned)' if pruned else ''}", opacity=0.3 if pruned else 0.9,
-                            line={"color": "gray" if pruned else None})
+                            name=group, legendgroup=group, showlegend=group not in shown,
+                            hovertemplate=f"trial {t.number}: epoch %{{x}}, score %{{y:.3f}}<extra></extra>",
+                            opacity=0.3 if group != "complete" else 0.9,
+                            line={"color": "gray" if group != "complete" else "#1f77b4"})
+            shown.add(group)
     if not fig.data:
         return "no trial stored an epoch history"
     for rung in rungs:
         fig.add_vline(x=rung, line_dash="dot", line_color="red")
+    if rungs:
+        fig.add_scatter(x=[None], y=[None], mode="lines", name="pruning rung", line={"color": "red", "dash": "dot"})
     fig.update_layout(xaxis_title="epoch", yaxis_title="validation score (composite accuracy, 0-1)",
-                      title="Learning curves (pruned trials faded; red: pruning rungs)", showlegend=False)
+                      title="Learning curves", showlegend=True)
     return fig
 
 
@@ -166,8 +200,11 @@ def hypervolume_figure(analysis: dict[str, Any]) -> go.Figure | str:
         return part.get("note", "no hypervolume")
     fig = go.Figure(go.Scatter(x=[h["trial_number"] for h in part["history"]],
                                y=[h["hypervolume"] for h in part["history"]], mode="lines+markers"))
+    reference = ", ".join(f"{k} {v:.3g}" for k, v in part["reference_point"].items())
     fig.update_layout(xaxis_title="trial number", yaxis_title=f"hypervolume ({part['units']})",
-                      title=f"Hypervolume of the feasible front; reference point {part['reference_point']}")
+                      title={"text": f"Hypervolume of the feasible front (reference point: {reference})", "y": 0.97},
+                      margin={"t": 80})
+    fig.data[0].update(name="hypervolume", hovertemplate="trial %{x}: %{y:.4g}<extra></extra>")
     return fig
 
 
@@ -267,7 +304,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
 table {{ border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.85em; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }}
 th {{ background: #f0f0f0; }}
-pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }}
+pre {{ background: #f7f7f7; padding: 1em; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.85em; }}
 .note {{ color: #555; font-style: italic; }}
 .alert {{ background: #fff3cd; border-left: 4px solid #d39e00; padding: 0.5em 1em; }}
 </style>
@@ -276,7 +313,7 @@ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 <h1>{html.escape(title)}</h1>
 <p class="verdict" id="verdict"><b>{html.escape(analysis.get("verdict") or "")}</b></p>
 <p>Generated {html.escape(analysis["generated_at"])} from the study storage. Objectives:
-{html.escape(", ".join(f"{o['name']} ({o['direction']}, {o['unit']})" for o in analysis["objectives"]))}.
+{html.escape(", ".join(f"{o['label']} ({o['direction']}, {o['unit']})" for o in analysis["objectives"]))}.
 The numbers behind every plot are in optimization_analysis.json.</p>
 {"".join(sections)}
 </body></html>

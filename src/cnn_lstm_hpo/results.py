@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .faults import RETRY_REASON, retried
-from .objectives import CONSTANT_SHARE, weighted_ranks
+from .objectives import CONSTANT_SHARE, objective_labels, p_value_vs_majority, weighted_ranks
 from .space import decode_params
 
 
@@ -79,6 +79,20 @@ def constant_last(ranks: np.ndarray, trials: list[FrozenTrial]) -> np.ndarray:
     return out
 
 
+def study_labels(study: optuna.Study, objectives: list[str]) -> dict[str, str]:
+    """The objectives as shown: ``accuracy`` with its composite definition from the stored config."""
+    config = study.user_attrs.get("config")
+    return objective_labels(objectives, config.get("training") if isinstance(config, dict) else None)
+
+
+def validation_metrics(trial: FrozenTrial) -> dict[str, Any]:
+    """The plain classification metrics of the trial's best epoch, beside the composite objective."""
+    m = trial.user_attrs.get("val_metrics") or {}
+    out = {k: m.get(k) for k in ("accuracy", "balanced_accuracy", "majority_rate", "regression_score", "n_samples")}
+    out["p_value_vs_majority"] = p_value_vs_majority(m.get("accuracy"), m.get("majority_rate"), m.get("n_samples"))
+    return out
+
+
 def ranked_pareto(study: optuna.Study, objectives: list[str], weights: dict[str, float]) -> list[dict[str, Any]]:
     """Feasible Pareto trials in the guide's format, ranked by the normalised objective weights,
     constant predictors last."""
@@ -86,12 +100,16 @@ def ranked_pareto(study: optuna.Study, objectives: list[str], weights: dict[str,
     if not front:
         return []
     ranks = constant_last(weighted_ranks(np.array([t.values for t in front], dtype=float), objectives, weights), front)
+    labels = {o: label for o, label in study_labels(study, objectives).items() if label != o}
     records = [
         {
             "trial_number": t.number,
             "params": decode_params(t.params),
             "values": list(t.values),
             "objectives": dict(zip(objectives, t.values)),
+            **({"objective_definitions": labels} if labels else {}),
+            # Validation split; p: one-sided exact binomial test against the majority rate, uncorrected.
+            "validation": validation_metrics(t),
             "rank": int(rank),
             "constant_predictor": is_constant_predictor(t),
         }
@@ -138,8 +156,9 @@ def summary_text(
             f"Time: started {context['first_trial_start']} UTC; {context['elapsed_minutes']:.1f} min from first "
             f"trial start to last trial end; {context['trial_minutes']:.1f} trial-minutes in all"
         )
+    labels = study_labels(study, objectives)
     lines += [
-        f"Objectives: {', '.join(f'{o} ({d.name.lower()})' for o, d in zip(objectives, study.directions))}",
+        f"Objectives: {', '.join(f'{labels[o]} ({d.name.lower()})' for o, d in zip(objectives, study.directions))}",
         f"Trials: {len(trials)} total; {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
         f"{counts['FAIL']} failed, {counts['RUNNING']} running; {infeasible} infeasible (constraints)",
     ]
@@ -166,13 +185,15 @@ def summary_text(
         lines += [f"    {line}" for line in summary_lines(analysis["signal"])]
     for record in best:
         trial = by_number[record["trial_number"]]
-        values = ", ".join(f"{k}={_fmt(v)}{_UNITS.get(k, '')}" for k, v in record["objectives"].items())
+        values = ", ".join(f"{k}{' (composite)' if labels[k] != k else ''}={_fmt(v)}{_UNITS.get(k, '')}"
+                           for k, v in record["objectives"].items())
         constant = " [constant predictor: ranked last]" if record.get("constant_predictor") else ""
         lines.append(f"Rank {record['rank']}: trial {record['trial_number']}: {values}{constant}")
         metrics, training = trial.user_attrs.get("val_metrics") or {}, trial.user_attrs.get("training") or {}
         if "accuracy" in metrics:
+            balanced = f", balanced accuracy {metrics['balanced_accuracy']:.4f}" if "balanced_accuracy" in metrics else ""
             lines.append(
-                f"    validation accuracy {metrics['accuracy']:.4f} vs majority-class rate "
+                f"    validation accuracy {metrics['accuracy']:.4f}{balanced} vs majority-class rate "
                 f"{metrics['majority_rate']:.4f}; classification score {metrics.get('classification_score', float('nan')):.4f}; "
                 f"epochs {training.get('epochs_trained')}; "
                 f"cpu {training.get('cpu_minutes', float('nan')):.3f} min"

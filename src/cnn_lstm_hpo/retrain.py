@@ -475,6 +475,7 @@ def retrain_top_k(
             scaler=data.scaler,
             return_scale=selected.trainer.return_scale,
             fingerprint=fingerprint,
+            calendar=data.calendar(),
             origin={"study_name": study.study_name, "trial_number": best["trial_number"], "rank": best["rank"],
                     "seed": selected.seed, "data": config.data.model_dump(mode="json"), "symbols": sorted(set(data.train.symbols))},
         )

@@ -21,7 +21,7 @@ from .fingerprint import ADDED_LATER, TIME_LIMIT, USER_ATTR as FINGERPRINT
 from .fingerprint import completed, fingerprint_differences, study_fingerprint
 from . import interrupts, verdict
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
-from .objectives import directions
+from .objectives import directions, steady_minutes
 from .paths import writable_dir
 from .monitor import TimeLimitExceeded, TrialMonitor, dominance_check, multi_objective_pruner, single_objective_pruner
 from .progress import ProgressLine
@@ -189,6 +189,8 @@ class MultiObjectiveOptimizer:
                            f"not {verdict.target_of(config)!r}")
         self.fingerprint = study_fingerprint(config, self.data)
         self.study: optuna.Study | None = None
+        # Set when this run found the study already at n_trials: how many trials had finished.
+        self.nothing_to_do: int | None = None
         self.pruner = multi_objective_pruner(config)
         self.dominance = dominance_check(config)
         self.others_may_finish = shared_by_processes(config.resolved_storage)  # trials completed meanwhile elsewhere
@@ -266,11 +268,13 @@ class MultiObjectiveOptimizer:
         trainer = self.make_trainer(model, params, seed)
         result = trainer.fit(self.config.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)
         best = result.best.val
+        steady = steady_minutes(monitor.history)
         return TrialRun(
-            score=best.composite, minutes=monitor.minutes(), val_metrics=best.to_dict(), constant_predictor=best.constant_predictor,
+            score=best.composite, val_metrics=best.to_dict(), constant_predictor=best.constant_predictor,
+            minutes=steady if self.config.training.time_measure == "steady" else monitor.minutes(),
             training={
                 "epochs_trained": len(result.epochs), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-                "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60,
+                "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60, "steady_minutes": steady,
             },
             trainer=trainer,
         )
@@ -335,13 +339,14 @@ class MultiObjectiveOptimizer:
             fail_dead_local_trials(study, storage)
             self._write_unrecorded_results(study)
             if self.write_outputs:
-                self._write_study_files(study, analysis=False)
+                self._write_study_files(study, analysis=True)
             log.warning(
                 "interrupted (exit %d): the running trial is recorded as failed and runs again on resume",
                 interrupts.exit_code_of(interrupt),
             )
             raise
-        if self.write_outputs:
+        # A finished study run again: its files are there already (`analyze` rebuilds them).
+        if self.write_outputs and not (self.nothing_to_do is not None and (self.save_dir / "report.html").exists()):
             self._write_study_files(study, analysis=True)
         failure = all_failed(study)
         if failure:
@@ -386,6 +391,7 @@ class MultiObjectiveOptimizer:
         callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [self._write_trial_result]
         if self.progress:
             callbacks.append(ProgressLine(cfg.n_trials, cfg.objectives))
+        first = True
         while cfg.timeout is None or self.clock() - started < cfg.timeout:
             interrupts.check()
             with FileLock(self.save_dir / SLOT_LOCK) as slot:
@@ -393,7 +399,11 @@ class MultiObjectiveOptimizer:
                 if fail_dead_local_trials(study, self.storage, trials):  # and queued them again: read anew
                     trials = study.get_trials(deepcopy=False)
                 if sum(t.state in (*FINISHED, TrialState.RUNNING) for t in counted(trials)) >= cfg.n_trials:
+                    finished = sum(t.state in FINISHED for t in counted(trials))
+                    if first and finished >= cfg.n_trials:  # not one still running elsewhere
+                        self.nothing_to_do = finished
                     return
+                first = False
                 if self._front_stalled(study, trials):
                     return
                 # The slot is held until the trial exists (the objective's first step releases it).

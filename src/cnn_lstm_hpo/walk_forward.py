@@ -77,7 +77,7 @@ class WalkForward:
         first_rows = len(self.folds[self.order[0]].train)
         # A later fold's epochs cost at most the first fold's (expanding: fewer training windows).
         self.cost_ratios = [min(1.0, len(self.folds[i].train) / first_rows) for i in self.order]
-        self.time_key = "wall_seconds" if cfg.training.time_measure == "wall" else "cpu_seconds"
+        self.time_key = "cpu_seconds" if cfg.training.time_measure == "cpu" else "wall_seconds"
         self.fold_rungs = cfg.pruning.enabled
         self.eta, self.tolerance = cfg.pruning.reduction_factor, cfg.pruning.score_tolerance
         self.use_size, self.use_time = "model_size" in cfg.objectives, "training_time" in cfg.objectives

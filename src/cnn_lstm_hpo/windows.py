@@ -123,6 +123,15 @@ class WindowedData:
     def n_features(self) -> int:
         return self.train.rows.shape[-1]
 
+    def calendar(self) -> dict[str, str] | None:
+        """First validation date, first test date and the last bar of the data (ISO dates), which
+        tell a prediction's split by its date; None for data given as loaders."""
+        if not self.cuts or not self.boundaries:
+            return None
+        end = max(b["test_end"] for b in self.boundaries.values())
+        return {"val_start": self.cuts["val_start"].isoformat(), "test_start": self.cuts["test_start"].isoformat(),
+                "data_end": end.isoformat()}
+
     @property
     def sequence_length(self) -> int:
         return self.train.length

@@ -7,7 +7,6 @@ and the dashboard shows the study live.
 from __future__ import annotations
 
 import errno
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import optuna
 
 from .errors import HPOError
+from .ports import bindable_port
 from .storage import default_url, first_line, journal_url, open_storage, redact
 
 INSTALL_HINT = 'optuna-dashboard is not installed; pip install -e ".[dashboard]" (or pip install optuna-dashboard)'
@@ -44,20 +44,6 @@ def _open(url: str) -> optuna.storages.BaseStorage:
     return opened
 
 
-def _free_port(host: str, port: int) -> int:
-    """Fail early, in one line, when the port is taken (and resolve port 0 to a free one)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # As the server it starts does (wsgiref): a port left in TIME-WAIT by the last run is free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise HPOError(f"port {port} on {host} is already in use; pass another --port") from None
-            raise HPOError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-        return probe.getsockname()[1]
-
-
 def serve(*, save_dir: Path | None, storage: str | None, port: int, host: str = "127.0.0.1") -> None:
     """Start optuna-dashboard for the study storage on ``host:port`` and block until Ctrl-C."""
     url = resolve_storage(save_dir, storage)
@@ -66,7 +52,7 @@ def serve(*, save_dir: Path | None, storage: str | None, port: int, host: str = 
     except ImportError:
         raise HPOError(INSTALL_HINT) from None
     opened = _open(url)
-    port = _free_port(host, port)
+    port = bindable_port(host, port)
     print(f"optuna-dashboard for {redact(url)} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     # The server runs in a daemon thread and the main thread only waits: wsgiref swallows a
     # KeyboardInterrupt that lands while a request is being served, so Ctrl-C must not depend on it.

@@ -8,7 +8,6 @@ file lock, safe for many processes on one file system). ``grpc://HOST:PORT`` is 
 
 from __future__ import annotations
 
-import errno
 import functools
 import re
 import socket
@@ -22,6 +21,7 @@ import sqlalchemy
 from sqlalchemy import event
 
 from .errors import HPOError
+from .ports import bindable_port
 from .faults import retry_stale_trial
 
 JOURNAL = "journal:///"
@@ -276,7 +276,7 @@ def serve_proxy(url: str, *, host: str, port: int) -> None:
         import grpc  # noqa: F401 - see open_proxy
     except ImportError:
         raise HPOError(GRPC_EXTRA) from None
-    port = _bindable_port(host, port)
+    port = bindable_port(host, port)
     database = open_storage(url)
     write_ahead(database, url)
     # Optuna's docs: serve get_storage's wrapper, which caches finished trials, not the bare RDBStorage.
@@ -290,16 +290,3 @@ def serve_proxy(url: str, *, host: str, port: int) -> None:
             optuna.storages.run_grpc_proxy_server(served, host=host, port=port)
     finally:
         close_storage(database)
-
-
-def _bindable_port(host: str, port: int) -> int:
-    """Fail early, in one line, when the port is taken (and resolve port 0 to a free one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise HPOError(f"port {port} on {host} is already in use; pass another --port") from None
-            raise HPOError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-        return probe.getsockname()[1]

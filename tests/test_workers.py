@@ -176,7 +176,8 @@ def test_interrupt_mid_trial_records_it_and_exits_with_128_plus_signal(tmp_path,
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr
-    assert stderr.endswith("\ninterrupted; run the same command again to resume study 'tiny'\n")
+    command = f"-m cnn_lstm_hpo.cli optimize --scenario {tmp_path / 'tiny.yaml'} --save-dir {save} --quiet"
+    assert stderr.endswith(f"\ninterrupted; to resume study 'tiny', run the same command again:\n  python {command}\n")
     assert "Traceback" not in stderr
     trial = load(url).trials[running]
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted"

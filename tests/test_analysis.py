@@ -13,7 +13,7 @@ from statsmodels.stats.multitest import multipletests
 from _studies import DEGENERATE, OBJECTIVES, brute_force_front, degenerate_studies, planted_study, told
 from cnn_lstm_hpo import analysis
 from cnn_lstm_hpo.analysis import (
-    LEAKAGE_ACCURACY,
+    LEAKAGE_MARGIN,
     analyze_study,
     baseline_part,
     correlation_part,
@@ -178,7 +178,35 @@ def test_a_real_edge_beats_the_baseline_and_a_leak_is_warned():
     assert part["nothing_beats_baseline"] is False
     assert all(row["beats_majority"] for row in part["configurations"])
     assert part["configurations"][0]["p_value"] < 1e-6
-    assert f"above {LEAKAGE_ACCURACY} in trials [1]" in part["leakage_warning"]
+    # No stored baselines: judged against the majority rate (0.55): 0.62 is within the margin, 0.70 is not.
+    assert part["leakage_warning"] == (
+        f"validation accuracy more than {LEAKAGE_MARGIN} above the majority-class rate on the same windows in trials [1]: "
+        "implausible for market data, check for look-ahead leakage"
+    )
+
+
+def _with_baselines(study: optuna.Study, scores: dict[str, float], strongest: str) -> optuna.Study:
+    from cnn_lstm_hpo.verdict import STUDY_ATTR
+
+    study.set_user_attr(STUDY_ATTR, {"strongest": strongest, "scores": {n: {"accuracy": a} for n, a in scores.items()}})
+    return study
+
+
+def test_the_leakage_warning_follows_the_targets_own_strongest_baseline():
+    weights = {"accuracy": 1.0, "model_size": 0.0}
+    # Volatility: the logistic regression scores 0.70 on the same windows (majority 0.60); a model at
+    # 0.75 is good, not leaky (the majority rate plus the margin would call it so)...
+    scores = {"majority": 0.60, "logistic_regression": 0.70}
+    vol = _with_baselines(_baseline_study([0.75], majority=0.60), scores, "logistic_regression")
+    assert baseline_part(vol, ["accuracy", "model_size"], weights)["leakage_warning"] is None
+    # ...while 0.80 is more than the margin above it.
+    vol = _with_baselines(_baseline_study([0.80], majority=0.60), scores, "logistic_regression")
+    part = baseline_part(vol, ["accuracy", "model_size"], weights)
+    assert part["leaky_trials"] == [{"trial_number": 0, "val_accuracy": 0.80, "baseline_accuracy": 0.70}]
+    assert "above the strongest baseline (logistic_regression)" in part["leakage_warning"]
+    # Direction: majority 0.536; a model at 0.62 is still called leaky (the old fixed 0.65 let it pass).
+    direction = _with_baselines(_baseline_study([0.62], majority=0.536), {"majority": 0.536, "persistence": 0.44}, "majority")
+    assert baseline_part(direction, ["accuracy", "model_size"], weights)["leaky_trials"][0]["trial_number"] == 0
 
 
 def test_no_sample_count_means_no_test_and_a_note():

@@ -221,3 +221,15 @@ def test_a_finished_study_run_again_has_nothing_to_do(tmp_path):
     )
     assert "Best configurations" not in again.stdout
     assert (save / "report.html").stat().st_mtime_ns == report  # nothing rewritten
+
+
+def test_a_scenario_start_date_that_leaves_a_symbol_without_bars_says_where_it_came_from(tmp_path, synthetic_frames, write_csv_folder):
+    folder = write_csv_folder(synthetic_frames)  # 400 business days from 2010: nothing from smoke's 2014-01-01 on
+    result = invoke("optimize", "--scenario", "smoke", "--data", str(folder), "--save-dir", str(tmp_path / "run"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: symbol SYN_A has no bars from 2014-01-01 to its end; its data runs from ")
+    assert result.stderr.endswith("; data.start 2014-01-01 come(s) from scenario 'smoke': pass --start YYYY-MM-DD "
+                                  "(or --end) to change it\n")
+    typed = invoke("optimize", "--scenario", "smoke", "--data", str(folder), "--start", "2014-01-01",
+                   "--save-dir", str(tmp_path / "run"))
+    assert typed.exit_code == 2 and "come(s) from scenario" not in typed.stderr  # the user typed it: nothing to add

@@ -145,7 +145,10 @@ def optimize(
         }
         # Only the flags the user gave override the scenario.
         config = build_config(scenario, {k: v for k, v in overrides.items() if v is not None})
-        optimizer = MultiObjectiveOptimizer(config, explicit_symbols=bool(symbols), progress=not quiet)
+        try:
+            optimizer = MultiObjectiveOptimizer(config, explicit_symbols=bool(symbols), progress=not quiet)
+        except HPOError as error:
+            raise HPOError(_with_date_origin(str(error), config.data, scenario, start=start, end=end)) from None
         with _interrupts(f"to resume study {config.resolved_study_name!r}, run the same command again:"):
             optimizer.optimize()
         summary = config.save_dir / "optimization_summary.txt"
@@ -175,6 +178,18 @@ def command_line() -> str:
     else:  # the console script, by the name it is on the PATH with
         head = [program]
     return shlex.join(head + sys.argv[1:])
+
+
+def _with_date_origin(message: str, data: Any, scenario: str, *, start: Any, end: Any) -> str:
+    """A symbol left without bars by a date the user did not type: say where the date came from."""
+    if " has no bars from " not in message:
+        return message
+    from_scenario = [f"{name} {value}" for name, value, flag in (("data.start", data.start, start), ("data.end", data.end, end))
+                     if value is not None and flag is None]
+    if not from_scenario:
+        return message
+    return (f"{message}; {' and '.join(from_scenario)} come(s) from scenario {scenario!r}: "
+            "pass --start YYYY-MM-DD (or --end) to change it")
 
 
 @contextlib.contextmanager

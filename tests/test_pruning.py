@@ -435,11 +435,11 @@ def test_epochs_that_will_surely_follow_stop_a_trial_early(tmp_path, monkeypatch
     assert trial.constraints["training_time_minutes"] > 0
 
 
-@pytest.mark.parametrize("measure", ["cpu", "wall"])
+@pytest.mark.parametrize("measure", ["cpu", "wall", "steady"])
 def test_the_probe_and_the_limit_use_the_configured_time_measure(tmp_path, monkeypatch, measure):
     """A wall clock that runs 100 s a call, CPU time as it is: with time_measure cpu the probe, the
     projection and the constraint see CPU seconds and the trial completes within 3 CPU seconds;
-    with wall the same trial is stopped by the probe."""
+    with wall (and steady, a wall measure) the same trial is stopped by the probe."""
     import types
 
     import cnn_lstm_hpo.train as train_module
@@ -450,7 +450,7 @@ def test_the_probe_and_the_limit_use_the_configured_time_measure(tmp_path, monke
     cfg = config(tmp_path, n_trials=1, max_epochs_per_trial=2, max_training_time_minutes=0.05,
                  pruning={"enabled": False}, training={"time_measure": measure, "early_stopping_patience": 9})
     trial = MultiObjectiveOptimizer(cfg, progress=False).optimize().trials[0]
-    if measure == "wall":
+    if measure in ("wall", "steady"):
         assert trial.state == TrialState.PRUNED and "epoch_history" not in trial.user_attrs
         assert trial.user_attrs["stop_reason"].startswith("time limit:")
         return

@@ -166,3 +166,13 @@ def test_champion_moves_on_the_mcnemar_test_against_the_strongest_baseline(model
     assert client_for(uri).get_registered_model("study_c").aliases == {"champion": 2}
     assert ("alias 'champion' -> version 2 (model 2: test accuracy beats the strongest baseline "
             "(logistic_regression, McNemar), Holm-adjusted p=0.004)") in outcome["message"]
+
+
+def test_a_leaking_pipeline_moves_no_champion_even_with_a_significant_model(model_folders, uri):
+    models = [entry(1, model_folders[0], p_value=0.001)]
+    apply_holm(models)
+    outcome = register_retrained(models, name="study_leak", tracking_uri=uri, pipeline_leaks=True)
+    assert client_for(uri).get_registered_model("study_leak").aliases == {}
+    assert outcome["champion_version"] is None
+    assert outcome["message"].endswith("alias 'champion' not moved: the shuffled-label control beat the strongest "
+                                       "naive rule, so the pipeline leaks and no test result can be trusted")

@@ -350,3 +350,31 @@ def test_the_plan_replays_a_walk_forward_scenario_as_its_first_fold(synthetic_wi
                                         data={"source": "synthetic", "sequence_length": 10})
     (outcome,) = simulate(config, synthetic_windows, [1.0], table_for(config))
     assert outcome.trials == config.n_trials
+
+
+def test_a_rolling_walk_forward_trial_records_its_predictions_on_the_inputs_its_model_was_scaled_for(
+    tmp_path, monkeypatch, csv_folder
+):
+    """The paired test and the sharpe objective read the rank's validation predictions: under rolling
+    windows the most recent fold's scaler is not the holdout's, so they must come from the fold's own
+    validation windows (the same bars)."""
+    import cnn_lstm_hpo.train as train_module
+
+    config = create_optimization_config(
+        scenario="smoke", n_trials=1, max_epochs_per_trial=1, save_dir=tmp_path / "run", search_space=TINY_SPACE,
+        objectives=["accuracy", "model_size"], max_training_time_minutes=None,
+        data={"source": str(csv_folder), "sequence_length": 10, "start": None}, pruning={"enabled": False},
+        evaluation={"scheme": "walk_forward", "folds": 3, "window": "rolling"},
+    )
+    optimizer = MultiObjectiveOptimizer(config, progress=False)
+    latest, holdout = optimizer.data.folds[-1].val, optimizer.data.val
+    assert latest.dates == holdout.dates and not torch.equal(latest.rows, holdout.rows)  # same bars, other scaling
+    seen, predict = [], train_module.Trainer.predict
+
+    def recording(self, data):
+        seen.append(data)
+        return predict(self, data)
+
+    monkeypatch.setattr(train_module.Trainer, "predict", recording)
+    optimizer.optimize()
+    assert torch.equal(seen[-1].rows, latest.rows)  # the last prediction: the trial's record, after its folds

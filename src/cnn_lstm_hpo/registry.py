@@ -171,8 +171,11 @@ def champion_test(entry: dict[str, Any]) -> dict[str, Any]:
             "against": f"the strongest baseline ({vs['baseline']}, McNemar)"}
 
 
-def register_retrained(models: list[dict[str, Any]], *, name: str, tracking_uri: str) -> dict[str, Any]:
-    """Register every saved model; move ``champion`` to the best-ranked significant one, if any."""
+def register_retrained(
+    models: list[dict[str, Any]], *, name: str, tracking_uri: str, pipeline_leaks: bool = False
+) -> dict[str, Any]:
+    """Register every saved model; move ``champion`` to the best-ranked significant one, if any, and
+    never while the shuffled-label control says the pipeline leaks (no test result can be trusted)."""
     registry = ModelRegistry(tracking_uri)
     versions = []
     for entry in models:
@@ -200,7 +203,10 @@ def register_retrained(models: list[dict[str, Any]], *, name: str, tracking_uri:
     message = f"registered version(s) {listed} of model {name!r}"
     significant = [v for v in versions if v["significant"]]  # already in rank order
     champion = None
-    if significant:
+    if significant and pipeline_leaks:
+        message += (f"; alias '{CHAMPION}' not moved: the shuffled-label control beat the strongest naive rule, "
+                    "so the pipeline leaks and no test result can be trusted")
+    elif significant:
         champion = significant[0]
         registry.set_champion(name, champion["version"])
         message += (

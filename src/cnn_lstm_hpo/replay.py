@@ -177,7 +177,7 @@ class ReplayTrainer:
                 for timed in (t for t in PROBE_AFTER if t < self.batches):  # as Trainer probes
                     self.clock.now += (timed - spent) / self.batches * wall
                     spent = timed
-                    on_probe(wall if self.measure == "wall" else cpu, timed)
+                    on_probe(cpu if self.measure == "cpu" else wall, timed)
             self.clock.now += (self.batches - spent) / self.batches * wall
             val = Evaluation(
                 loss=e["val_loss"], accuracy=e.get("val_accuracy", float("nan")), classification_score=float("nan"),

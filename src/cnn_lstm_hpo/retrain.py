@@ -553,7 +553,7 @@ def _register(report: RetrainReport, config: OptimizationConfig, study_name: str
 
     uri = settings.registry_uri or f"sqlite:///{(Path(config.save_dir) / 'mlflow.db').resolve()}"
     try:
-        outcome = register_retrained(report.results["models"], name=study_name, tracking_uri=uri)
+        outcome = register_retrained(report.results["models"], name=study_name, tracking_uri=uri, pipeline_leaks=report.leak)
     except RegistryNotInstalled as missing:
         report.results["registry"] = {"uri": uri, "registered": False, "reason": str(missing)}
         report.lines.append(f"registry: not used ({missing})")

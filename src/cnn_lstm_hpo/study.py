@@ -282,8 +282,9 @@ class MultiObjectiveOptimizer:
     def _record_signal(self, trial: optuna.Trial, trainer: Trainer) -> dict[str, float]:
         """The best weights' validation predictions (for the paired test against the baselines) and,
         for targets that trade, their trading evaluation; returns the ``sharpe`` objective when it applies.
-        Under walk-forward ``trainer`` is the most recent fold's, whose splits are the holdout's."""
-        probs, _ = trainer.predict(self.data.val)
+        Under walk-forward ``trainer`` is the most recent fold's: its validation windows are the holdout's
+        bars (in the same order), scaled as that fold's model saw them (rolling: by its own scaler)."""
+        probs, _ = trainer.predict(trainer.val)
         pred = probs.argmax(axis=1)
         trial.set_user_attr(verdict.PREDICTIONS_ATTR, verdict.encode(pred))
         if not verdict.trades(self.config):

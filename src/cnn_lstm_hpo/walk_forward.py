@@ -26,7 +26,7 @@ import torch
 from optuna.trial import TrialState
 
 from .monitor import TimeLimitExceeded, TrialMonitor
-from .objectives import Evaluation
+from .objectives import Evaluation, steady_minutes
 from .pruning import promotable
 from .train import Trainer, TrainResult
 
@@ -78,6 +78,7 @@ class WalkForward:
         # A later fold's epochs cost at most the first fold's (expanding: fewer training windows).
         self.cost_ratios = [min(1.0, len(self.folds[i].train) / first_rows) for i in self.order]
         self.time_key = "cpu_seconds" if cfg.training.time_measure == "cpu" else "wall_seconds"
+        self.steady = cfg.training.time_measure == "steady"
         self.fold_rungs = cfg.pruning.enabled
         self.eta, self.tolerance = cfg.pruning.reduction_factor, cfg.pruning.score_tolerance
         self.use_size, self.use_time = "model_size" in cfg.objectives, "training_time" in cfg.objectives
@@ -112,7 +113,7 @@ class WalkForward:
                 "fold": index, "val_start": f"{fold.cuts['val_start']:%Y-%m-%d}", "val_end": f"{fold.cuts['val_end']:%Y-%m-%d}",
                 "score": best.composite, "classification_score": best.classification_score, "accuracy": best.accuracy,
                 "majority_rate": best.majority_rate, "epochs": len(result.epochs), "best_epoch": result.best_epoch,
-                "minutes": sum(getattr(e, self.time_key) for e in result.epochs) / 60,
+                "minutes": self._minutes(result),
             })
             trial.set_user_attr(FOLD_SCORES, list(records))  # peers at the fold rungs read it
             spent = sum(r["minutes"] for r in records)
@@ -136,6 +137,12 @@ class WalkForward:
             },
             trainer=trainers[0],
         )
+
+    def _minutes(self, result: TrainResult) -> float:
+        """A fold's training minutes by the configured measure, as the holdout objective takes them."""
+        if self.steady:
+            return steady_minutes([{"wall_seconds": e.wall_seconds} for e in result.epochs])
+        return sum(getattr(e, self.time_key) for e in result.epochs) / 60
 
     def _promoted(self, trial: optuna.Trial, records: list[dict[str, Any]], model_size: float) -> bool:
         return fold_rung_promotes(

@@ -293,3 +293,16 @@ def test_four_trials_in_perfect_order_are_not_significant():
         told(study, [v, 1.0 + v], x=v)
     cells = correlation_part(study, ["accuracy", "model_size"])["cells"]
     assert [c["effect"] for c in cells] == [1.0, 1.0] and not any(c["significant"] for c in cells)
+
+
+def test_under_walk_forward_the_leakage_warning_reads_the_fold_whose_windows_the_baselines_scored():
+    weights = {"accuracy": 1.0, "model_size": 0.0}
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["accuracy", "model_size"])
+    # Pooled over the folds 0.60, but 0.70 on the most recent fold (fold 2), whose windows the baselines scored.
+    folds = [{"fold": 2, "accuracy": 0.70}, {"fold": 1, "accuracy": 0.55}, {"fold": 0, "accuracy": 0.55}]
+    told(study, [0.60, 1.0], attrs={"val_metrics": {"accuracy": 0.60, "majority_rate": 0.55, "n_samples": 400},
+                                    "fold_scores": folds})
+    _with_baselines(study, {"majority": 0.55}, "majority")
+    part = baseline_part(study, ["accuracy", "model_size"], weights)
+    assert part["leaky_trials"] == [{"trial_number": 0, "val_accuracy": 0.70, "baseline_accuracy": 0.55}]

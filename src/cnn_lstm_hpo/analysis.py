@@ -428,6 +428,9 @@ def baseline_part(study: optuna.Study, objectives: list[str], weights: dict[str,
     for t in complete_trials(study):
         metrics = t.user_attrs.get("val_metrics") or {}
         accuracy = metrics.get("accuracy")
+        folds = t.user_attrs.get(FOLD_SCORES)
+        if folds and strongest_accuracy is not None:  # the stored baselines are of the most recent fold's windows
+            accuracy = max(folds, key=lambda f: f["fold"]).get("accuracy")
         bar = strongest_accuracy if strongest_accuracy is not None else metrics.get("majority_rate")
         if isinstance(accuracy, (int, float)) and isinstance(bar, (int, float)) and accuracy > bar + LEAKAGE_MARGIN:
             leaks.append({"trial_number": t.number, "val_accuracy": float(accuracy), "baseline_accuracy": float(bar)})

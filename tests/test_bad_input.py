@@ -217,7 +217,8 @@ CASES = [
          "symbols have different bar frequencies (DAY daily, HOUR hourly); set data.resample (e.g. '1D') to aggregate them to one",
          setup=_mixed_frequencies),
     Case("data-dates-select-nothing", ["--data", "{tmp}/bars"],
-         "symbol OLD has no bars from 2014-01-01 to its end; its data runs from 2010-01-04 to 2011-02-25", setup=_old_bars),
+         "symbol OLD has no bars from 2014-01-01 to its end; its data runs from 2010-01-04 to 2011-02-25; data.start "
+         "2014-01-01 come(s) from scenario '{tmp}/tiny.yaml': pass --start YYYY-MM-DD (or --end) to change it", setup=_old_bars),
     Case("data-too-few-bars", ["--data", "{tmp}/bars", "--start", "2011-02-01"],
          "symbol OLD: too few rows (19 bars) to compute the indicators; use a longer date range", setup=_old_bars),
     Case("symbols-unknown", ["--symbols", "AAPL", "MSFT"], "symbol AAPL is not in data source 'synthetic'; it has: SYN_A, SYN_B"),

@@ -308,14 +308,18 @@ def test_saved_model_folder_is_complete_and_loads_without_pickle(synthetic_run):
     assert metrics["significance"] == results["models"][0]["significance"]
 
 
+# A small model, trained briefly: the checkpoints of the predict tests.
+SMALL_PARAMS = {
+    "learning_rate": 3e-3, "weight_decay": 0.0, "optimizer": "adam", "scheduler": "none", "batch_size": 128,
+    "cnn_num_filters": 4, "cnn_filter_sizes": [2, 3], "cnn_attention_heads": 2, "lstm_hidden_dim": 8,
+    "lstm_num_layers": 1, "lstm_bidirectional": False, "dropout_rate": 0.1,
+}
+
+
 def _trained_checkpoint(tmp_path: Path) -> tuple[Path, HybridCNNLSTM, dict, Trainer, WindowedData]:
     cfg = DataConfig(source="synthetic", sequence_length=10)
     data, _ = prepare_windows(cfg, None)
-    params = {
-        "learning_rate": 3e-3, "weight_decay": 0.0, "optimizer": "adam", "scheduler": "none", "batch_size": 128,
-        "cnn_num_filters": 4, "cnn_filter_sizes": [2, 3], "cnn_attention_heads": 2, "lstm_hidden_dim": 8,
-        "lstm_num_layers": 1, "lstm_bidirectional": False, "dropout_rate": 0.1,
-    }
+    params = dict(SMALL_PARAMS)
     model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=2)
     torch.manual_seed(0)
     model = HybridCNNLSTM(model_config)
@@ -640,11 +644,7 @@ def test_predictions_carry_their_split_and_the_realized_outcome(tmp_path):
     frames = load_frames("synthetic")
     end = frames["SYN_A"].index[-200]  # the study saw bars up to here; later ones are new
     data, _ = prepare_windows(cfg.model_copy(update={"end": end.date()}), None)
-    params = {
-        "learning_rate": 3e-3, "weight_decay": 0.0, "optimizer": "adam", "scheduler": "none", "batch_size": 128,
-        "cnn_num_filters": 4, "cnn_filter_sizes": [2, 3], "cnn_attention_heads": 2, "lstm_hidden_dim": 8,
-        "lstm_num_layers": 1, "lstm_bidirectional": False, "dropout_rate": 0.1,
-    }
+    params = dict(SMALL_PARAMS)
     model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=2)
     torch.manual_seed(0)
     meta = checkpoint_meta(

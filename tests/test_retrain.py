@@ -519,9 +519,9 @@ def test_control_never_sees_a_true_label_not_even_for_early_stopping(monkeypatch
     def fake_train(config, data, params, seed, epochs, device, label, train=None, val=None):
         seen.update(train=train, val=val)
         probs = np.tile([0.9, 0.1], (n, 1))  # always class 0
-        return retrain_module._Run(seed, None, {"test": {}}, 0.0, probs)
+        return retrain_module.TrainedRun(seed, None, {"test": {}}, 0.0, probs)
 
-    monkeypatch.setattr(retrain_module, "_train", fake_train)
+    monkeypatch.setattr(retrain_module, "train_once", fake_train)
     config = create_optimization_config(scenario="smoke")
     control = retrain_module.shuffled_label_control(
         config, data, {}, epochs=1, device=torch.device("cpu"), null={"rule": "always down", "rate": 0.5}

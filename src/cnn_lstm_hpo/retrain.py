@@ -288,7 +288,7 @@ def _summary(values: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 # --- training ---------------------------------------------------------------------------------------
 @dataclass
-class _Run:
+class TrainedRun:
     seed: int
     trainer: Trainer
     record: dict[str, Any]
@@ -307,10 +307,11 @@ def _epoch_logger(label: str, epochs: int):
     return on_epoch
 
 
-def _train(
+def train_once(
     config: OptimizationConfig, data: WindowedData, params: dict[str, Any], seed: int, epochs: int,
     device: torch.device, label: str, train: Split | None = None, val: Split | None = None,
-) -> _Run:
+) -> TrainedRun:
+    """One configuration trained on ``train`` (early stopping on ``val``) and scored once on the test split."""
     torch.manual_seed(seed)  # the initial weights
     model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=data.num_classes)
     model = HybridCNNLSTM(model_config)
@@ -330,7 +331,7 @@ def _train(
         "validation": split_metrics(val_probs, val_rets, data.val, config.training),
         "test": split_metrics(test_probs, test_rets, data.test, config.training),
     }
-    return _Run(seed, trainer, record, result.best.val.loss, test_probs)
+    return TrainedRun(seed, trainer, record, result.best.val.loss, test_probs)
 
 
 def _shuffled_within_symbol(split: Split, seed: int) -> Split:
@@ -368,7 +369,7 @@ def shuffled_label_control(
     # Early stopping on the real validation labels would let the control pick, among its epochs, the
     # noise model that happens to fit validation best: a little real signal. Its validation labels are
     # shuffled too, so nothing it learns or selects has seen a true label.
-    run = _train(
+    run = train_once(
         config, data, params, seed, epochs, device, "control (shuffled labels)",
         train=_shuffled_within_symbol(data.train, seed), val=_shuffled_within_symbol(data.val, seed + 1),
     )
@@ -425,13 +426,13 @@ def retrain_top_k(
     to_save: list[tuple[Path, torch.nn.Module, dict[str, Any], dict[str, Any]]] = []
     for k, best in enumerate(chosen, start=1):
         params = best["params"]
-        runs: list[_Run] = []
+        runs: list[TrainedRun] = []
         failures: list[dict[str, Any]] = []
         for j in range(settings.seeds):
             seed = config.seed + j
             label = f"model {k}/{len(chosen)} (trial {best['trial_number']}) seed {j + 1}/{settings.seeds}"
             try:
-                runs.append(_train(config, data, params, seed, settings.epochs, device, label))
+                runs.append(train_once(config, data, params, seed, settings.epochs, device, label))
             except TrialDiverged as error:  # one diverged seed is a result, not a crash
                 failures.append({"seed": seed, "error": str(error)})
                 log.warning("%s diverged: %s", label, error)

@@ -1,10 +1,13 @@
 """The same configuration and seed trained twice, alone and beside busy neighbours: how far apart
 its training time comes out by wall time, CPU time and the steady-state measure
-(``training.time_measure: steady``, objectives.steady_minutes).
+(``training.time_measure: steady``, objectives.steady_minutes: the median CPU time of the epochs
+after the warm-up one), with one torch thread (as a study runs the steady measure) and with one
+per core (the default for the others).
 
     python benchmarks/steady_time.py [--epochs 6] [--busy N]
 
 The neighbours are N processes spinning on the CPU (default: one per core) for the second run only.
+The issue's goal: the same configuration measured twice differs by at most 1.5x.
 """
 
 from __future__ import annotations
@@ -50,20 +53,21 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     data, _ = prepare_windows(DataConfig(source="synthetic", sequence_length=20), None)
-    alone = measure(data, args.epochs)
-    neighbours = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.busy)]
-    for p in neighbours:
-        p.start()
-    try:
-        busy = measure(data, args.epochs)
-    finally:
+    for threads in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(threads)
+        alone = measure(data, args.epochs)
+        neighbours = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.busy)]
         for p in neighbours:
-            p.terminate()
-    for key in ("wall", "cpu", "steady"):
-        ratio = max(alone[key], busy[key]) / min(alone[key], busy[key])
-        print(f"{key:>6}: alone {alone[key]:.4f} min, beside {args.busy} busy processes {busy[key]:.4f} min, "
-              f"ratio {ratio:.2f}x")
-
+            p.start()
+        try:
+            busy = measure(data, args.epochs)
+        finally:
+            for p in neighbours:
+                p.terminate()
+        for key in ("wall", "cpu", "steady"):
+            ratio = max(alone[key], busy[key]) / min(alone[key], busy[key])
+            print(f"{threads} thread(s) {key:>6}: alone {alone[key]:.4f} min, beside {args.busy} busy processes "
+                  f"{busy[key]:.4f} min, ratio {ratio:.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -61,6 +61,16 @@ def test_a_scenario_whose_trials_cannot_finish_in_the_time_limit_is_said_not_to_
     assert said[0].startswith("timing 1/1: ") and said[-1].startswith("replaying the scenario 3 times")
 
 
+def test_a_scenario_that_optimises_sharpe_is_planned_with_accuracy_standing_in_and_says_so():
+    from cnn_lstm_hpo.plan import SHARPE_NOTE
+
+    config = create_optimization_config(scenario="smoke", data={"source": "synthetic"}, objectives=["sharpe", "training_time"])
+    said = []
+    plan = make_plan(config, timed_configs=1, progress=said.append)
+    assert SHARPE_NOTE in said
+    assert plan.span("trials") == (6, 6, 6) and plan.span("failed") == (0, 0, 0), plan.lines()
+
+
 def test_the_plan_replays_curves_recorded_on_the_scenarios_data_where_there_are_some():
     assert table_for(create_optimization_config(scenario="quick_test")).name == "sample.jsonl.gz"  # bundled data
     assert table_for(create_optimization_config(data={"source": "synthetic"})).name == "synthetic.jsonl.gz"

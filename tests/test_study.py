@@ -467,9 +467,23 @@ def test_the_worker_is_in_the_database_before_the_trial_samples(tmp_path, monkey
 def test_steady_training_time_leaves_out_the_warm_up_epoch():
     from cnn_lstm_hpo.objectives import steady_minutes
 
-    history = [{"wall_seconds": s} for s in (30.0, 6.0, 12.0, 6.6)]  # warm-up, then one epoch slowed by a neighbour
+    # CPU seconds: the warm-up, then one epoch slowed by a neighbour; wall time does not enter.
+    history = [{"cpu_seconds": s, "wall_seconds": 99.0} for s in (30.0, 6.0, 12.0, 6.6)]
     assert steady_minutes(history) == pytest.approx(6.6 * 4 / 60)
     assert steady_minutes(history[:1]) == pytest.approx(0.5) and steady_minutes([]) == 0.0
+
+
+def test_the_steady_measure_trains_with_one_thread_unless_told_otherwise(tmp_path):
+    import os
+
+    from cnn_lstm_hpo import create_optimization_config
+
+    def threads(**overrides):
+        return create_optimization_config(scenario="smoke", save_dir=tmp_path, **overrides).threads_per_worker
+
+    assert threads(training={"time_measure": "steady"}) == 1
+    assert threads(training={"time_measure": "steady"}, threads=2) == 2
+    assert threads(training={"time_measure": "cpu"}) == max(1, os.cpu_count() or 1)
 
 
 def test_a_study_can_measure_training_time_at_the_steady_epoch_time(tmp_path):

@@ -87,8 +87,9 @@ class TrainingConfig(_Section):
     # Balanced accuracy: a constant predictor scores 1/num_classes whatever the class balance
     # (benchmarks/metric_choice.py; README, Objectives). "accuracy" is the guide's.
     classification_metric: Literal["accuracy", "balanced_accuracy", "mcc"] = "balanced_accuracy"
-    # Wall time is the guide's measure; CPU time is steadier on shared hosts; steady: the median wall
-    # time of the epochs after the first (warm-up) times the epochs trained (objectives.steady_minutes).
+    # Wall time is the guide's measure; CPU time is steadier on shared hosts; steady: the median CPU
+    # time of the epochs after the first (warm-up) times the epochs trained, one torch thread a trial
+    # (objectives.steady_minutes): the same on a busy machine as on an idle one.
     time_measure: Literal["wall", "cpu", "steady"] = "wall"
     classification_weight: float = Field(0.7, ge=0)
     regression_weight: float = Field(0.3, ge=0)
@@ -263,8 +264,12 @@ class OptimizationConfig(_Section):
 
     @property
     def threads_per_worker(self) -> int:
-        """Workers x threads stays within the cores, so workers do not slow each other down."""
-        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        """Workers x threads stays within the cores, so workers do not slow each other down. The
+        steady time measure runs one thread a trial: threads waiting on each other spin and count as
+        CPU time, the more so on a busy machine (benchmarks/steady_time.py); --workers uses the cores."""
+        if self.threads:
+            return self.threads
+        return 1 if self.training.time_measure == "steady" else max(1, (os.cpu_count() or 1) // self.workers)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

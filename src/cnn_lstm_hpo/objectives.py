@@ -120,14 +120,15 @@ def p_value_vs_majority(accuracy: float | None, majority_rate: float | None, n: 
 
 
 def steady_minutes(history: list[dict[str, float]]) -> float:
-    """Training minutes at the steady-state epoch time: the median wall seconds of the epochs after
+    """Training minutes at the steady-state epoch cost: the median CPU seconds of the epochs after
     the first (whose warm-up, one-off allocations and first kernel calls, dominates small models)
-    times the epochs trained. The median also ignores a few epochs slowed by a busy neighbour. A
-    one-epoch history is its own steady state."""
-    walls = [h["wall_seconds"] for h in history]
-    if not walls:
+    times the epochs trained. CPU time, not wall: a neighbour that takes the cores delays a trial
+    but does not add to the work it does (with one torch thread, see config.threads_per_worker;
+    more threads spin while they wait). A one-epoch history is its own steady state."""
+    seconds = [h["cpu_seconds"] for h in history]
+    if not seconds:
         return 0.0
-    return statistics.median(walls[1:] or walls) * len(walls) / 60
+    return statistics.median(seconds[1:] or seconds) * len(seconds) / 60
 
 
 def directions(objectives: list[str]) -> list[str]:

@@ -134,6 +134,16 @@ def outcome(study: optuna.Study, seconds: float) -> Outcome:
     )
 
 
+# A recorded curve holds validation scores, not predictions: nothing to trade, so no Sharpe ratio.
+SHARPE_NOTE = ("note: the recorded learning curves hold validation scores, not predictions: the replay stands "
+               "the accuracy objective in for sharpe (times and trial outcomes hold; the Pareto size is accuracy's)")
+
+
+def replayable(objectives: list[str]) -> list[str]:
+    """The objectives a replay can score: ``sharpe`` becomes ``accuracy`` (once)."""
+    return list(dict.fromkeys("accuracy" if o == "sharpe" else o for o in objectives))
+
+
 def simulate(config: OptimizationConfig, data: WindowedData, scales: list[float], table_path: Path) -> list[Outcome]:
     """One replay of the scenario per scale (each with its own seed)."""
     rows = load_rows(table_path)
@@ -143,6 +153,7 @@ def simulate(config: OptimizationConfig, data: WindowedData, scales: list[float]
         for i, scale in enumerate(scales):
             table = CurveTable(rows, config.search_space, time_scale=scale)
             run = config.model_copy(update={
+                "objectives": replayable(config.objectives),
                 # A journal file: its framework cost per trial is a fraction of SQLite's (docs/benchmarks.md, P4).
                 "seed": config.seed + i, "save_dir": Path(tmp) / str(i), "study_name": "plan",
                 "storage": journal_url(Path(tmp) / str(i) / "study.journal"),
@@ -285,6 +296,8 @@ def make_plan(
     data, notice = prepare_windows(config.data, config.symbols, evaluation=config.evaluation)
     if notice and progress:
         progress(f"note: {notice}")
+    if "sharpe" in config.objectives and progress:
+        progress(SHARPE_NOTE)
     timed, spread = time_configurations(config, data, timed_configs, progress)
     reference = CurveTable(load_rows(table_path), config.search_space)
     ratios = sorted(seconds / reference.predicted_seconds(params) for params, seconds in timed)

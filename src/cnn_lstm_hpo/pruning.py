@@ -154,7 +154,7 @@ class ParetoRungPruner:
         self.metric = p.metric
         self.eta = p.reduction_factor
         self.tolerance = p.score_tolerance
-        self.time_key = "cpu_seconds" if config.training.time_measure == "cpu" else "wall_seconds"
+        self.time_key = "wall_seconds" if config.training.time_measure == "wall" else "cpu_seconds"  # as the objective
         self.brackets = study_brackets(config)
         # Which rung-vector parts the study optimises besides the score.
         self.use_size = "model_size" in config.objectives

@@ -304,7 +304,7 @@ class MultiObjectiveOptimizer:
         writable_dir(self.save_dir)  # a file or a read-only folder: one line, before anything is written
         url = cfg.resolved_storage
         check_url_for_workers(url, cfg.workers)
-        if cfg.threads or cfg.workers > 1:  # otherwise torch's own default (or the caller's setting)
+        if cfg.threads or cfg.workers > 1 or cfg.training.time_measure == "steady":  # else torch's default (or the caller's)
             torch.set_num_threads(cfg.threads_per_worker)
         storage = self.storage = open_storage(url, heartbeat_seconds=cfg.heartbeat_seconds)
         try:

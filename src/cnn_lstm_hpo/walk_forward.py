@@ -141,7 +141,7 @@ class WalkForward:
     def _minutes(self, result: TrainResult) -> float:
         """A fold's training minutes by the configured measure, as the holdout objective takes them."""
         if self.steady:
-            return steady_minutes([{"wall_seconds": e.wall_seconds} for e in result.epochs])
+            return steady_minutes([{"cpu_seconds": e.cpu_seconds} for e in result.epochs])
         return sum(getattr(e, self.time_key) for e in result.epochs) / 60
 
     def _promoted(self, trial: optuna.Trial, records: list[dict[str, Any]], model_size: float) -> bool:

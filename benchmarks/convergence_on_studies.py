@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from cnn_lstm_hpo.analysis import is_feasible, maximised
+from cnn_lstm_hpo.reporting.analysis import is_feasible, maximised
 from cnn_lstm_hpo.objectives import reference_point
 from cnn_lstm_hpo.convergence import front_stall
 

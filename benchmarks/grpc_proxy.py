@@ -30,7 +30,7 @@ from pathlib import Path
 
 import optuna
 
-from cnn_lstm_hpo.storage import close_storage, open_storage
+from cnn_lstm_hpo.distributed.storage import close_storage, open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = "grpc_bench"

@@ -48,7 +48,7 @@ from cnn_lstm_hpo.replay import CURVES, CurveTable, load_rows, loaders_for, repl
 from cnn_lstm_hpo.results import epochs_trained, is_feasible
 from cnn_lstm_hpo.samplers import make_sampler
 from cnn_lstm_hpo.space import decode_params, suggest
-from cnn_lstm_hpo.storage import close_storage, is_journal, journal_url, open_storage, write_ahead
+from cnn_lstm_hpo.distributed.storage import close_storage, is_journal, journal_url, open_storage, write_ahead
 from cnn_lstm_hpo.windows import prepare_windows
 
 DATA = {"synthetic": {"source": "synthetic"}, "sample": {"source": "sample", "start": "2011-01-01"}}

@@ -12,12 +12,16 @@ test split the search never saw. Prints per seed and scheme:
   with the best selection score (holdout: its validation score; walk-forward: the mean over folds);
 - Spearman's correlation between the trials' selection scores and their test scores.
 
+With ``--no-pruning`` every trial trains its folds and epochs in full: fewer trials, but each
+with a selection score, which is what the correlation needs (a pruned trial has none).
+
 The goal (issue 29): walk-forward selects a configuration at least as good on test in at least
 4 of 5 seeds, with a higher mean correlation. Each seed's result is saved under ``--out``; a run
 that stops can be restarted with the same command and skips finished seeds.
 
     python benchmarks/walk_forward_selection.py --scenario benchmarks/scenarios/signal_volatility.yaml \
         [--data SOURCE] [--seeds 5] [--trials 16] [--folds 4] [--sample 8] [--epochs 30] [--jobs 2] [--out DIR]
+        [--no-pruning --cost-ratio 1]
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import torch
 from scipy.stats import spearmanr
 
 from cnn_lstm_hpo.results import is_feasible
-from cnn_lstm_hpo.retrain import load_saved_study, study_data, train_once
+from cnn_lstm_hpo.deployment.retrain import load_saved_study, study_data, train_once
 from cnn_lstm_hpo.space import decode_params
 
 
@@ -78,6 +82,8 @@ def one_seed(seed: int, args: argparse.Namespace) -> dict:
                           ("walk_forward", ["--n-trials", str(args.trials), "--folds", str(args.folds)])):
         save = args.out / f"seed{seed}_{scheme}"
         data = ["--data", args.data] if args.data else []
+        if args.no_pruning:
+            extra.append("--no-pruning")
         cli("optimize", "--scenario", args.scenario, *data, "--seed", str(seed), "--save-dir", str(save),
             "--threads", "1", "--quiet", *extra)
         result[scheme] = tested_sample(save, args.sample, args.epochs, seed)
@@ -95,6 +101,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--sample", type=int, default=8, help="trials retrained per study for the correlation")
     parser.add_argument("--epochs", type=int, default=30, help="retrain epoch budget (early stopping on validation)")
+    parser.add_argument("--no-pruning", action="store_true", help="train every trial in full (for the correlation)")
     parser.add_argument("--jobs", type=int, default=2, help="seeds at once (one torch thread each)")
     parser.add_argument("--out", type=Path, default=Path("walk_forward_selection"))
     args = parser.parse_args()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import optuna
 
-from cnn_lstm_hpo.storage import open_storage
+from cnn_lstm_hpo.distributed.storage import open_storage
 
 SCENARIO = """\
 scaling:

@@ -10,7 +10,7 @@ import torch
 
 from cnn_lstm_hpo.config import DataConfig
 from cnn_lstm_hpo.data import synthetic_frame
-from cnn_lstm_hpo.storage import close_storage, open_storage
+from cnn_lstm_hpo.distributed.storage import close_storage, open_storage
 from postgres import postgres_server, postgres_url  # noqa: F401 - a real PostgreSQL server (tests/postgres.py)
 
 

@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 from statsmodels.stats.multitest import multipletests
 
 from _studies import DEGENERATE, OBJECTIVES, brute_force_front, degenerate_studies, planted_study, told
-from cnn_lstm_hpo import analysis
-from cnn_lstm_hpo.analysis import (
+from cnn_lstm_hpo.reporting import analysis
+from cnn_lstm_hpo.reporting.analysis import (
     LEAKAGE_MARGIN,
     analyze_study,
     baseline_part,
@@ -277,7 +277,7 @@ def test_small_sample_spearman_p_is_exact(seed):
     """Four trials in perfect rank order: exact p = 2/4! = 1/12, not the t approximation's 0."""
     from scipy import stats
 
-    from cnn_lstm_hpo.analysis import spearman
+    from cnn_lstm_hpo.reporting.analysis import spearman
 
     assert spearman(np.arange(4.0), -np.arange(4.0)) == (-1.0, pytest.approx(1 / 12))
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from _studies import told
-from cnn_lstm_hpo.analysis import ranked_front
+from cnn_lstm_hpo.reporting.analysis import ranked_front
 from cnn_lstm_hpo.config import build_config
 from cnn_lstm_hpo.errors import HPOError
 from cnn_lstm_hpo.objectives import classification_score, evaluate_predictions

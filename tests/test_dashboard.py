@@ -185,7 +185,7 @@ def test_unreadable_storage_url_hides_the_password(tmp_path):
 
 def test_a_port_left_in_time_wait_by_the_last_run_is_free_again():
     """Restarting the dashboard within a minute: the closed server's port is in TIME-WAIT only."""
-    from cnn_lstm_hpo.ports import bindable_port as dashboard_port
+    from cnn_lstm_hpo.distributed.ports import bindable_port as dashboard_port
 
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as wsgiref's server

@@ -479,10 +479,10 @@ def test_predict_shapes_new_bars_with_the_models_data_settings(tmp_path):
     import torch
     from sklearn.preprocessing import StandardScaler
 
-    from cnn_lstm_hpo.checkpoint import checkpoint_meta, save_checkpoint
+    from cnn_lstm_hpo.deployment.checkpoint import checkpoint_meta, save_checkpoint
     from cnn_lstm_hpo.features import FEATURE_NAMES
     from cnn_lstm_hpo.model import HybridCNNLSTM, ModelConfig
-    from cnn_lstm_hpo.predict import predict_to_csv
+    from cnn_lstm_hpo.deployment.predict import predict_to_csv
 
     params = {"cnn_num_filters": 4, "cnn_filter_sizes": [2], "cnn_attention_heads": 2, "lstm_hidden_dim": 4,
               "lstm_num_layers": 1, "lstm_bidirectional": False, "dropout_rate": 0.0}
@@ -506,7 +506,7 @@ def test_only_the_data_module_calls_the_loaders():
 
     package = Path(cnn_lstm_hpo.__file__).parent
     callers = sorted(
-        p.name for p in package.glob("*.py")
+        p.name for p in package.rglob("*.py")
         if p.name != "data.py" and ("load_bars(" in p.read_text() or "load_frames(" in p.read_text())
     )
     assert callers == []

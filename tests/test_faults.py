@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from cnn_lstm_hpo.faults import RETRY_OF, RETRY_REASON
+from cnn_lstm_hpo.distributed.faults import RETRY_OF, RETRY_REASON
 from cnn_lstm_hpo.train import Trainer
 from test_study import run, tiny_config
 

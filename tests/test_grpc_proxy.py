@@ -15,10 +15,10 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from cnn_lstm_hpo import storage
+from cnn_lstm_hpo.distributed import storage
 from cnn_lstm_hpo.cli import app
 from cnn_lstm_hpo.errors import HPOError
-from cnn_lstm_hpo.workers import fail_dead_local_trials
+from cnn_lstm_hpo.distributed.workers import fail_dead_local_trials
 
 pytest.importorskip("grpc", reason='the gRPC storage proxy is an extra: pip install -e ".[grpc]"')
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnn_lstm_hpo.checkpoint import checkpoint_meta, save_checkpoint
+from cnn_lstm_hpo.deployment.checkpoint import checkpoint_meta, save_checkpoint
 from cnn_lstm_hpo.model import HybridCNNLSTM, ModelConfig
 
 mlflow = pytest.importorskip("mlflow")
 
-from cnn_lstm_hpo.registry import ModelRegistry, RegistryError, register_retrained  # noqa: E402
-from cnn_lstm_hpo.retrain import apply_holm  # noqa: E402
+from cnn_lstm_hpo.deployment.registry import ModelRegistry, RegistryError, register_retrained  # noqa: E402
+from cnn_lstm_hpo.deployment.retrain import apply_holm  # noqa: E402
 
 PARAMS = {
     "learning_rate": 3e-3, "weight_decay": 0.0, "optimizer": "adam", "scheduler": "none", "batch_size": 128,

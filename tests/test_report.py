@@ -18,7 +18,7 @@ from PIL import Image
 
 from _studies import DEGENERATE, OBJECTIVES, degenerate_studies, planted_study, told
 from cnn_lstm_hpo.cli import main
-from cnn_lstm_hpo.report import DEFAULT_WEIGHTS
+from cnn_lstm_hpo.reporting.report import DEFAULT_WEIGHTS
 from cnn_lstm_hpo.results import ranked_pareto
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -266,7 +266,7 @@ def test_summary_reads_for_a_person(planted_dir):
 def test_summary_names_the_symbols_loaded_not_the_scenarios(tmp_path):
     from cnn_lstm_hpo import MultiObjectiveOptimizer
     from cnn_lstm_hpo.config import build_config
-    from cnn_lstm_hpo.report import run_context
+    from cnn_lstm_hpo.reporting.report import run_context
     from cnn_lstm_hpo.results import summary_text
 
     config = build_config("quick_test", {"save_dir": tmp_path})

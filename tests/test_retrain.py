@@ -21,16 +21,16 @@ from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
-from cnn_lstm_hpo.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
+from cnn_lstm_hpo.deployment.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from cnn_lstm_hpo.cli import app
 from cnn_lstm_hpo.config import DataConfig
 from cnn_lstm_hpo.data import load_frames, synthetic_frame
 from cnn_lstm_hpo.errors import HPOError
 from cnn_lstm_hpo.features import FEATURE_NAMES, compute_features
 from cnn_lstm_hpo.model import HybridCNNLSTM, ModelConfig
-from cnn_lstm_hpo.predict import predict_frames
-from cnn_lstm_hpo import retrain as retrain_module
-from cnn_lstm_hpo.retrain import METRICS, RESULTS_FILE, accuracy_test, apply_holm, baselines, judge_control, strongest_rule
+from cnn_lstm_hpo.deployment.predict import predict_frames
+from cnn_lstm_hpo.deployment import retrain as retrain_module
+from cnn_lstm_hpo.deployment.retrain import METRICS, RESULTS_FILE, accuracy_test, apply_holm, baselines, judge_control, strongest_rule
 from cnn_lstm_hpo.train import Trainer
 from cnn_lstm_hpo.windows import Split, WindowedData, build_windows, prepare_windows
 
@@ -65,7 +65,7 @@ def tiny_study(
         pruning={"enabled": False},
     )
     with pytest.MonkeyPatch.context() as patch:  # the plots and report.html are not under test here
-        patch.setattr("cnn_lstm_hpo.report.write_analysis_outputs", lambda *args, **kwargs: None)
+        patch.setattr("cnn_lstm_hpo.reporting.report.write_analysis_outputs", lambda *args, **kwargs: None)
         MultiObjectiveOptimizer(config, progress=False).optimize()
     return config
 
@@ -335,7 +335,7 @@ def _trained_checkpoint(tmp_path: Path) -> tuple[Path, HybridCNNLSTM, dict, Trai
 
 
 def test_reloaded_model_predicts_bit_identically_in_a_new_process(tmp_path):
-    from cnn_lstm_hpo.checkpoint import SavedModel
+    from cnn_lstm_hpo.deployment.checkpoint import SavedModel
 
     folder, model, meta, trainer, data = _trained_checkpoint(tmp_path)
     before = predict_frames(SavedModel(model, meta), load_frames("synthetic"))  # the model before saving
@@ -366,7 +366,7 @@ def test_interrupted_save_keeps_the_previous_model(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("cnn_lstm_hpo.checkpoint._write_json", interrupted)  # after the weights, before the JSON
+    monkeypatch.setattr("cnn_lstm_hpo.deployment.checkpoint._write_json", interrupted)  # after the weights, before the JSON
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(folder, HybridCNNLSTM(ModelConfig(**{**meta["model_config"], "cnn_filter_sizes": (2, 3)})), meta)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == original
@@ -463,7 +463,7 @@ def test_retrain_bad_input_is_one_line_exit_2(tmp_path, synthetic_run):
 
 
 def test_optimize_retrain_top_k_retrains_at_the_end(tmp_path, monkeypatch):
-    monkeypatch.setattr("cnn_lstm_hpo.report.write_analysis_outputs", lambda *args, **kwargs: None)
+    monkeypatch.setattr("cnn_lstm_hpo.reporting.report.write_analysis_outputs", lambda *args, **kwargs: None)
     calls = []
     monkeypatch.setattr("cnn_lstm_hpo.cli._retrain_and_report", lambda config, study, data, settings: calls.append((study, settings)))
     save = tmp_path / "run"

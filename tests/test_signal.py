@@ -162,7 +162,7 @@ def _verdict_study(model_right_extra: int):
 
 
 def test_study_verdict_says_edge_only_when_the_paired_test_supports_it():
-    from cnn_lstm_hpo.analysis import analyze_study
+    from cnn_lstm_hpo.reporting.analysis import analyze_study
 
     edge = analyze_study(_verdict_study(12), weights={"accuracy": 1.0, "training_time": 0.0})
     # 12 discordant windows, all the model's: p = 0.5 ** 12
@@ -174,7 +174,7 @@ def test_study_verdict_says_edge_only_when_the_paired_test_supports_it():
 
 
 def test_the_verdict_opens_the_summary_and_the_report(tmp_path):
-    from cnn_lstm_hpo.report import write_analysis_outputs
+    from cnn_lstm_hpo.reporting.report import write_analysis_outputs
 
     study = _verdict_study(12)
     assert write_analysis_outputs(study, tmp_path) == []

@@ -10,8 +10,9 @@ import optuna
 import pytest
 import sqlalchemy
 
-from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config, storage
-from cnn_lstm_hpo.storage import close_storage, filesystem_type, open_storage, write_ahead
+from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
+from cnn_lstm_hpo.distributed import storage
+from cnn_lstm_hpo.distributed.storage import close_storage, filesystem_type, open_storage, write_ahead
 
 MOUNTS = [
     "rootfs / rootfs rw 0 0",  # mounted over by the next line: the later mount at a point is in effect

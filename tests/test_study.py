@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cnn_lstm_hpo.errors import StudyFailed
 from cnn_lstm_hpo import HPOError, IntegratedCNNLSTMTrainer, MultiObjectiveOptimizer, create_optimization_config
-from cnn_lstm_hpo.storage import close_storage, open_storage
+from cnn_lstm_hpo.distributed.storage import close_storage, open_storage
 from cnn_lstm_hpo.train import Trainer
-from cnn_lstm_hpo.workers import this_worker
+from cnn_lstm_hpo.distributed.workers import this_worker
 
 TINY_SPACE = {
     "cnn_num_filters": {"type": "categorical", "choices": [4, 8]},

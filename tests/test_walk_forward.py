@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
-from cnn_lstm_hpo.analysis import analyze_study
+from cnn_lstm_hpo.reporting.analysis import analyze_study
 from cnn_lstm_hpo.cli import app
 from cnn_lstm_hpo.config import DataConfig, EvaluationConfig, TrainingConfig
 from cnn_lstm_hpo.data import synthetic_frame
@@ -26,7 +26,7 @@ from cnn_lstm_hpo.model import HybridCNNLSTM, ModelConfig
 from cnn_lstm_hpo.monitor import TimeLimitExceeded, TrialMonitor
 from cnn_lstm_hpo.pbo import probability_of_backtest_overfitting
 from cnn_lstm_hpo.pruning import promotable
-from cnn_lstm_hpo.retrain import RetrainSettings, retrain_top_k
+from cnn_lstm_hpo.deployment.retrain import RetrainSettings, retrain_top_k
 from cnn_lstm_hpo.train import EpochResult, Trainer
 from cnn_lstm_hpo.walk_forward import fold_rung_promotes
 from cnn_lstm_hpo.windows import WindowLoader, build_windows

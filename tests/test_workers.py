@@ -13,8 +13,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from cnn_lstm_hpo.storage import open_storage
-from cnn_lstm_hpo.workers import worker_seed
+from cnn_lstm_hpo.distributed.storage import open_storage
+from cnn_lstm_hpo.distributed.workers import worker_seed
 
 TINY = """\
 tiny:

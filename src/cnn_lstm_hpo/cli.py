@@ -16,7 +16,7 @@ import typer
 
 from .config import build_config, scenario_names, scenario_text
 from .errors import HPOError, StudyFailed
-from .storage import optuna_cli_storage
+from .distributed.storage import optuna_cli_storage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Multi-objective HPO of CNN+LSTM market models.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="List and show the shipped scenarios.")
@@ -117,7 +117,7 @@ def optimize(
     """Run (or resume) a multi-objective study and write the guide's result files."""
     _setup_logging(quiet, debug)
     with _user_errors(debug):
-        from .retrain import RetrainSettings
+        from .deployment.retrain import RetrainSettings
         from .study import MultiObjectiveOptimizer
 
         # Checked before the study runs, not after hours of it.
@@ -219,7 +219,7 @@ def worker(
     _setup_logging(quiet, debug)
     with _user_errors(debug):
         from .study import MultiObjectiveOptimizer, stored_study_config
-        from .workers import default_worker_id
+        from .distributed.workers import default_worker_id
 
         config = stored_study_config(storage, study_name, save_dir=save_dir, threads=threads)
         optimizer = MultiObjectiveOptimizer(
@@ -302,7 +302,7 @@ def data_command(
 
 def _retrain_and_report(config: Any, study: Any, data: Any, settings: Any) -> None:
     """Run the retrain stage, print its summary; a leak or an unreachable registry ends non-zero."""
-    from .retrain import retrain_top_k
+    from .deployment.retrain import retrain_top_k
 
     report = retrain_top_k(config, study, data, settings)
     typer.echo("\n".join(report.lines))
@@ -336,7 +336,7 @@ def retrain(
     """Retrain the study's top-k configurations, test each once, save retrained_model_<k>/ and register them."""
     _setup_logging(quiet, debug)
     with _user_errors(debug):
-        from .retrain import DEFAULT_EPOCHS, RetrainSettings, load_saved_study, study_data
+        from .deployment.retrain import DEFAULT_EPOCHS, RetrainSettings, load_saved_study, study_data
 
         settings = RetrainSettings(
             top_k=top_k, epochs=DEFAULT_EPOCHS if epochs is None else epochs, seeds=seeds, register=not no_registry, registry_uri=registry_uri
@@ -366,7 +366,7 @@ def predict(
     """Class probabilities, predicted class and return for every window of the data, per symbol and date,
     with the split of the model's study each date is in and the realized outcome where known."""
     with _user_errors(debug):
-        from .predict import AFTER_TRAINING, predict_to_csv
+        from .deployment.predict import AFTER_TRAINING, predict_to_csv
 
         if new_only and start not in (None, AFTER_TRAINING):
             raise HPOError(f"--new-only and --start {start} say different things: give one")
@@ -393,8 +393,8 @@ def analyze(
     study (read-only: workers still running on it are not disturbed)."""
     _setup_logging(quiet=True)
     with _user_errors(debug):
-        from .analysis import EVALUATORS
-        from .report import open_stored_study, stored_config, write_analysis_outputs
+        from .reporting.analysis import EVALUATORS
+        from .reporting.report import open_stored_study, stored_config, write_analysis_outputs
 
         if importance not in EVALUATORS:
             raise HPOError(f"--importance must be one of {', '.join(EVALUATORS)}, but got {importance!r}")
@@ -442,7 +442,7 @@ def dashboard(
 ) -> None:
     """Live view of a study (running or finished) in optuna-dashboard, on 127.0.0.1 only."""
     with _user_errors(debug):
-        from .dashboard import serve
+        from .reporting.dashboard import serve
 
         serve(save_dir=save_dir, storage=storage, port=port)
 
@@ -458,7 +458,7 @@ def storage_proxy(
     _setup_logging(quiet=True, debug=debug)
     with _user_errors(debug):
         from .interrupts import exit_code_of, raise_on_sigterm
-        from .storage import serve_proxy
+        from .distributed.storage import serve_proxy
 
         raise_on_sigterm()
         try:

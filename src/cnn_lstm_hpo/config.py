@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import HPOError
-from .storage import default_url
+from .distributed.storage import default_url
 from .space import DEFAULT_SEARCH_SPACE, PARAM_NAMES, ParamSpec, check_spec
 
 Objective = Literal["accuracy", "training_time", "model_size", "sharpe"]

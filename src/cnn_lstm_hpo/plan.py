@@ -35,7 +35,7 @@ from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .results import epochs_trained, is_feasible
 from .replay import CURVES, CurveTable, load_rows, loaders_for, replay
 from .space import suggest
-from .storage import journal_url
+from .distributed.storage import journal_url
 from .train import PROBE_BATCHES, Trainer, resolve_device
 from .windows import WindowedData, prepare_windows
 

@@ -10,7 +10,7 @@ from typing import TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .faults import counted
+from .distributed.faults import counted
 
 
 def _clock(seconds: float) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .faults import RETRY_REASON, retried
+from .distributed.faults import RETRY_REASON, retried
 from .objectives import CONSTANT_SHARE, objective_labels, p_value_vs_majority, weighted_ranks
 from .space import decode_params
 

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import OptimizationConfig, validate_config
 from .convergence import front_stall
 from .errors import HPOError, StudyFailed
-from .faults import DISK_FULL, INTERRUPTED, RETRY_OF, counted, fault_reason, retry, storage_failed
+from .distributed.faults import DISK_FULL, INTERRUPTED, RETRY_OF, counted, fault_reason, retry, storage_failed
 from .fingerprint import ADDED_LATER, TIME_LIMIT, USER_ATTR as FINGERPRINT
 from .fingerprint import completed, fingerprint_differences, study_fingerprint
 from . import interrupts, verdict
@@ -28,11 +28,11 @@ from .progress import ProgressLine
 from .results import STOP_ATTR, atomic_write_text, trial_record, write_json, write_study_outputs
 from .samplers import make_sampler, pruning_caveat, startup_trials
 from .space import suggest
-from .storage import check_url_for_workers, close_storage, open_storage, redact, shared_by_processes, write_ahead
+from .distributed.storage import check_url_for_workers, close_storage, open_storage, redact, shared_by_processes, write_ahead
 from .train import Trainer, resolve_device
 from .walk_forward import TrialRun, WalkForward
 from .windows import WindowedData, prepare_windows, split_from_loader
-from .workers import (
+from .distributed.workers import (
     OUTPUT_LOCK, SLOT_LOCK, FileLock, fail_dead_local_trials, fail_own_trials, forward_interrupts, spawn_workers,
     this_worker, wait_for, worker_seed,
 )
@@ -477,7 +477,7 @@ class MultiObjectiveOptimizer:
         with FileLock(self.save_dir / OUTPUT_LOCK):
             write_study_outputs(study, self.config.objectives, self.config.objective_weights, self.save_dir)
             if analysis:
-                from .report import write_analysis_outputs  # lazy: matplotlib and plotly load only here
+                from .reporting.report import write_analysis_outputs  # lazy: matplotlib and plotly load only here
 
                 write_analysis_outputs(study, self.save_dir, config=self.config)  # never raises
 
@@ -495,7 +495,7 @@ class MultiObjectiveOptimizer:
         Returns one record per model (``model_path``, ``hyperparameters``, ``test_results``, ...),
         as written to ``retrained_models_results.json``.
         """
-        from .retrain import DEFAULT_EPOCHS, DEFAULT_SEEDS, RetrainSettings, retrain_top_k
+        from .deployment.retrain import DEFAULT_EPOCHS, DEFAULT_SEEDS, RetrainSettings, retrain_top_k
 
         study = self.study or open_study(self.config, self.fingerprint)
         settings = RetrainSettings(

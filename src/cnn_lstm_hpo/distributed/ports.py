@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from .errors import HPOError
+from ..errors import HPOError
 
 
 def bindable_port(host: str, port: int) -> int:

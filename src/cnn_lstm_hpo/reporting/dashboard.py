@@ -13,9 +13,9 @@ from pathlib import Path
 
 import optuna
 
-from .errors import HPOError
-from .ports import bindable_port
-from .storage import default_url, first_line, journal_url, open_storage, redact
+from ..errors import HPOError
+from ..distributed.ports import bindable_port
+from ..distributed.storage import default_url, first_line, journal_url, open_storage, redact
 
 INSTALL_HINT = 'optuna-dashboard is not installed; pip install -e ".[dashboard]" (or pip install optuna-dashboard)'
 

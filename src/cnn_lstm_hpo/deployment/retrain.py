@@ -33,22 +33,22 @@ import torch
 from scipy.stats import binomtest
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
 
-from .baselines import holm_adjusted as holm
+from ..baselines import holm_adjusted as holm
 from .checkpoint import checkpoint_meta, save_checkpoint
-from .config import OptimizationConfig, TrainingConfig, build_config
-from .data import configured_frames, resolve_symbols
-from .errors import HPOError, TrialDiverged
-from .fingerprint import USER_ATTR as FINGERPRINT, fingerprint_differences, study_fingerprint
-from .storage import close_storage, open_storage, redact
-from .features import direction_classes
-from .model import HybridCNNLSTM, ModelConfig, model_size_mb
-from .objectives import evaluate_predictions
+from ..config import OptimizationConfig, TrainingConfig, build_config
+from ..data import configured_frames, resolve_symbols
+from ..errors import HPOError, TrialDiverged
+from ..fingerprint import USER_ATTR as FINGERPRINT, fingerprint_differences, study_fingerprint
+from ..distributed.storage import close_storage, open_storage, redact
+from ..features import direction_classes
+from ..model import HybridCNNLSTM, ModelConfig, model_size_mb
+from ..objectives import evaluate_predictions
 from .predict import class_names
-from .results import ranked_pareto, write_json
-from .train import EpochResult, Trainer, resolve_device
-from .windows import Split, WindowedData, build_windows, frames_digest
-from .baselines import compute_baselines
-from .verdict import retrain_signal, write_equity_png
+from ..results import ranked_pareto, write_json
+from ..train import EpochResult, Trainer, resolve_device
+from ..windows import Split, WindowedData, build_windows, frames_digest
+from ..baselines import compute_baselines
+from ..verdict import retrain_signal, write_equity_png
 
 log = logging.getLogger("cnn_lstm_hpo")
 

@@ -20,7 +20,7 @@ import optuna
 import sqlalchemy
 from sqlalchemy import event
 
-from .errors import HPOError
+from ..errors import HPOError
 from .ports import bindable_port
 from .faults import retry_stale_trial
 

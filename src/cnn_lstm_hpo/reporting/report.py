@@ -22,15 +22,15 @@ import yaml
 from optuna.trial import TrialState
 
 from .analysis import analyze_study, complete_trials, feasible_front, history, is_feasible, objective_names, unit
-from .config import OptimizationConfig, validate_config
-from .errors import HPOError
-from .storage import default_url, first_line, open_storage, redact
-from .pruning import ParetoRungPruner
+from ..config import OptimizationConfig, validate_config
+from ..errors import HPOError
+from ..distributed.storage import default_url, first_line, open_storage, redact
+from ..pruning import ParetoRungPruner
 from .plots import write_plots
-from .results import atomic_write_text, ranked_pareto, summary_text, write_json
-from .space import decode_params
-from .targets import describe as describe_target
-from .verdict import summary_lines
+from ..results import atomic_write_text, ranked_pareto, summary_text, write_json
+from ..space import decode_params
+from ..targets import describe as describe_target
+from ..verdict import summary_lines
 
 log = logging.getLogger("cnn_lstm_hpo")
 DEFAULT_WEIGHTS = {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2, "sharpe": 0.6}

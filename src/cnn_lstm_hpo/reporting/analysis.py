@@ -27,13 +27,13 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from .objectives import DIRECTIONS, p_value_vs_majority, reference_point, weighted_ranks
-from .pbo import probability_of_backtest_overfitting
-from .results import constant_last, is_constant_predictor, is_feasible, study_labels  # is_feasible: Optuna's rule
-from .baselines import holm_adjusted as holm
-from .space import decode_params
-from .verdict import STUDY_ATTR as STUDY_BASELINES, signal_part
-from .walk_forward import FOLD_SCORES
+from ..objectives import DIRECTIONS, p_value_vs_majority, reference_point, weighted_ranks
+from ..pbo import probability_of_backtest_overfitting
+from ..results import constant_last, is_constant_predictor, is_feasible, study_labels  # is_feasible: Optuna's rule
+from ..baselines import holm_adjusted as holm
+from ..space import decode_params
+from ..verdict import STUDY_ATTR as STUDY_BASELINES, signal_part
+from ..walk_forward import FOLD_SCORES
 
 ALPHA = 0.05
 # Daily market direction is close to a coin flip; validation accuracy above this nearly always

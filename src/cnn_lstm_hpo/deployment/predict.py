@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 
 from .checkpoint import SavedModel, load_checkpoint
-from .config import DataConfig, validate_data_config
-from .data import configured_frames
-from .errors import HPOError
-from .features import compute_features, direction_classes, forward_returns
-from .results import atomic_write_text
-from .train import EVAL_BATCH
+from ..config import DataConfig, validate_data_config
+from ..data import configured_frames
+from ..errors import HPOError
+from ..features import compute_features, direction_classes, forward_returns
+from ..results import atomic_write_text
+from ..train import EVAL_BATCH
 
 FEATURE_INPUTS = ("high", "low", "close", "volume")  # the columns compute_features reads
 AFTER_TRAINING = "after-training"  # --start: only the bars after the study's data

@@ -27,9 +27,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import HPOError
-from .features import FEATURE_NAMES
-from .model import HybridCNNLSTM, ModelConfig
+from ..errors import HPOError
+from ..features import FEATURE_NAMES
+from ..model import HybridCNNLSTM, ModelConfig
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"

@@ -30,7 +30,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .faults import retry
-from .interrupts import ignore_further_signals, signal_of
+from ..interrupts import ignore_further_signals, signal_of
 
 SLOT_LOCK = ".trial-slots.lock"
 OUTPUT_LOCK = ".outputs.lock"

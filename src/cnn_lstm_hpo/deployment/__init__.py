@@ -1,0 +1,1 @@
+"""After the search: retrain and test the chosen configurations, save and register them, predict."""

@@ -1,0 +1,1 @@
+"""Storages, worker processes, fault handling: how a study spans processes and machines."""

@@ -223,6 +223,15 @@ class MultiObjectiveOptimizer:
         return minutes - limit if limit is not None else 0.0
 
     def objective(self, trial: optuna.Trial) -> list[float]:
+        try:
+            return self._run_trial(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:  # diverged, out of memory, a failure after training: FAIL with its reason, the study goes on
+            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            raise
+
+    def _run_trial(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
         params = self.suggest_hyperparameters(trial)
         # The initial weights too: same params, same trial (a retry is the trial it retries).
@@ -251,8 +260,6 @@ class MultiObjectiveOptimizer:
             elif isinstance(stop, optuna.TrialPruned):
                 # What it would have trained to complete: a trial pruned while over the limit was infeasible.
                 trial.set_constraint("training_time_minutes", self._over_time(monitor.projected))
-            elif isinstance(stop, Exception):  # diverged, out of memory, ...: recorded FAIL, the study goes on
-                trial.set_user_attr("fail_reason", f"{type(stop).__name__}: {stop}")
             monitor.save()
             raise
         monitor.save()

@@ -306,6 +306,7 @@ def test_saved_model_folder_is_complete_and_loads_without_pickle(synthetic_run):
     metrics = json.loads((folder / "metrics.json").read_text())
     results = json.loads((save / RESULTS_FILE).read_text())
     assert metrics["significance"] == results["models"][0]["significance"]
+    assert metrics["vs_strongest_baseline"] == results["models"][0]["vs_strongest_baseline"]  # McNemar, Holm
 
 
 # A small model, trained briefly: the checkpoints of the predict tests.

@@ -58,6 +58,9 @@ RESULTS_FILE = "retrained_models_results.json"
 CHAMPION_ALPHA = 0.05  # champion only if test accuracy beats the null rule at this level, Holm-corrected
 # The control is one run judged by one test; a stricter level keeps false leak alarms at 1 in 100.
 LEAK_ALPHA = 0.01
+# What a saved model's metrics.json holds, from its entry in retrained_models_results.json.
+CHECKPOINT_METRICS = ("selected_model", "validation_results", "test_results", "significance", "vs_strongest_baseline",
+                      "trading_test", "n_parameters", "model_size_mb", "training_time_minutes")
 METRICS = ("accuracy", "balanced_accuracy", "mcc", "composite", "return_mse", "directional_accuracy", "cross_entropy")
 
 
@@ -422,7 +425,7 @@ def retrain_top_k(
     test_base = compute_baselines(data.train, data.test, horizon=config.data.horizon, split_name="test", seed=config.seed)
     tested: list[tuple[dict[str, Any], np.ndarray]] = []  # (entry, selected seed's test classes)
     models: list[dict[str, Any]] = []
-    # Saved once the Holm correction over all k models has been written into their metrics.
+    # Saved once the Holm correction and the paired tests have been written into their entries.
     to_save: list[tuple[Path, torch.nn.Module, dict[str, Any], dict[str, Any]]] = []
     for k, best in enumerate(chosen, start=1):
         params = best["params"]
@@ -480,14 +483,10 @@ def retrain_top_k(
             origin={"study_name": study.study_name, "trial_number": best["trial_number"], "rank": best["rank"],
                     "seed": selected.seed, "data": config.data.model_dump(mode="json"), "symbols": sorted(set(data.train.symbols))},
         )
-        metrics = {key: entry[key] for key in ("selected_model", "validation_results", "test_results", "significance",
-                                                "n_parameters", "model_size_mb", "training_time_minutes")}
-        to_save.append((folder, model, meta, metrics))
+        to_save.append((folder, model, meta, entry))
         models.append(entry)
         tested.append((entry, selected.test_probs.argmax(axis=1)))
     apply_holm(models)
-    for folder, model, meta, metrics in to_save:
-        save_checkpoint(folder, model, meta, metrics)
     persistence = base["persistence"]
     lines = [
         f"baselines on {base['test_windows']} test windows: majority class ({base['training_majority_class_name']}, "
@@ -502,6 +501,8 @@ def retrain_top_k(
     )
     lines.append(f"shuffled-label control: {control['verdict']}")
     signal = retrain_signal(config, data, study, test_base, tested, leak=control["leak"])
+    for folder, model, meta, entry in to_save:  # with the Holm correction and the paired test against the strongest baseline
+        save_checkpoint(folder, model, meta, {key: entry[key] for key in CHECKPOINT_METRICS if key in entry})
     for entry, _ in tested:
         vs = entry["vs_strongest_baseline"]
         lines.append(f"model {entry['k']} vs {vs['baseline']} on test: {vs['model_accuracy']:.4f} vs "

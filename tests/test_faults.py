@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
+from cnn_lstm_hpo import MultiObjectiveOptimizer
 from cnn_lstm_hpo.distributed.faults import RETRY_OF, RETRY_REASON
 from cnn_lstm_hpo.train import Trainer
 from test_study import run, tiny_config
@@ -68,15 +69,23 @@ def test_an_interrupted_trial_runs_again_on_resume_with_its_params_and_does_not_
     assert "    trial 1: interrupted (retried as trial 2)\n" in summary
 
 
-def test_a_trial_that_fails_on_its_own_counts_and_is_not_retried(tmp_path, monkeypatch):
-    original = Trainer._train_epoch
+def _fail_trial_1(monkeypatch, owner, method, is_trial_1):
+    original = getattr(owner, method)
 
-    def bad_trial_1(self, optimizer, generator):
-        if self.seed == SEED + 1:
+    def failing(self, *args):
+        if is_trial_1(self, *args):
             raise ValueError("shapes do not match")
-        return original(self, optimizer, generator)
+        return original(self, *args)
 
-    monkeypatch.setattr(Trainer, "_train_epoch", bad_trial_1)
+    monkeypatch.setattr(owner, method, failing)
+
+
+@pytest.mark.parametrize("stage", ["training", "after training"])
+def test_a_trial_that_fails_on_its_own_counts_and_is_not_retried(tmp_path, monkeypatch, stage):
+    if stage == "training":
+        _fail_trial_1(monkeypatch, Trainer, "_train_epoch", lambda trainer, *_: trainer.seed == SEED + 1)
+    else:  # recording its signal, after the epochs: the reason is recorded all the same
+        _fail_trial_1(monkeypatch, MultiObjectiveOptimizer, "_record_signal", lambda _, trial, __: trial.number == 1)
     study = run(tiny_config(tmp_path, n_trials=3))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert study.trials[1].user_attrs["fail_reason"] == "ValueError: shapes do not match"

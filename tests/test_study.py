@@ -176,20 +176,6 @@ def test_diverging_trial_is_recorded_failed_and_study_continues(tmp_path, monkey
     assert "non-finite" in (config.save_dir / "optimization_summary.txt").read_text()
 
 
-def test_a_trial_that_fails_after_training_records_why(tmp_path, monkeypatch):
-    original = MultiObjectiveOptimizer._record_signal
-
-    def fails_for_trial_1(self, trial, trainer):
-        if trial.number == 1:
-            raise KeyError("sharpe")
-        return original(self, trial, trainer)
-
-    monkeypatch.setattr(MultiObjectiveOptimizer, "_record_signal", fails_for_trial_1)
-    study = run(tiny_config(tmp_path, n_trials=3))
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    assert study.trials[1].user_attrs["fail_reason"] == "KeyError: 'sharpe'"
-
-
 def test_unreachable_storage_is_one_line_error_without_password(tmp_path):
     config = tiny_config(tmp_path, storage="postgresql://user:secret@127.0.0.1:1/nodb")
     with pytest.raises(HPOError) as error:

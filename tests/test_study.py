@@ -479,11 +479,12 @@ def test_the_steady_measure_trains_with_one_thread_unless_told_otherwise(tmp_pat
     from cnn_lstm_hpo import create_optimization_config
 
     def threads(**overrides):
-        return create_optimization_config(scenario="smoke", save_dir=tmp_path, **overrides).threads_per_worker
+        config = create_optimization_config(scenario="smoke", save_dir=tmp_path, **overrides)
+        return config.threads_per_worker, config.torch_threads  # torch_threads: what optimize and plan set
 
-    assert threads(training={"time_measure": "steady"}) == 1
-    assert threads(training={"time_measure": "steady"}, threads=2) == 2
-    assert threads(training={"time_measure": "cpu"}) == max(1, os.cpu_count() or 1)
+    assert threads(training={"time_measure": "steady"}) == (1, 1)
+    assert threads(training={"time_measure": "steady"}, threads=2) == (2, 2)
+    assert threads(training={"time_measure": "cpu"}) == (max(1, os.cpu_count() or 1), None)  # torch's default
 
 
 def test_a_study_can_measure_training_time_at_the_steady_epoch_time(tmp_path):

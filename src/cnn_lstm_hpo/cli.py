@@ -110,7 +110,7 @@ def optimize(
     workers: Optional[int] = typer.Option(
         None, "--workers", help="Worker processes on this machine sharing the study, on a journal file (default: 1)."
     ),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per worker (default: cores / workers)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per worker (default: cores / workers; 1 with training.time_measure steady)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and the final summary."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:

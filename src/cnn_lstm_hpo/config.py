@@ -271,6 +271,13 @@ class OptimizationConfig(_Section):
             return self.threads
         return 1 if self.training.time_measure == "steady" else max(1, (os.cpu_count() or 1) // self.workers)
 
+    @property
+    def torch_threads(self) -> int | None:
+        """The torch threads a run sets, or None to leave torch's default (one process, nothing asked)."""
+        if self.threads or self.workers > 1 or self.training.time_measure == "steady":
+            return self.threads_per_worker
+        return None
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 

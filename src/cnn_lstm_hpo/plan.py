@@ -293,6 +293,8 @@ def make_plan(
 ) -> Plan:
     """``progress`` gets a line per step (the symbol replacement note, each configuration timed)."""
     table_path = table_path or table_for(config)
+    if config.torch_threads:  # time the configurations as the study will train them
+        torch.set_num_threads(config.torch_threads)
     data, notice = prepare_windows(config.data, config.symbols, evaluation=config.evaluation)
     if notice and progress:
         progress(f"note: {notice}")

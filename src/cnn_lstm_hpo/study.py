@@ -311,8 +311,8 @@ class MultiObjectiveOptimizer:
         writable_dir(self.save_dir)  # a file or a read-only folder: one line, before anything is written
         url = cfg.resolved_storage
         check_url_for_workers(url, cfg.workers)
-        if cfg.threads or cfg.workers > 1 or cfg.training.time_measure == "steady":  # else torch's default (or the caller's)
-            torch.set_num_threads(cfg.threads_per_worker)
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
         storage = self.storage = open_storage(url, heartbeat_seconds=cfg.heartbeat_seconds)
         try:
             return self._optimize(storage, url)

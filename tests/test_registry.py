@@ -166,6 +166,11 @@ def test_champion_moves_on_the_mcnemar_test_against_the_strongest_baseline(model
     assert client_for(uri).get_registered_model("study_c").aliases == {"champion": 2}
     assert ("alias 'champion' -> version 2 (model 2: test accuracy beats the strongest baseline "
             "(logistic_regression, McNemar), Holm-adjusted p=0.004)") in outcome["message"]
+    # A study ranked by balanced accuracy: its paired randomization test, named as such.
+    second["vs_strongest_baseline"]["metric"] = "balanced_accuracy"
+    outcome = register_retrained([first, second], name="study_d", tracking_uri=uri)
+    assert ("(model 2: test balanced accuracy beats the strongest baseline (logistic_regression, paired "
+            "randomization), Holm-adjusted p=0.004)") in outcome["message"]
 
 
 def test_a_leaking_pipeline_moves_no_champion_even_with_a_significant_model(model_folders, uri):

@@ -438,7 +438,8 @@ def test_retrain_on_bundled_real_data_sets_champion_only_if_significant(syntheti
     results = json.loads((save / RESULTS_FILE).read_text())
     model = results["models"][0]
     assert model["significance"]["p_holm"] == model["significance"]["p_value"]  # a family of one
-    vs = model["vs_strongest_baseline"]  # the champion's test (McNemar against the strongest baseline, Holm)
+    vs = model["vs_strongest_baseline"]  # the champion's test (by balanced accuracy against the strongest baseline, Holm)
+    assert vs["metric"] == "balanced_accuracy" and vs["test"].startswith("paired randomization test")
     significant = vs["p_holm"] < 0.05
     assert vs["significant"] == significant
     mlflow = pytest.importorskip("mlflow")
@@ -449,8 +450,8 @@ def test_retrain_on_bundled_real_data_sets_champion_only_if_significant(syntheti
         assert aliases == {"champion": results["registry"]["versions"][0]["version"]}
     else:
         assert aliases == {}
-        assert (f"alias 'champion' not moved: no model's test accuracy beats the strongest baseline ({vs['baseline']}, "
-                "McNemar) significantly") in result.stdout
+        assert (f"alias 'champion' not moved: no model's test balanced accuracy beats the strongest baseline "
+                f"({vs['baseline']}, paired randomization) significantly") in result.stdout
 
 
 def test_retrain_bad_input_is_one_line_exit_2(tmp_path, synthetic_run):

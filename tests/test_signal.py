@@ -173,6 +173,36 @@ def test_study_verdict_says_edge_only_when_the_paired_test_supports_it():
     assert "p=0.125 >= 0.05" in weak["verdict"]
 
 
+def test_the_verdict_judges_by_the_metric_the_study_ranks_by():
+    """60 % of the windows are up; the model is right on 50 % of the ups and 70 % of the downs: accuracy
+    0.58, below the majority's 0.60, but balanced accuracy 0.60 against the majority's 0.50."""
+    import optuna
+
+    from cnn_lstm_hpo import verdict
+    from cnn_lstm_hpo.baselines import score
+    from cnn_lstm_hpo.reporting.analysis import analyze_study
+
+    y = np.array([1] * 600 + [0] * 400)
+    majority = np.ones(1000, dtype=int)
+    model = np.array([1] * 300 + [0] * 300 + [0] * 280 + [1] * 120)
+    verdicts = {}
+    for metric in ("accuracy", "balanced_accuracy"):
+        study = optuna.create_study(directions=["maximize"])
+        study.set_user_attr("config", {"training": {"classification_metric": metric}})
+        scores = {name: score(name, y, majority).to_dict() for name in ("majority", "persistence", "logistic_regression")}
+        study.set_user_attr(verdict.STUDY_ATTR, {"n_windows": 1000, "strongest": "majority", "scores": scores,
+                                                 "labels": verdict.encode(y),
+                                                 "predictions": {n: verdict.encode(majority) for n in scores}})
+        trial = study.ask()
+        trial.set_user_attr(verdict.PREDICTIONS_ATTR, verdict.encode(model))
+        study.tell(trial, [0.6])
+        verdicts[metric] = analyze_study(study)["verdict"]
+    assert verdicts["accuracy"].startswith("no edge found: trial 0 does not beat majority")
+    assert "(accuracy 0.5800 vs 0.6000, one-sided McNemar p=" in verdicts["accuracy"]
+    assert verdicts["balanced_accuracy"].startswith("edge: trial 0 beats majority on validation")
+    assert "(balanced accuracy 0.6000 vs 0.5000, one-sided paired randomization p=0.000" in verdicts["balanced_accuracy"]
+
+
 def test_the_verdict_opens_the_summary_and_the_report(tmp_path):
     from cnn_lstm_hpo.reporting.report import write_analysis_outputs
 
@@ -190,13 +220,15 @@ def test_retrain_verdict_needs_holm_and_no_leak():
 
     def entry(k, p_holm):
         return {"k": k, "trial_number": k, "vs_strongest_baseline": {
-            "p_value": p_holm / 2, "p_holm": p_holm, "significant": p_holm < 0.05, "model_accuracy": 0.6}}
+            "p_value": p_holm / 2, "p_holm": p_holm, "significant": p_holm < 0.05, "metric": "balanced_accuracy",
+            "model_score": 0.6, "baseline_score": 0.55}}
 
-    assert retrain_verdict([entry(1, 0.2), entry(2, 0.01)], "logistic_regression", 0.55, leak=False).startswith(
-        "edge: model 2 (trial 2) beats logistic_regression on test")
-    assert retrain_verdict([entry(1, 0.2)], "majority", 0.55, leak=False).startswith(
+    assert retrain_verdict([entry(1, 0.2), entry(2, 0.01)], "logistic_regression", leak=False) == (
+        "edge: model 2 (trial 2) beats logistic_regression on test (balanced accuracy 0.6000 vs 0.5500, "
+        "one-sided paired randomization p=0.005, Holm p=0.01 over 2 model(s))")
+    assert retrain_verdict([entry(1, 0.2)], "majority", leak=False).startswith(
         "no edge found: no retrained model beats majority on test")
-    assert retrain_verdict([entry(1, 0.01)], "majority", 0.55, leak=True).startswith(
+    assert retrain_verdict([entry(1, 0.01)], "majority", leak=True).startswith(
         "no edge found: the shuffled-label control")
 
 
@@ -231,7 +263,7 @@ def test_synthetic_edge_source_loads_and_refuses_bad_parameters():
         load_frames("synthetic:drift=1")
 
 
-def test_strongest_is_by_accuracy_the_quantity_mcnemar_compares():
+def test_strongest_by_accuracy_is_the_leakage_bar_and_best_follows_the_metric():
     y = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 1])
     split = _split(np.zeros((10, 1)), y, ["A"] * 10)
     result = baselines.compute_baselines(split, split, horizon=1, split_name="validation")
@@ -239,3 +271,35 @@ def test_strongest_is_by_accuracy_the_quantity_mcnemar_compares():
     assert result.scores["persistence"].balanced_accuracy == pytest.approx(0.6875)
     assert result.scores["persistence"].accuracy == result.scores["majority"].accuracy == 0.8
     assert result.strongest.name == "majority"
+    assert result.best("accuracy").name == "majority" and result.best("balanced_accuracy").name == "persistence"
+
+
+def test_metric_scores_match_scikit_learn_on_random_predictions_ties_and_constant_ones():
+    from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        k, n = int(rng.integers(2, 4)), int(rng.integers(4, 50))
+        y = rng.integers(0, k, n)
+        preds = rng.integers(0, k, (3, n))
+        preds[0] = preds[0][0]  # a constant predictor: MCC's zero denominator
+        preds[1] = y  # perfect
+        for row, pred in enumerate(preds):
+            assert baselines.metric_scores(y, preds, "balanced_accuracy")[row] == pytest.approx(balanced_accuracy_score(y, pred))
+            assert baselines.metric_scores(y, preds, "mcc")[row] == pytest.approx(matthews_corrcoef(y, pred), abs=1e-12)
+            assert baselines.metric_scores(y, preds, "accuracy")[row] == pytest.approx(np.mean(pred == y))
+
+
+def test_the_paired_randomization_test_holds_its_level_and_finds_a_real_difference(monkeypatch):
+    monkeypatch.setattr(baselines, "PERMUTATIONS", 499)
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    # H0: two models equally good (each right 60 % of the time, independently): rejections near 5 %
+    p = [baselines.paired_test(y, np.where(rng.random(300) < 0.6, y, 1 - y), np.where(rng.random(300) < 0.6, y, 1 - y),
+                               "balanced_accuracy", seed=s)["p_value"] for s in range(200)]
+    assert 0.01 <= np.mean(np.array(p) < 0.05) <= 0.10
+    better = baselines.paired_test(y, np.where(rng.random(300) < 0.75, y, 1 - y), np.zeros(300, dtype=int), "mcc")
+    assert better["p_value"] == pytest.approx(1 / 500) and better["test"].startswith("paired randomization test (499 draws)")
+    # accuracy: the exact McNemar test, whatever the draws
+    exact = baselines.paired_test(y, y, np.zeros(300, dtype=int), "accuracy")
+    assert exact["p_value"] == baselines.mcnemar_vs_baseline(y, y, np.zeros(300, dtype=int))["p_value"]

@@ -4,8 +4,8 @@ During a study: the validation baselines (baselines.py) are computed once, when 
 and stored with it (``STUDY_ATTR``) with the validation labels and each baseline's predictions;
 every completed trial stores its validation predictions and, for targets that trade, its trading
 evaluation (trading.py). ``signal_part`` (in optimization_analysis.json) then compares the
-rank-1 trial with the strongest validation baseline (exact McNemar on the same windows) and
-deflates its Sharpe ratio by the number of trials; ``verdict_line`` says it in one line.
+rank-1 trial with the strongest validation baseline by the study's classification metric (a
+one-sided paired test on the same windows, baselines.paired_test) and deflates its Sharpe ratio by the number of trials; ``verdict_line`` says it in one line.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import ALPHA, Baselines, compute_baselines, mcnemar_vs_baseline
+from .baselines import ALPHA, METRIC_LABELS, Baselines, best_name, compute_baselines, paired_test
 from .trading import deflated_sharpe, evaluate_trading
 
 STUDY_ATTR = "signal_baselines"
@@ -92,31 +92,40 @@ def deflate(stats: dict[str, Any], trial_sharpes: np.ndarray) -> dict[str, Any] 
                            stats.get("kurtosis") or 3.0, n_trials=max(n, 1), trial_sr_variance=variance)
 
 
+def study_metric(study: Any) -> str:
+    """The classification metric the study ranked by (studies from before it was stored: accuracy)."""
+    config = study.user_attrs.get("config") or {}
+    return (config.get("training") or {}).get("classification_metric", "accuracy")
+
+
 def signal_part(study: Any, ranked: list[Any], complete: list[Any]) -> dict[str, Any]:
-    """The rank-1 trial against the strongest validation baseline; its trading and DSR.
+    """The rank-1 trial against the strongest validation baseline by the study's metric; its trading and DSR.
 
     ``ranked``: the feasible front in rank order; ``complete``: every complete trial (the DSR's N).
     """
     stored = study.user_attrs.get(STUDY_ATTR)
-    part: dict[str, Any] = {"split": "validation", "alpha": ALPHA}
+    metric = study_metric(study)
+    part: dict[str, Any] = {"split": "validation", "alpha": ALPHA, "metric": metric}
     if not isinstance(stored, dict):
         part["verdict"] = ("no edge found: this study stored no validation baselines (it ran before they were "
                            "recorded); retrain tests the models on the test split")
         return part
-    part["baselines"] = {k: stored[k] for k in ("n_windows", "strongest", "strongest_rule", "scores")}
+    part["baselines"] = {"n_windows": stored["n_windows"], "scores": stored["scores"],
+                         "strongest": best_name(stored["scores"], metric),
+                         "strongest_rule": f"the highest {METRIC_LABELS[metric]}, the study's classification metric"}
     if "buy_and_hold" in stored:
         part["buy_and_hold"] = stored["buy_and_hold"]["stats"]
     if not ranked:
         part["verdict"] = "no edge found: no feasible complete trial"
         return part
     best = ranked[0]
-    strongest = stored["strongest"]
+    strongest = part["baselines"]["strongest"]
     model = {"trial_number": best.number, "val_metrics": best.user_attrs.get("val_metrics")}
     part["rank_1"] = model
     text = best.user_attrs.get(PREDICTIONS_ATTR)
     if text:
         y = decode(stored["labels"])
-        model["vs_strongest_baseline"] = mcnemar_vs_baseline(y, decode(text), decode(stored["predictions"][strongest]))
+        model["vs_strongest_baseline"] = paired_test(y, decode(text), decode(stored["predictions"][strongest]), metric)
     trading = best.user_attrs.get(TRADING_ATTR)
     if isinstance(trading, dict):
         model["trading"] = {k: trading[k] for k in ("positions", "cost_bps", "strategy")}
@@ -131,20 +140,28 @@ def _dsr_text(deflated: dict[str, Any] | None) -> str:
     return f", DSR={deflated['dsr']:.3f} over {deflated['n_trials']} trial(s)"
 
 
+def paired_test_name(test: dict[str, Any]) -> str:
+    return "one-sided McNemar" if test["metric"] == "accuracy" else "one-sided paired randomization"
+
+
+def compared(test: dict[str, Any]) -> str:
+    """"balanced accuracy 0.6120 vs 0.5000": the model's and the baseline's score by the test's metric."""
+    return f"{METRIC_LABELS[test['metric']]} {test['model_score']:.4f} vs {test['baseline_score']:.4f}"
+
+
 def study_verdict(part: dict[str, Any]) -> str:
     model = part["rank_1"]
     strongest = part["baselines"]["strongest"]
-    base_acc = part["baselines"]["scores"][strongest]["accuracy"]
     test = model.get("vs_strongest_baseline")
     if test is None:
         return f"no edge found: trial {model['trial_number']} stored no validation predictions to compare with {strongest}"
     where = "on validation (chosen there, so optimistic; retrain tests it on the test split)"
     if test["p_value"] < ALPHA:
         return (f"edge: trial {model['trial_number']} beats {strongest} {where} "
-                f"(accuracy {test['model_accuracy']:.4f} vs {base_acc:.4f}, p={test['p_value']:.3g}"
+                f"({compared(test)}, {paired_test_name(test)} p={test['p_value']:.3g}"
                 f"{_dsr_text(model.get('deflated_sharpe'))})")
     return (f"no edge found: trial {model['trial_number']} does not beat {strongest} {where} "
-            f"(accuracy {test['model_accuracy']:.4f} vs {base_acc:.4f}, one-sided McNemar p={test['p_value']:.3g} "
+            f"({compared(test)}, {paired_test_name(test)} p={test['p_value']:.3g} "
             f">= {ALPHA}{_dsr_text(model.get('deflated_sharpe'))})")
 
 
@@ -156,7 +173,7 @@ def summary_lines(part: dict[str, Any]) -> list[str]:
         shown = "; ".join(f"{name} {s['accuracy']:.4f} (balanced {s['balanced_accuracy']:.4f})"
                           for name, s in base["scores"].items())
         lines.append(f"Validation baselines on the same {base['n_windows']} windows, accuracy: {shown}; "
-                     f"strongest: {base['strongest']}")
+                     f"strongest by {METRIC_LABELS[part['metric']]}: {base['strongest']}")
     model = part.get("rank_1") or {}
     trading = model.get("trading")
     if trading and part.get("buy_and_hold"):
@@ -181,33 +198,36 @@ def retrain_signal(
     config: Any, data: Any, study: Any, test_base: Baselines, tested: list[tuple[dict[str, Any], np.ndarray]],
     *, leak: bool,
 ) -> dict[str, Any]:
-    """McNemar of each retrained model's test predictions against the strongest test baseline, Holm
-    over the models (adds ``vs_strongest_baseline`` to each entry, the champion's test), their trading
+    """A paired test of each retrained model's test predictions against the strongest test baseline by the
+    study's classification metric (baselines.paired_test), Holm over the models (adds ``vs_strongest_baseline`` to each entry, the champion's test), their trading
     on test with the DSR over the study's trials, and the verdict line."""
     from .baselines import holm
 
     y = data.test.y_class.cpu().numpy()
-    strongest = test_base.strongest
+    metric = config.training.classification_metric
+    strongest = test_base.best(metric)
     tests = []
     for entry, pred in tested:
-        test = mcnemar_vs_baseline(y, pred, test_base.predictions[strongest.name])
+        test = paired_test(y, pred, test_base.predictions[strongest.name], metric)
         test["baseline"] = strongest.name
         entry["vs_strongest_baseline"] = test
         tests.append(test)
     holm(tests)
     trial_sharpes = _trial_sharpes(study.get_trials(deepcopy=False))
-    part: dict[str, Any] = {"split": "test", "alpha": ALPHA, "baselines": test_base.to_dict(),
+    part: dict[str, Any] = {"split": "test", "alpha": ALPHA, "metric": metric,
+                            "baselines": {**test_base.to_dict(), "strongest": strongest.name,
+                                          "strongest_rule": f"the highest {METRIC_LABELS[metric]}, the study's classification metric"},
                             "correction": f"Holm over the {len(tests)} retrained model(s)"}
     if trades(config):
         for entry, pred in tested:
             record = trading_record(config, data, data.test, pred, with_returns=True)
             record["deflated_sharpe"] = deflate(record["strategy"], trial_sharpes)
             entry["trading_test"] = record
-    part["verdict"] = retrain_verdict([e for e, _ in tested], strongest.name, strongest.accuracy, leak=leak)
+    part["verdict"] = retrain_verdict([e for e, _ in tested], strongest.name, leak=leak)
     return part
 
 
-def retrain_verdict(entries: list[dict[str, Any]], baseline: str, baseline_accuracy: float, *, leak: bool) -> str:
+def retrain_verdict(entries: list[dict[str, Any]], baseline: str, *, leak: bool) -> str:
     if not entries:
         return "no edge found: no model was retrained (every seed diverged)"
     if leak:
@@ -218,12 +238,12 @@ def retrain_verdict(entries: list[dict[str, Any]], baseline: str, baseline_accur
         e, t = winners[0], winners[0]["vs_strongest_baseline"]
         dsr = _dsr_text((e.get("trading_test") or {}).get("deflated_sharpe"))
         return (f"edge: model {e['k']} (trial {e['trial_number']}) beats {baseline} on test "
-                f"(accuracy {t['model_accuracy']:.4f} vs {baseline_accuracy:.4f}, one-sided McNemar p={t['p_value']:.3g}, "
+                f"({compared(t)}, {paired_test_name(t)} p={t['p_value']:.3g}, "
                 f"Holm p={t['p_holm']:.3g} over {len(entries)} model(s){dsr})")
     e = min(entries, key=lambda x: x["vs_strongest_baseline"]["p_holm"])
     t = e["vs_strongest_baseline"]
-    return (f"no edge found: no retrained model beats {baseline} on test (best: model {e['k']}, accuracy "
-            f"{t['model_accuracy']:.4f} vs {baseline_accuracy:.4f}, Holm p={t['p_holm']:.3g} >= {ALPHA})")
+    return (f"no edge found: no retrained model beats {baseline} on test (best: model {e['k']}, "
+            f"{compared(t)}, Holm p={t['p_holm']:.3g} >= {ALPHA})")
 
 
 def write_equity_png(path: Any, entry: dict[str, Any]) -> None:

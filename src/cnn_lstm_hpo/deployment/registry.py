@@ -2,8 +2,9 @@
 
 Each retrained model is logged as an MLflow run (hyperparameters as params, scores as metrics,
 the saved model folder as artifacts) and registered as a version of a registered model named
-after the study. The alias ``champion`` moves only to a model whose test accuracy beats the
-strongest naive baseline significantly (exact McNemar, Holm over the models: ``champion_test``);
+after the study. The alias ``champion`` moves only to a model whose test score (by the study's
+classification metric) beats the strongest baseline significantly (a paired test, Holm over the
+models: ``champion_test``);
 otherwise no alias moves and the outcome says why.
 
 The guide's call shape works too::
@@ -20,6 +21,8 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+
+from ..baselines import METRIC_LABELS
 
 INSTALL_HINT = 'install the registry extra to enable it: pip install -e ".[registry]"'
 CHAMPION = "champion"
@@ -159,16 +162,18 @@ def performance_metrics(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def champion_test(entry: dict[str, Any]) -> dict[str, Any]:
-    """The test the champion alias moves on: the exact McNemar test against the strongest test
-    baseline, Holm-corrected over the retrained models (verdict.retrain_signal); entries written
+    """The test the champion alias moves on: the paired test against the strongest test baseline
+    by the study's metric (McNemar for accuracy), Holm-corrected over the retrained models (verdict.retrain_signal); entries written
     before it existed fall back to the binomial test against the strongest naive rule (Holm too)."""
     vs = entry.get("vs_strongest_baseline")
     if vs is None:
         sig = entry["significance"]
-        return {"p_value": sig["p_holm"], "alpha": sig["alpha"], "significant": sig["significant"],
+        return {"p_value": sig["p_holm"], "alpha": sig["alpha"], "significant": sig["significant"], "metric": "accuracy",
                 "against": f"the strongest naive rule ({sig['null_rule']})"}
-    return {"p_value": vs["p_holm"], "alpha": vs["alpha"], "significant": vs["significant"],
-            "against": f"the strongest baseline ({vs['baseline']}, McNemar)"}
+    metric = vs.get("metric", "accuracy")  # entries from before the metric was recorded: McNemar on accuracy
+    test = "McNemar" if metric == "accuracy" else "paired randomization"
+    return {"p_value": vs["p_holm"], "alpha": vs["alpha"], "significant": vs["significant"], "metric": metric,
+            "against": f"the strongest baseline ({vs['baseline']}, {test})"}
 
 
 def register_retrained(
@@ -210,13 +215,13 @@ def register_retrained(
         champion = significant[0]
         registry.set_champion(name, champion["version"])
         message += (
-            f"; alias '{CHAMPION}' -> version {champion['version']} (model {champion['k']}: test accuracy beats "
+            f"; alias '{CHAMPION}' -> version {champion['version']} (model {champion['k']}: test {METRIC_LABELS[champion['metric']]} beats "
             f"{champion['against']}, Holm-adjusted p={champion['p_value']:.3g})"
         )
     elif versions:
         best_p = min(v["p_value"] for v in versions)
         message += (
-            f"; alias '{CHAMPION}' not moved: no model's test accuracy beats {versions[0]['against']} "
+            f"; alias '{CHAMPION}' not moved: no model's test {METRIC_LABELS[versions[0]['metric']]} beats {versions[0]['against']} "
             f"significantly (best Holm-adjusted p={best_p:.3g}, needs < {versions[0]['alpha']})"
         )
     return {

@@ -48,7 +48,7 @@ from ..results import ranked_pareto, write_json
 from ..train import EpochResult, Trainer, resolve_device
 from ..windows import Split, WindowedData, build_windows, frames_digest
 from ..baselines import compute_baselines
-from ..verdict import retrain_signal, write_equity_png
+from ..verdict import compared, paired_test_name, retrain_signal, write_equity_png
 
 log = logging.getLogger("cnn_lstm_hpo")
 
@@ -505,8 +505,8 @@ def retrain_top_k(
         save_checkpoint(folder, model, meta, {key: entry[key] for key in CHECKPOINT_METRICS if key in entry})
     for entry, _ in tested:
         vs = entry["vs_strongest_baseline"]
-        lines.append(f"model {entry['k']} vs {vs['baseline']} on test: {vs['model_accuracy']:.4f} vs "
-                     f"{vs['baseline_accuracy']:.4f}, exact McNemar one-sided p={vs['p_value']:.3g}, Holm p={vs['p_holm']:.3g}")
+        lines.append(f"model {entry['k']} vs {vs['baseline']} on test: {compared(vs)}, {paired_test_name(vs)} "
+                     f"p={vs['p_value']:.3g}, Holm p={vs['p_holm']:.3g}")
         if "trading_test" in entry:
             strat, hold = entry["trading_test"]["strategy"], entry["trading_test"]["buy_and_hold"]
             dsr = entry["trading_test"]["deflated_sharpe"] or {}

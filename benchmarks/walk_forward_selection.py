@@ -32,7 +32,8 @@ import math
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -106,9 +107,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("walk_forward_selection"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(lambda s: one_seed(s, args), range(args.seeds)))
+    # Processes, not threads: torch's global random state (initial weights, dropout) is per process.
+    with ProcessPoolExecutor(args.jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        runs = list(pool.map(partial(one_seed, args=args), range(args.seeds)))
     wins = 0
     print("seed | holdout: trials, selected test (balanced acc), Spearman | walk-forward: same")
     for r in runs:

@@ -641,8 +641,9 @@ def test_retrain_command_refuses_changed_data_in_one_line_and_takes_the_flag(
     assert [d.boundaries["SYN_A"]["test_end"] for d in calls] == [longer["SYN_A"].index[-1]]
 
 
-def test_predictions_carry_their_split_and_the_realized_outcome(tmp_path):
-    cfg = DataConfig(source="synthetic", sequence_length=10)
+@pytest.mark.parametrize("target", ["direction", "volatility", "triple_barrier"])
+def test_predictions_carry_their_split_and_the_realized_outcome(tmp_path, target):
+    cfg = DataConfig(source="synthetic", sequence_length=10, target=target, horizon=5 if target == "volatility" else 1)
     frames = load_frames("synthetic")
     end = frames["SYN_A"].index[-200]  # the study saw bars up to here; later ones are new
     data, _ = prepare_windows(cfg.model_copy(update={"end": end.date()}), None)
@@ -650,8 +651,9 @@ def test_predictions_carry_their_split_and_the_realized_outcome(tmp_path):
     model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=2)
     torch.manual_seed(0)
     meta = checkpoint_meta(
-        model_config, hyperparameters=params, feature_names=data.feature_names, sequence_length=10, horizon=1,
+        model_config, hyperparameters=params, feature_names=data.feature_names, sequence_length=10, horizon=cfg.horizon,
         direction_threshold=0.0, scaler=data.scaler, return_scale=1.0, calendar=data.calendar(),
+        origin={"data": cfg.model_dump(mode="json")},  # the target's labels, as retrain saves them
     )
     folder = save_checkpoint(tmp_path / "model", HybridCNNLSTM(model_config), meta)
     out = tmp_path / "all.csv"

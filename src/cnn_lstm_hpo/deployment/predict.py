@@ -21,7 +21,8 @@ from .checkpoint import SavedModel, load_checkpoint
 from ..config import DataConfig, validate_data_config
 from ..data import configured_frames
 from ..errors import HPOError
-from ..features import compute_features, direction_classes, forward_returns
+from ..features import compute_features
+from ..targets import compute_targets
 from ..results import atomic_write_text
 from ..train import EVAL_BATCH
 
@@ -29,9 +30,22 @@ FEATURE_INPUTS = ("high", "low", "close", "volume")  # the columns compute_featu
 AFTER_TRAINING = "after-training"  # --start: only the bars after the study's data
 
 
-def class_names(num_classes: int) -> tuple[str, ...]:
-    """Names of the direction classes, as features.direction_classes numbers them."""
+def class_names(num_classes: int, target: str = "direction") -> tuple[str, ...]:
+    """Names of the classes of ``target``, as targets.compute_targets numbers them."""
+    if target == "volatility":  # realized volatility over the horizon below / above its trailing level
+        return ("below", "above")
+    if target == "triple_barrier" and num_classes == 3:
+        return ("stop_loss", "vertical", "profit_take")
     return ("down", "up") if num_classes == 2 else ("down", "flat", "up")
+
+
+def label_config(saved: SavedModel) -> DataConfig:
+    """The label settings the model was trained on (a model saved before targets: direction)."""
+    trained = saved.meta.get("origin", {}).get("data")
+    if trained:
+        return validate_data_config(trained)
+    return DataConfig(horizon=int(saved.meta["horizon"]), direction_threshold=float(saved.meta["direction_threshold"]),
+                      num_classes=int(saved.meta["num_classes"]))
 
 
 def symbol_windows(symbol: str, frame: pd.DataFrame, saved: SavedModel) -> tuple[np.ndarray, pd.DatetimeIndex]:
@@ -76,7 +90,8 @@ def predict_frames(saved: SavedModel, frames: dict[str, pd.DataFrame]) -> pd.Dat
     split, realized_return, realized_class, realized_direction."""
     if not frames:
         raise HPOError("no symbols to predict")
-    names = class_names(int(saved.meta["num_classes"]))
+    labels = label_config(saved)
+    names = class_names(int(saved.meta["num_classes"]), labels.target)
     tables = []
     for symbol, frame in frames.items():
         x, dates = symbol_windows(symbol, frame, saved)
@@ -89,10 +104,10 @@ def predict_frames(saved: SavedModel, frames: dict[str, pd.DataFrame]) -> pd.Dat
         table["predicted_direction"] = [names[c] for c in predicted]
         table["predicted_return"] = rets.astype(np.float64)
         table["split"] = splits_of(dates, saved.meta.get("calendar"))
-        # The outcome where the bars show it: log return over the horizon and its class, as in training.
-        realized = forward_returns(frame, int(saved.meta["horizon"]))[-len(dates):]
+        # The outcome where the bars show it: the label and regression target of the model's target, as in training.
+        classes, values = compute_targets(frame, labels)
+        realized, classes = values[-len(dates):], classes[-len(dates):]
         known = np.isfinite(realized)
-        classes = direction_classes(np.nan_to_num(realized), len(names), float(saved.meta["direction_threshold"]))
         realized_class = pd.array(classes, dtype="Int64")
         realized_class[~known] = pd.NA
         table["realized_return"] = realized

@@ -242,7 +242,7 @@ def baselines(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
     """Naive forecasts scored on the test windows, and the strongest of them as the null."""
     test, training = data.test, config.training
     y, r = test.y_class.numpy(), test.y_return.numpy().astype(np.float64)
-    names = class_names(data.num_classes, config.data.target) if data.num_classes <= 3 else tuple(f"class {c}" for c in range(data.num_classes))
+    names = class_names(data.num_classes, config.data.target)  # data.num_classes is 2 or 3 (DataConfig)
     # The candidates for the null, as class predictions on the test windows: a new baseline is one more entry.
     rules = {f"always {name}": np.full(len(y), c) for c, name in enumerate(names)}
     majority = int(torch.bincount(data.train.y_class).argmax())

@@ -7,7 +7,10 @@ as a user would (the CLI, in a subprocess), and reads the retrain's verdict line
 counts as a detection. Prints per edge the detection rate with its 95 % Wilson interval and
 checks the issue's targets: >= 80 % at edge 0.55, <= 10 % at 0.50.
 
-    python benchmarks/signal_power.py [--seeds 10] [--edges 0.55,0.50] [--bars 4000] [--jobs 1]
+    python benchmarks/signal_power.py [--seeds 10] [--edges 0.55,0.50] [--bars 4000] [--jobs 1] [--out DIR]
+
+With ``--out DIR`` each finished run is kept (DIR/edgeE_seedS/run.json) and a rerun with the same
+DIR skips it: a long recording resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,6 +61,11 @@ def cli(*args: str, threads: int) -> None:
 
 def one_run(edge: float, seed: int, bars: int, epochs: int, root: Path, scenario: Path, threads: int) -> dict:
     save = root / f"edge{edge}_seed{seed}"
+    done = save / "run.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    if save.exists():  # an interrupted run: start it again
+        shutil.rmtree(save)
     started = time.perf_counter()
     source = f"synthetic:edge={edge},seed={seed},bars={bars}"
     cli("optimize", "--scenario", str(scenario), "--data", source, "--seed", str(seed), "--save-dir", str(save),
@@ -65,8 +74,10 @@ def one_run(edge: float, seed: int, bars: int, epochs: int, root: Path, scenario
         "--no-registry", "--quiet", threads=threads)
     results = json.loads((save / "retrained_models_results.json").read_text())
     study_verdict = json.loads((save / "optimization_analysis.json").read_text())["verdict"]
-    return {"edge": edge, "seed": seed, "detected": results["verdict"].startswith("edge:"),
-            "verdict": results["verdict"], "study_verdict": study_verdict, "seconds": time.perf_counter() - started}
+    run = {"edge": edge, "seed": seed, "detected": results["verdict"].startswith("edge:"),
+           "verdict": results["verdict"], "study_verdict": study_verdict, "seconds": time.perf_counter() - started}
+    done.write_text(json.dumps(run))
+    return run
 
 
 def main() -> None:
@@ -76,11 +87,13 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=4000, help="bars per symbol (4 symbols)")
     parser.add_argument("--epochs", type=int, default=10, help="retrain epoch budget (early stopping on validation)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one torch thread each when > 1)")
+    parser.add_argument("--out", type=Path, help="keep finished runs here and skip them when run again")
     args = parser.parse_args()
     edges = [float(e) for e in args.edges.split(",")]
     threads = 1 if args.jobs > 1 else max(os.cpu_count() or 1, 1)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = args.out or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         scenario = root / "signal_power.yaml"
         scenario.write_text(yaml.safe_dump(SCENARIO))
         jobs = [(e, s) for e in edges for s in range(args.seeds)]

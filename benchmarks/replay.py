@@ -12,6 +12,9 @@ Prints, over seeds:
   time budget, hypervolume against random search;
 - convergence: stopping when the front stalls (``convergence.patience``) against running every
   trial: trials, simulated time and hypervolume;
+- walk-forward: the cost of walk-forward K folds (folds as the fidelity) against holdout for the
+  same trials, and against every trial paying every fold (pruning off), with its hypervolume
+  (no curves per fold are recorded: ReplayOptimizer's docstring says how folds are replayed);
 - P4: the framework's own cost per trial (real seconds: sampler, pruner, storage, callbacks) as the
   study grows, per storage, as a share of 5-second trials, beside a hand-written Optuna script's.
 
@@ -22,7 +25,7 @@ random search without a budget, ``--reachable-trials``).
     python benchmarks/replay.py [--table src/cnn_lstm_hpo/curves/synthetic.jsonl.gz] [--seeds 5] [--n-trials 300]
         [--budget-hours 2] [--samplers tpe tpe-independent gp nsga2] [--overhead-trials 100 1000]
         [--p1-arms [rungs plain ...]] [--score-jitter 0.005] [--reachable-trials 2000]
-        [--storages sqlite journal] [--postgres-url URL]
+        [--storages sqlite journal] [--postgres-url URL] [--folds 4] [--fold-spread 0.024]
 """
 
 from __future__ import annotations
@@ -252,6 +255,33 @@ class CountsToNextRung(COUNTS_TO_COMPLETION):
         return through
 
 
+def goal_walk_forward(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
+    """Walk-forward with its fold rungs against holdout (the cost goal: at most 1.6x for the same
+    trials) and against walk-forward without pruning (what the fold rungs save, at what hypervolume)."""
+    folds = {"evaluation": {"scheme": "walk_forward", "folds": args.folds}}
+    arms = {"holdout": {}, "walk-forward": folds, "walk-forward, no pruning": {**folds, "pruning": {"enabled": False}}}
+    rows = []
+    for seed in range(args.seeds):
+        out = {}
+        for name, extra in arms.items():
+            study, seconds, _ = replay(base_config(args, seed, tmp / f"wf-{seed}-{len(out)}", **extra), table, loaders,
+                                       fold_spread=args.fold_spread)
+            trials = study.get_trials(deepcopy=False)
+            out[name] = {"hours": seconds / 3600, "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+                         "folds": sum(len(t.user_attrs.get("fold_scores", ())) for t in trials), "front": front_points(study)}
+        hv = hypervolumes(out["walk-forward"]["front"], out["walk-forward, no pruning"]["front"])
+        rows.append({"cost": out["walk-forward"]["hours"] / out["holdout"]["hours"],
+                     "saved": out["walk-forward, no pruning"]["hours"] / out["walk-forward"]["hours"],
+                     "hv": ratio(*hv)})
+        print(f"  seed {seed}: " + " | ".join(
+            f"{name}: {o['hours']:.2f} simulated h, {o['complete']} complete" + (f", {o['folds']} folds trained" if o["folds"] else "")
+            for name, o in out.items()) + f" | walk-forward / holdout {rows[-1]['cost']:.2f}x", flush=True)
+    print(f"walk-forward ({args.folds} folds, fold spread {args.fold_spread}) / holdout, {args.n_trials} trials, "
+          f"{args.seeds} seeds: median {statistics.median(r['cost'] for r in rows):.2f}x the simulated time (goal <= 1.6x); "
+          f"its pruning saves {statistics.median(r['saved'] for r in rows):.2f}x of every fold paid in full at hypervolume "
+          f"{statistics.median(r['hv'] for r in rows):.3f} of it (medians; replayed)")
+
+
 def goal_time_limit(args: argparse.Namespace, table: CurveTable, loaders: tuple, tmp: Path) -> None:
     """The time limit counting epochs to completion (now) vs to the next rung (before), on quick_test."""
     rows = []
@@ -383,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=CURVES / "synthetic.jsonl.gz")
     parser.add_argument("--data", choices=list(DATA), default=None, help="default: from the table's file name")
-    parser.add_argument("--goals", nargs="+", default=["P1", "P2", "P4"], choices=["P1", "P2", "P4", "samplers", "convergence", "time-limit", "time-limit-real"])
+    parser.add_argument("--goals", nargs="+", default=["P1", "P2", "P4"], choices=["P1", "P2", "P4", "samplers", "convergence", "time-limit", "time-limit-real", "walk-forward"])
     parser.add_argument("--real-trials", type=int, default=12)
     parser.add_argument("--real-limit", type=float, default=0.5, help="max_training_time_minutes of the real runs")
     parser.add_argument("--time-scale", type=float, default=None,
@@ -411,6 +441,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="--goals samplers: the arms besides random search (tpe: the default, which samples jointly)")
     parser.add_argument("--patience", type=int, nargs="+", default=[100, 200], help="--goals convergence: convergence.patience arms")
     parser.add_argument("--min-improvement", type=float, default=0.001, help="--goals convergence: convergence.min_improvement")
+    parser.add_argument("--folds", type=int, default=4, help="--goals walk-forward: evaluation.folds")
+    parser.add_argument("--fold-spread", type=float, default=0.024,
+                        help="--goals walk-forward: how far an older fold moves a configuration's scores (standard deviation; "
+                             "0.024: the trial x fold interaction of 5 real walk-forward studies, docs/benchmarks.md)")
     parser.add_argument("--overhead-trials", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--storages", nargs="+", default=["sqlite", "journal"], choices=["sqlite", "journal", "postgresql"])
     parser.add_argument("--postgres-url")
@@ -429,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for goal in args.goals:
             {"P1": goal_p1, "P2": goal_p2, "P4": goal_p4, "samplers": goal_samplers, "convergence": goal_convergence,
-             "time-limit": goal_time_limit,
+             "time-limit": goal_time_limit, "walk-forward": goal_walk_forward,
              "time-limit-real": goal_time_limit_real}[goal](args, table, loaders, Path(tmp))
 
 

@@ -272,3 +272,31 @@ def test_each_trials_model_is_freed_before_the_next_trial(tmp_path):
     study = Watched(again, table, loaders(again), replay.SimulatedClock()).optimize()
     assert {t.state for t in study.trials} >= {optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE}
     assert alive_at_build == [0] * 10
+
+
+def test_a_walk_forward_study_replays_the_curve_on_its_latest_fold_and_moves_older_folds_by_their_own_offsets(tmp_path):
+    def run(spread: float, name: str) -> tuple[optuna.Study, replay.ReplayOptimizer]:
+        config = tiny_config(tmp_path / name, n_trials=3, pruning={"enabled": False},
+                             evaluation={"scheme": "walk_forward", "folds": 3})
+        lowest = {n: s.choices[0] if hasattr(s, "choices") else s.low for n, s in config.search_space.items()}
+        table = replay.CurveTable([hand_made_row(lowest, [0.5, 0.6, 0.7], seconds=30.0)], config.search_space)
+        optimizer = replay.ReplayOptimizer(config, table, (), replay.SimulatedClock(), fold_spread=spread)
+        return optimizer.optimize(), optimizer
+
+    flat, optimizer = run(0.0, "flat")
+    folds = optimizer.data.folds
+    assert len(folds) == 3 and len(folds[0].train) < len(folds[1].train) < len(folds[2].train)  # expanding
+    for trial in flat.trials:
+        records = {r["fold"]: r for r in trial.user_attrs["fold_scores"]}
+        assert [records[i]["score"] for i in range(3)] == [0.7, 0.7, 0.7]  # the best epoch of the one curve
+        for i in range(3):  # 3 + patience 3 epochs of 30 s, scaled by the fold's training windows
+            assert records[i]["epochs"] == 6
+            assert records[i]["minutes"] == pytest.approx(3.0 * len(folds[i].train) / len(folds[2].train))
+        assert trial.values[0] == pytest.approx(0.7)
+
+    moved, _ = run(0.05, "moved")
+    again, _ = run(0.05, "again")
+    for a, b in zip(moved.trials, again.trials):
+        scores = {r["fold"]: r["score"] for r in a.user_attrs["fold_scores"]}
+        assert scores[2] == 0.7 and scores[0] != 0.7 and scores[1] != 0.7 and scores[0] != scores[1]
+        assert scores == {r["fold"]: r["score"] for r in b.user_attrs["fold_scores"]}  # fixed by configuration and fold

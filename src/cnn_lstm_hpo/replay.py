@@ -157,10 +157,12 @@ class ReplayTrainer:
     """Trainer.fit's contract, epochs read from a recorded curve; advances the simulated clock."""
 
     def __init__(
-        self, row: dict, seconds: float | None, patience: int, clock: SimulatedClock, batches: int, *, measure: str = "wall"
+        self, row: dict, seconds: float | None, patience: int, clock: SimulatedClock, batches: int, *,
+        measure: str = "wall", time_factor: float = 1.0,
     ) -> None:
         self.row, self.seconds, self.patience, self.clock, self.batches = row, seconds, patience, clock, batches
         self.measure = measure  # training.time_measure: what the probe reports, as Trainer does
+        self.time_factor = time_factor  # a walk-forward fold's share of the curve's training windows
 
     def fit(self, max_epochs: int, on_epoch: Any = None, on_probe: Any = None) -> TrainResult:
         epochs = self.row["epochs"]
@@ -170,8 +172,8 @@ class ReplayTrainer:
             diverged = self.row.get("diverged")
             if diverged and epoch >= len(epochs):
                 raise TrialDiverged(diverged)
-            wall = e["wall_seconds"] if self.seconds is None else self.seconds
-            cpu = e["cpu_seconds"] if self.seconds is None else self.seconds * e["cpu_seconds"] / e["wall_seconds"]
+            wall = (e["wall_seconds"] if self.seconds is None else self.seconds) * self.time_factor
+            cpu = (e["cpu_seconds"] if self.seconds is None else self.seconds * e["cpu_seconds"] / e["wall_seconds"]) * self.time_factor
             spent = 0.0  # of this epoch, in batches: a trial stopped by the probe costs its timed batches
             if epoch == 1 and on_probe is not None:
                 for timed in (t for t in PROBE_AFTER if t < self.batches):  # as Trainer probes
@@ -189,11 +191,21 @@ class ReplayTrainer:
 
 
 class ReplayOptimizer(MultiObjectiveOptimizer):
-    """The real optimizer; model, training and clock replaced (see the module docstring)."""
+    """The real optimizer; model, training and clock replaced (see the module docstring).
 
-    def __init__(self, config: OptimizationConfig, table: CurveTable, loaders: tuple, clock: SimulatedClock) -> None:
-        super().__init__(config, data_loaders=loaders, progress=False, write_outputs=False)
-        self.table, self.simulated = table, clock
+    Walk-forward (``config.evaluation``): the folds are cut from the bars of ``config.data`` (the
+    table's data set), and no curves per fold are recorded. The most recent fold, whose training and
+    validation periods are the holdout's, replays the table's curve; an older fold replays the same
+    curve with every validation score moved by an offset of its own (normal, standard deviation
+    ``fold_spread``, fixed by configuration and fold: how differently configurations rank from fold
+    to fold) and its epochs timed by its share of the training windows.
+    """
+
+    def __init__(self, config: OptimizationConfig, table: CurveTable, loaders: tuple, clock: SimulatedClock,
+                 *, fold_spread: float = 0.0) -> None:
+        walk_forward = config.evaluation.scheme == "walk_forward"
+        super().__init__(config, data_loaders=None if walk_forward else loaders, progress=False, write_outputs=False)
+        self.table, self.simulated, self.fold_spread = table, clock, fold_spread
         self.stand_in_seconds = 0.0  # real time in the stand-ins for a trial's own work: model and curve
 
     def build_model(self, params: dict[str, Any]) -> torch.nn.Module:
@@ -203,13 +215,24 @@ class ReplayOptimizer(MultiObjectiveOptimizer):
         self.stand_in_seconds += time.perf_counter() - started
         return model
 
-    def make_trainer(self, model: torch.nn.Module, params: dict[str, Any], seed: int) -> ReplayTrainer:
+    def make_trainer(
+        self, model: torch.nn.Module, params: dict[str, Any], seed: int, data: WindowedData | None = None
+    ) -> ReplayTrainer:
         started = time.perf_counter()
         patience = self.config.training.early_stopping_patience
-        batches = -(-len(self.data.train) // int(params["batch_size"]))
+        data = self.data if data is None else data
+        batches = -(-len(data.train) // int(params["batch_size"]))
+        curve, time_factor = self.table.curve(params), 1.0
+        folds = self.data.folds
+        if folds and data is not folds[-1]:  # an older walk-forward fold (see the class docstring)
+            index = next(i for i, fold in enumerate(folds) if fold is data)
+            time_factor = len(data.train) / len(folds[-1].train)
+            rng = np.random.default_rng(zlib.crc32(f"{_key(params)} fold {index}".encode()))
+            offset = self.fold_spread * rng.standard_normal()
+            curve = {**curve, "epochs": [{**e, "val_score": e["val_score"] + offset} for e in curve["epochs"]]}
         trainer = ReplayTrainer(
-            self.table.curve(params), self.table.epoch_seconds(params), patience, self.simulated, batches,
-            measure=self.config.training.time_measure,
+            curve, self.table.epoch_seconds(params), patience, self.simulated, batches,
+            measure=self.config.training.time_measure, time_factor=time_factor,
         )
         self.stand_in_seconds += time.perf_counter() - started
         return trainer
@@ -227,7 +250,9 @@ def loaders_for(windows: WindowedData) -> tuple:
     return tuple(WindowLoader(s, batch_size=256) for s in (windows.train, windows.val, windows.test))
 
 
-def replay(config: OptimizationConfig, table: CurveTable, loaders: tuple) -> tuple[optuna.Study, float, float]:
+def replay(
+    config: OptimizationConfig, table: CurveTable, loaders: tuple, *, fold_spread: float = 0.0
+) -> tuple[optuna.Study, float, float]:
     """(study, simulated seconds, the framework's real seconds) of one replayed study.
 
     The framework's seconds are the run's real time less the stand-ins for each trial's own work
@@ -236,6 +261,6 @@ def replay(config: OptimizationConfig, table: CurveTable, loaders: tuple) -> tup
     """
     clock = SimulatedClock()
     started = time.perf_counter()
-    optimizer = ReplayOptimizer(config, table, loaders, clock)
+    optimizer = ReplayOptimizer(config, table, loaders, clock, fold_spread=fold_spread)
     study = optimizer.optimize()
     return study, clock.now, time.perf_counter() - started - optimizer.stand_in_seconds

@@ -4,6 +4,7 @@ fidelity; per-fold scores, the probability of backtest overfitting and retrain o
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -378,3 +379,22 @@ def test_a_rolling_walk_forward_trial_records_its_predictions_on_the_inputs_its_
     monkeypatch.setattr(train_module.Trainer, "predict", recording)
     optimizer.optimize()
     assert torch.equal(seen[-1].rows, latest.rows)  # the last prediction: the trial's record, after its folds
+
+
+def test_the_fold_spread_benchmark_matches_a_two_way_anova_residual_on_random_matrices_ties_included():
+    import importlib.util
+
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fold_spread.py"
+    spec = importlib.util.spec_from_file_location("fold_spread", path)
+    fold_spread = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fold_spread)
+    rng = np.random.default_rng(0)
+    for case in range(20):
+        trials, folds = int(rng.integers(2, 9)), int(rng.integers(2, 6))
+        scores = rng.integers(0, 4, (trials, folds)) / 4 if case % 2 else rng.normal(0.55, 0.05, (trials, folds))
+        frame = pd.DataFrame([(t, f, scores[t, f]) for t in range(trials) for f in range(folds)], columns=["t", "f", "y"])
+        fit = smf.ols("y ~ C(t) + C(f)", data=frame).fit()
+        assert fold_spread.interaction_std(scores) == pytest.approx(np.sqrt(fit.mse_resid), abs=1e-9)

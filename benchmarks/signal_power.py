@@ -7,7 +7,7 @@ as a user would (the CLI, in a subprocess), and reads the retrain's verdict line
 counts as a detection. Prints per edge the detection rate with its 95 % Wilson interval and
 checks the issue's targets: >= 80 % at edge 0.55, <= 10 % at 0.50.
 
-    python benchmarks/signal_power.py [--seeds 10] [--edges 0.55,0.50] [--bars 4000] [--jobs 1] [--focused] [--out DIR]
+    python benchmarks/signal_power.py [--seeds 10] [--edges 0.55,0.50] [--bars 4000] [--jobs 1] [--focused] [--retrain-seeds 3] [--out DIR]
 
 With ``--out DIR`` each finished run is kept (DIR/edgeE_seedS/run.json) and a rerun with the same
 DIR skips it: a long recording resumes where it stopped.
@@ -68,7 +68,8 @@ def cli(*args: str, threads: int) -> None:
         raise SystemExit(f"cnn-lstm-hpo {args[0]} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
 
 
-def one_run(edge: float, seed: int, bars: int, epochs: int, root: Path, scenario: Path, threads: int) -> dict:
+def one_run(edge: float, seed: int, bars: int, epochs: int, retrain_seeds: int, root: Path, scenario: Path,
+            threads: int) -> dict:
     save = root / f"edge{edge}_seed{seed}"
     done = save / "run.json"
     if done.exists():
@@ -79,7 +80,7 @@ def one_run(edge: float, seed: int, bars: int, epochs: int, root: Path, scenario
     source = f"synthetic:edge={edge},seed={seed},bars={bars}"
     cli("optimize", "--scenario", str(scenario), "--data", source, "--seed", str(seed), "--save-dir", str(save),
         "--threads", str(threads), "--quiet", threads=threads)
-    cli("retrain", "--save-dir", str(save), "--top-k", "1", "--seeds", "1", "--epochs", str(epochs),
+    cli("retrain", "--save-dir", str(save), "--top-k", "1", "--seeds", str(retrain_seeds), "--epochs", str(epochs),
         "--no-registry", "--quiet", threads=threads)
     results = json.loads((save / "retrained_models_results.json").read_text())
     study_verdict = json.loads((save / "optimization_analysis.json").read_text())["verdict"]
@@ -95,6 +96,8 @@ def main() -> None:
     parser.add_argument("--edges", default="0.55,0.50")
     parser.add_argument("--bars", type=int, default=4000, help="bars per symbol (4 symbols)")
     parser.add_argument("--epochs", type=int, default=10, help="retrain epoch budget (early stopping on validation)")
+    parser.add_argument("--retrain-seeds", type=int, default=3,
+                        help="retrain --seeds (3, the product's default: validation keeps the best of them)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one torch thread each when > 1)")
     parser.add_argument("--focused", action="store_true", help="the search's training ranges narrowed (FOCUSED)")
     parser.add_argument("--out", type=Path, help="keep finished runs here and skip them when run again")
@@ -111,7 +114,7 @@ def main() -> None:
         scenario.write_text(yaml.safe_dump({"signal_power": settings}))
         jobs = [(e, s) for e in edges for s in range(args.seeds)]
         with ThreadPoolExecutor(args.jobs) as pool:
-            runs = list(pool.map(lambda job: one_run(*job, args.bars, args.epochs, root, scenario, threads), jobs))
+            runs = list(pool.map(lambda job: one_run(*job, args.bars, args.epochs, args.retrain_seeds, root, scenario, threads), jobs))
     for run in runs:
         print(f"edge {run['edge']:.2f} seed {run['seed']:2d} ({run['seconds']:.0f} s): {run['verdict']}")
     print()

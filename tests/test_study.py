@@ -487,12 +487,17 @@ def test_the_steady_measure_trains_with_one_thread_unless_told_otherwise(tmp_pat
     assert threads(training={"time_measure": "cpu"}) == (max(1, os.cpu_count() or 1), None)  # torch's default
 
 
-def test_a_study_can_measure_training_time_at_the_steady_epoch_time(tmp_path):
+def test_a_study_can_measure_training_time_at_the_steady_epoch_time(tmp_path, monkeypatch):
+    import torch
+
     from cnn_lstm_hpo.objectives import steady_minutes
 
     config = tiny_config(tmp_path, n_trials=1, max_epochs_per_trial=3, training={"time_measure": "steady",
                                                                                   "early_stopping_patience": 3})
+    threads_set: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", threads_set.append)  # recorded, not applied to this process
     trial = run(config).trials[0]
+    assert threads_set == [1]  # the study trained with one torch thread
     history = trial.user_attrs["epoch_history"]
     assert len(history) == 3
     assert trial.values[1] == pytest.approx(steady_minutes(history))

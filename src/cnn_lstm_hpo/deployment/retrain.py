@@ -97,14 +97,12 @@ def load_saved_study(save_dir: Path) -> tuple[OptimizationConfig, optuna.Study]:
         raise HPOError(f"{save_dir}: no resolved_config.yaml (is this the --save-dir of a study?)")
     # The folder may have moved since the study ran: the save dir given now wins.
     config = build_config(str(resolved), {"save_dir": save_dir})
-    url = config.resolved_storage
-    storage = open_storage(url, create=False)
+    storage = open_storage(config.resolved_storage, create=False)
     try:
-        study = optuna.load_study(study_name=config.resolved_study_name, storage=storage)
+        return config, optuna.load_study(study_name=config.resolved_study_name, storage=storage)
     except KeyError:
         close_storage(storage)
-        raise HPOError(f"no study named {config.resolved_study_name!r} in {redact(url)}") from None
-    return config, study
+        raise HPOError(f"no study named {config.resolved_study_name!r} in {redact(config.resolved_storage)}") from None
 
 
 def study_data(config: OptimizationConfig, study: optuna.Study, *, allow_appended_bars: bool = False) -> WindowedData:
@@ -131,10 +129,8 @@ def study_data(config: OptimizationConfig, study: optuna.Study, *, allow_appende
         log.warning("note: testing on bars appended since study %r ran; its cut dates are kept", study.study_name)
         return build_windows(frames, config.data, cuts=cuts)
     shown = "; ".join(k if k == "data.digest" else f"{k} ({stored.get(k)!r} -> {current.get(k)!r})" for k in differ)
-    if cuts is not None:
-        hint = "only bars after the study's last ones were added: --allow-appended-bars tests on them too"
-    else:
-        hint = "restore the data the study ran on"
+    hint = ("only bars after the study's last ones were added: --allow-appended-bars tests on them too"
+            if cuts is not None else "restore the data the study ran on")
     raise HPOError(
         f"the data of study {study.study_name!r} changed since it ran: {shown}; the test split would not be "
         f"the one the search never saw: {hint}"
@@ -153,24 +149,27 @@ def _appended_cuts(frames: dict[str, pd.DataFrame], stored: dict[str, Any]) -> d
 
 
 # --- metrics and baselines ------------------------------------------------------------------------
+def _evaluate(training: TrainingConfig, y: np.ndarray, pred: np.ndarray, r: np.ndarray, rets: np.ndarray):
+    """The search's composite score of class and return predictions, by the study's training settings."""
+    return evaluate_predictions(
+        loss=float("nan"), y_class=y, pred_class=pred, y_return=r, pred_return=rets,
+        metric=training.classification_metric, classification_weight=training.classification_weight,
+        regression_weight=training.regression_weight,
+    )
+
+
+def _class_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    return {"balanced_accuracy": float(balanced_accuracy_score(y, pred)), "mcc": float(matthews_corrcoef(y, pred))}
+
+
 def split_metrics(probs: np.ndarray, rets: np.ndarray, split: Split, training: TrainingConfig) -> dict[str, float]:
     """Everything reported for one model on one split, from its probabilities and returns."""
     y, r = split.y_class.numpy(), split.y_return.numpy().astype(np.float64)
     pred = probs.argmax(axis=1)
-    evaluation = evaluate_predictions(
-        loss=float("nan"),
-        y_class=y,
-        pred_class=pred,
-        y_return=r,
-        pred_return=rets.astype(np.float64),
-        metric=training.classification_metric,
-        classification_weight=training.classification_weight,
-        regression_weight=training.regression_weight,
-    )
+    evaluation = _evaluate(training, y, pred, r, rets.astype(np.float64))
     return {
         "accuracy": evaluation.accuracy,
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-        "mcc": float(matthews_corrcoef(y, pred)),
+        **_class_scores(y, pred),
         "composite": evaluation.composite,
         "return_mse": float(np.mean((rets - r) ** 2)),
         # Sign of the return forecast vs the realised sign (0 counts as not up, as in the classes).
@@ -240,22 +239,13 @@ def strongest_rule(rules: dict[str, np.ndarray], y: np.ndarray) -> dict[str, Any
 
 def baselines(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
     """Naive forecasts scored on the test windows, and the strongest of them as the null."""
-    test, training = data.test, config.training
+    test = data.test
     y, r = test.y_class.numpy(), test.y_return.numpy().astype(np.float64)
     names = class_names(data.num_classes, config.data.target)  # data.num_classes is 2 or 3 (DataConfig)
     # The candidates for the null, as class predictions on the test windows: a new baseline is one more entry.
     rules = {f"always {name}": np.full(len(y), c) for c, name in enumerate(names)}
     majority = int(torch.bincount(data.train.y_class).argmax())
-    constant = evaluate_predictions(
-        loss=float("nan"),
-        y_class=y,
-        pred_class=np.full(len(y), majority),
-        y_return=r,
-        pred_return=np.zeros(len(y)),
-        metric=training.classification_metric,
-        classification_weight=training.classification_weight,
-        regression_weight=training.regression_weight,
-    )
+    constant = _evaluate(config.training, y, np.full(len(y), majority), r, np.zeros(len(y)))
     result: dict[str, Any] = {
         "test_windows": len(y),
         "training_majority_class": majority,
@@ -272,8 +262,7 @@ def baselines(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
         result["persistence"] = {
             "rule": f"predict the direction of the last {config.data.horizon}-bar return",
             "accuracy": float(np.mean(pred == y)),
-            "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-            "mcc": float(matthews_corrcoef(y, pred)),
+            **_class_scores(y, pred),
         }
     result["null"] = strongest_rule(rules, y)
     return result
@@ -445,9 +434,7 @@ def retrain_top_k(
             continue
         selected = min(runs, key=lambda run: run.val_loss)  # validation picks the seed to keep
         model = selected.trainer.model.cpu()
-        correct = int((selected.test_probs.argmax(axis=1) == y_test).sum())
-        significance = accuracy_test(correct, len(y_test), null)
-        n_params = sum(p.numel() for p in model.parameters())
+        selected_pred = selected.test_probs.argmax(axis=1)
         folder = save_dir / f"retrained_model_{k}"
         entry: dict[str, Any] = {
             "k": k,
@@ -460,8 +447,8 @@ def retrain_top_k(
             "validation_results": _summary([r.record["validation"] for r in runs]),
             "test_results": _summary([r.record["test"] for r in runs]),
             "selected_model": {"validation": selected.record["validation"], "test": selected.record["test"]},
-            "significance": significance,
-            "n_parameters": n_params,
+            "significance": accuracy_test(int((selected_pred == y_test).sum()), len(y_test), null),
+            "n_parameters": sum(p.numel() for p in model.parameters()),
             "model_size_mb": model_size_mb(model),
             "training_time_minutes": float(np.mean([r.record["wall_seconds"] for r in runs])) / 60,
             "training_cpu_minutes": float(np.mean([r.record["cpu_seconds"] for r in runs])) / 60,
@@ -470,22 +457,16 @@ def retrain_top_k(
         }
         model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=data.num_classes)
         meta = checkpoint_meta(
-            model_config,
-            hyperparameters=params,
-            feature_names=data.feature_names,
-            sequence_length=data.sequence_length,
-            horizon=config.data.horizon,
-            direction_threshold=config.data.direction_threshold,
-            scaler=data.scaler,
-            return_scale=selected.trainer.return_scale,
-            fingerprint=fingerprint,
-            calendar=data.calendar(),
+            model_config, hyperparameters=params, feature_names=data.feature_names,
+            sequence_length=data.sequence_length, horizon=config.data.horizon,
+            direction_threshold=config.data.direction_threshold, scaler=data.scaler,
+            return_scale=selected.trainer.return_scale, fingerprint=fingerprint, calendar=data.calendar(),
             origin={"study_name": study.study_name, "trial_number": best["trial_number"], "rank": best["rank"],
                     "seed": selected.seed, "data": config.data.model_dump(mode="json"), "symbols": sorted(set(data.train.symbols))},
         )
         to_save.append((folder, model, meta, entry))
         models.append(entry)
-        tested.append((entry, selected.test_probs.argmax(axis=1)))
+        tested.append((entry, selected_pred))
     apply_holm(models)
     persistence = base["persistence"]
     lines = [
@@ -557,13 +538,12 @@ def _register(report: RetrainReport, config: OptimizationConfig, study_name: str
     try:
         outcome = register_retrained(report.results["models"], name=study_name, tracking_uri=uri, pipeline_leaks=report.leak)
     except RegistryNotInstalled as missing:
-        report.results["registry"] = {"uri": uri, "registered": False, "reason": str(missing)}
-        report.lines.append(f"registry: not used ({missing})")
+        registry, line = {"uri": uri, "registered": False, "reason": str(missing)}, f"not used ({missing})"
     except RegistryError as error:
         report.registry_error = f"model registry at {redact(uri)} unreachable ({error}); local models kept in {config.save_dir}"
-        report.results["registry"] = {"uri": redact(uri), "registered": False, "reason": str(error)}
-        report.lines.append(f"registry: {report.registry_error}")
+        registry, line = {"uri": redact(uri), "registered": False, "reason": str(error)}, report.registry_error
     else:
-        report.results["registry"] = {"uri": redact(uri), "registered": True, **outcome}
-        report.lines.append(f"registry: {outcome['message']}")
+        registry, line = {"uri": redact(uri), "registered": True, **outcome}, outcome["message"]
+    report.results["registry"] = registry
+    report.lines.append(f"registry: {line}")
     write_json(report.path, report.results)

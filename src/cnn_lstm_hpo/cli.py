@@ -32,16 +32,11 @@ def _user_errors(debug: bool) -> Iterator[None]:
     """The one place where domain errors become exit codes."""
     try:
         yield
-    except HPOError as error:
+    except (HPOError, StudyFailed) as error:
         if debug:
             raise
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except StudyFailed as error:
-        if debug:
-            raise
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_STUDY_FAILED) from None
+        raise typer.Exit(EXIT_BAD_INPUT if isinstance(error, HPOError) else EXIT_STUDY_FAILED) from None
 
 
 def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
@@ -49,6 +44,22 @@ def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
     if not values:
         return None
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _data_overrides(data: Optional[str], start: Optional[dt.datetime], end: Optional[dt.datetime]) -> dict[str, Any]:
+    """The data settings the user gave (the scenario keeps the others)."""
+    given = {"source": data, "start": start and start.date(), "end": end and end.date()}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+# Options that several commands share, declared once.
+_START = typer.Option(
+    None, "--start", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First bar's date (default: the scenario's, else all)."
+)
+_END = typer.Option(
+    None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: the scenario's, else all)."
+)
+_MAX_EPOCHS = typer.Option(None, "--max-epochs-per-trial", help="Epoch budget of each trial (default: the scenario's).")
 
 
 def _setup_logging(quiet: bool, debug: bool = False) -> None:
@@ -68,9 +79,7 @@ def _setup_logging(quiet: bool, debug: bool = False) -> None:
 def optimize(
     scenario: str = typer.Option("default", "--scenario", "-s", help="Scenario name or a YAML file."),
     n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to finish in the study (default: the scenario's)."),
-    max_epochs_per_trial: Optional[int] = typer.Option(
-        None, "--max-epochs-per-trial", help="Epoch budget of each trial (default: the scenario's)."
-    ),
+    max_epochs_per_trial: Optional[int] = _MAX_EPOCHS,
     timeout_hours: Optional[float] = typer.Option(
         None, "--timeout-hours", help="Wall-clock limit of this run (default: the scenario's)."
     ),
@@ -83,12 +92,8 @@ def optimize(
     data: Optional[str] = typer.Option(
         None, "--data", help="sample (bundled), synthetic, or a file/folder path (default: the scenario's, else sample)."
     ),
-    start: Optional[dt.datetime] = typer.Option(
-        None, "--start", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First bar's date (default: the scenario's, else all)."
-    ),
-    end: Optional[dt.datetime] = typer.Option(
-        None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: the scenario's, else all)."
-    ),
+    start: Optional[dt.datetime] = _START,
+    end: Optional[dt.datetime] = _END,
     save_dir: Optional[Path] = typer.Option(
         None, "--save-dir", help="Folder for the results and study.db (default: the scenario's, else hyperopt_results)."
     ),
@@ -137,11 +142,7 @@ def optimize(
             "workers": workers,
             "threads": threads,
             "evaluation": {"scheme": "walk_forward", "folds": folds} if folds is not None else None,
-            "data": {
-                k: v
-                for k, v in {"source": data, "start": start and start.date(), "end": end and end.date()}.items()
-                if v is not None
-            },
+            "data": _data_overrides(data, start, end),
         }
         # Only the flags the user gave override the scenario.
         config = build_config(scenario, {k: v for k, v in overrides.items() if v is not None})
@@ -238,12 +239,8 @@ def data_command(
     symbols: Optional[list[str]] = typer.Option(
         None, "--symbols", metavar="NAMES", help="Symbols to show, space, comma or repeat (default: every symbol, or the scenario's)."
     ),
-    start: Optional[dt.datetime] = typer.Option(
-        None, "--start", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First bar's date (default: the scenario's, else all)."
-    ),
-    end: Optional[dt.datetime] = typer.Option(
-        None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: the scenario's, else all)."
-    ),
+    start: Optional[dt.datetime] = _START,
+    end: Optional[dt.datetime] = _END,
     scenario: Optional[str] = typer.Option(
         None, "--scenario", "-s",
         help="Show exactly what `optimize --scenario` would use (symbols, dates, windows); default: every symbol.",
@@ -255,13 +252,7 @@ def data_command(
         from .data import format_time, load_configured, resolve_symbols, summarize
         from .windows import SPLITS, build_windows
 
-        overrides: dict[str, Any] = {
-            "data": {
-                k: v
-                for k, v in {"source": data, "start": start and start.date(), "end": end and end.date()}.items()
-                if v is not None
-            }
-        }
+        overrides: dict[str, Any] = {"data": _data_overrides(data, start, end)}
         if symbols:
             overrides["symbols"] = _split_list(symbols)
         elif scenario is None:
@@ -278,19 +269,14 @@ def data_command(
             for note in loaded.repairs.get(symbol, []):
                 typer.echo(f"  repaired: {note}")
         windows = build_windows(loaded.frames, cfg, config.evaluation)
-        typer.echo(
-            f"windows (sequence_length={cfg.sequence_length}, horizon={cfg.horizon}, "
-            f"embargo {cfg.embargo_bars} bars):"
-        )
+        typer.echo(f"windows (sequence_length={cfg.sequence_length}, horizon={cfg.horizon}, "
+                   f"embargo {cfg.embargo_bars} bars):")
         for split in SPLITS:
             part = getattr(windows, split)
             typer.echo(f"{split}: {len(part)} windows, majority-class rate {part.majority_rate():.4f}")
             for symbol, bounds in windows.boundaries.items():
-                count = sum(1 for s in part.symbols if s == symbol)
-                typer.echo(
-                    f"  {symbol}: {count} windows, bars {format_time(bounds[f'{split}_start'])} .. "
-                    f"{format_time(bounds[f'{split}_end'])}"
-                )
+                typer.echo(f"  {symbol}: {part.symbols.count(symbol)} windows, bars "
+                           f"{format_time(bounds[f'{split}_start'])} .. {format_time(bounds[f'{split}_end'])}")
         for i, fold in enumerate(windows.folds):  # walk-forward
             typer.echo(
                 f"fold {i} ({config.evaluation.window}): train {len(fold.train)} windows from "
@@ -410,9 +396,7 @@ def analyze(
 def plan(
     scenario: str = typer.Option("default", "--scenario", "-s", help="Scenario name or a YAML file."),
     n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials in the study (default: the scenario's)."),
-    max_epochs_per_trial: Optional[int] = typer.Option(
-        None, "--max-epochs-per-trial", help="Epoch budget of each trial (default: the scenario's)."
-    ),
+    max_epochs_per_trial: Optional[int] = _MAX_EPOCHS,
     timeout_hours: Optional[float] = typer.Option(None, "--timeout-hours", help="Wall-clock limit (default: the scenario's)."),
     data: Optional[str] = typer.Option(
         None, "--data", help="sample (bundled), synthetic, or a file/folder path (default: the scenario's, else sample)."
@@ -501,17 +485,12 @@ def join_list_options(args: list[str]) -> list[str]:
     if not args or args[0] not in _LIST_COMMANDS:
         return list(args)
     out: list[str] = []
-    i = 0
-    while i < len(args):
-        out.append(args[i])
-        if args[i] in _LIST_OPTIONS:
-            values = []
-            while i + 1 < len(args) and not args[i + 1].startswith("-"):
-                values.append(args[i + 1])
-                i += 1
-            if values:
-                out.append(",".join(values))
-        i += 1
+    for arg in args:
+        after_value = len(out) >= 2 and out[-2] in _LIST_OPTIONS and not out[-1].startswith("-")
+        if after_value and not arg.startswith("-"):
+            out[-1] = f"{out[-1]},{arg}"  # one more value of the option's first one
+        else:
+            out.append(arg)
     return out
 
 

@@ -76,7 +76,7 @@ def synthetic_frame(symbol: str, n_bars: int = 1500, *, momentum: float = 0.5, s
     close = 100.0 * np.exp(np.cumsum(returns))
     open_ = np.concatenate([[100.0], close[:-1]])
     spread = np.abs(rng.normal(0.0, 0.004, n_bars)) * close
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "open": open_,
             "high": np.maximum(open_, close) + spread,
@@ -86,7 +86,6 @@ def synthetic_frame(symbol: str, n_bars: int = 1500, *, momentum: float = 0.5, s
         },
         index=pd.bdate_range("2010-01-04", periods=n_bars, name="date"),
     )
-    return frame
 
 
 # --- bar frequency, gaps, resampling --------------------------------------------------------------
@@ -275,12 +274,8 @@ def _row(values: pd.Series, position: int) -> str:
 
 def _epoch_unit(value: float) -> str | None:
     # Epoch seconds/milliseconds/... of dates between 1973 and 5138.
-    for unit, limit in (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", 1e20)):
-        if 1e8 <= value < limit:
-            return unit
-        if value < 1e8:
-            return None
-    return None
+    units = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", 1e20))
+    return next((unit for unit, limit in units if 1e8 <= value < limit), None)
 
 
 def _numeric_dates(values: pd.Series, source: str, label: str) -> pd.DatetimeIndex:
@@ -423,15 +418,13 @@ def _clean(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[str]]:
         frame = frame[~missing]
     if frame.empty:
         raise HPOError(f"{source}: no complete bars")
-    bad_range = frame["high"] < frame["low"]
-    if bad_range.any():
-        raise HPOError(f"{source}: row {format_time(frame.index[bad_range.to_numpy().argmax()])}: high < low")
-    non_positive = (frame[["open", "high", "low", "close"]] <= 0).any(axis=1)
-    if non_positive.any():
-        raise HPOError(f"{source}: row {format_time(frame.index[non_positive.to_numpy().argmax()])}: prices must be > 0")
-    negative = frame["volume"] < 0
-    if negative.any():
-        raise HPOError(f"{source}: column 'volume' row {format_time(frame.index[negative.to_numpy().argmax()])}: negative volume")
+    for bad, where, problem in (
+        (frame["high"] < frame["low"], "row", "high < low"),
+        ((frame[["open", "high", "low", "close"]] <= 0).any(axis=1), "row", "prices must be > 0"),
+        (frame["volume"] < 0, "column 'volume' row", "negative volume"),
+    ):
+        if bad.any():
+            raise HPOError(f"{source}: {where} {format_time(frame.index[bad.to_numpy().argmax()])}: {problem}")
     return frame, notes
 
 
@@ -440,35 +433,28 @@ def validate_ohlcv(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return _clean(frame, source)[0]
 
 
-def _csv_separator(path: Path) -> str:
-    # Comma, semicolon (European spreadsheets) or tab: whichever the header line uses most.
-    import gzip
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", errors="replace") as handle:  # type: ignore[operator]
-        header = handle.readline()
-    return max((",", ";", "\t"), key=header.count)
-
-
-def _price_ticker_levels(path: Path, sep: str) -> tuple[int, int] | None:
-    """(header row of the field names, header row of the tickers) when the CSV has two header rows, as
-    ``yfinance.download(...).to_csv()`` writes (Price / Ticker rows, then a Date row), also with
-    the levels swapped (``group_by="ticker"``) or without the Date row; None for one header row."""
+def _csv_layout(path: Path) -> tuple[str, tuple[int, int] | None]:
+    """The separator, and (header row of the field names, header row of the tickers) when the CSV has two
+    header rows, as ``yfinance.download(...).to_csv()`` writes (Price / Ticker rows, then a Date row), also
+    with the levels swapped (``group_by="ticker"``) or without the Date row; None for one header row."""
     import csv
     import gzip
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", errors="replace", newline="") as handle:  # type: ignore[operator]
+        # Comma, semicolon (European spreadsheets) or tab: whichever the header line uses most.
+        sep = max((",", ";", "\t"), key=handle.readline().count)
+        handle.seek(0)
         rows = [row for _, row in zip(range(2), csv.reader(handle, delimiter=sep))]
     if len(rows) < 2:
-        return None
+        return sep, None
     fields = [{str(c).strip().lower().replace(" ", "_") for c in row[1:]} for row in rows]
     for level in (0, 1):
         other = rows[1 - level][1:]
         tickers_look_so = other and all(c.strip() and not c.strip().lstrip("-").replace(".", "").isdigit() for c in other)
         if "close" in fields[level] and "close" not in fields[1 - level] and tickers_look_so:
-            return level, 1 - level
-    return None
+            return sep, (level, 1 - level)
+    return sep, None
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -477,8 +463,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise HPOError(f"{path}: unsupported file type (expected {', '.join(_SUFFIXES)})")
     try:
         if name.endswith((".csv", ".csv.gz")):
-            sep = _csv_separator(path)
-            levels = _price_ticker_levels(path, sep)
+            sep, levels = _csv_layout(path)
             if levels is None:
                 return pd.read_csv(path, sep=sep)
             # Two header rows: one long table, a symbol column from the tickers (pandas reads a
@@ -522,9 +507,9 @@ def _from_file(path: Path) -> LoadedBars:
     if table.empty:
         raise HPOError(f"{path}: no rows")
     symbols = table[symbol_column].astype("string").str.strip().str.upper()
-    if (symbols.isna() | (symbols == "")).any():
-        row = int((symbols.isna() | (symbols == "")).to_numpy().argmax())
-        raise HPOError(f"{path}: column {str(symbol_column)!r} data row {row + 1}: empty symbol")
+    empty = (symbols.isna() | (symbols == "")).to_numpy()
+    if empty.any():
+        raise HPOError(f"{path}: column {str(symbol_column)!r} data row {int(empty.argmax()) + 1}: empty symbol")
     loaded = LoadedBars({})
     for symbol, group in table.drop(columns=symbol_column).groupby(symbols.to_numpy(), sort=True):
         frame, notes = _clean(group, f"{path} symbol {symbol}")

@@ -115,15 +115,11 @@ def stop_reason(trial: FrozenTrial) -> str:
         return "model size limit"
     if text.startswith("time limit"):
         return "time limit"
-    match = _PRUNED_AT.search(text)
-    if match:
-        return f"pruned at epoch {match.group(1)}"
-    match = _DOMINATED_AT.search(text)
-    if match:  # pruning.dominance_quantile; which trial dominated is in the detail
-        return f"dominated at epoch {match.group(1)}"
-    match = _PRUNED_AFTER_FOLD.search(text)
-    if match:  # a walk-forward fold rung
-        return f"pruned after fold {match.group(1)}"
+    # dominated: pruning.dominance_quantile (which trial dominated is in the detail); fold: a walk-forward rung
+    for pattern, label in ((_PRUNED_AT, "pruned at epoch"), (_DOMINATED_AT, "dominated at epoch"),
+                           (_PRUNED_AFTER_FOLD, "pruned after fold")):
+        if match := pattern.search(text):
+            return f"{label} {match.group(1)}"
     return "pruned: no reason recorded"
 
 
@@ -257,11 +253,11 @@ def importance_part(
     if evaluator not in EVALUATORS:
         raise ValueError(f"evaluator must be one of {EVALUATORS}, but got {evaluator=}")
     n = len(complete_trials(study))
-    per_objective = {}
-    for i, (name, maxi) in enumerate(zip(objectives, maximised(study))):
-        # PED-ANOVA looks at the best quantile assuming lower is better: negate maximised objectives.
-        sign = -1.0 if maxi else 1.0
-        per_objective[name] = _importances(study, lambda t, i=i, s=sign: s * t.values[i], evaluator, n)
+    # PED-ANOVA looks at the best quantile assuming lower is better: negate maximised objectives.
+    per_objective = {
+        name: _importances(study, lambda t, i=i, s=(-1.0 if maxi else 1.0): s * t.values[i], evaluator, n)
+        for i, (name, maxi) in enumerate(zip(objectives, maximised(study)))
+    }
     return {
         "evaluator": {"ped_anova": "PED-ANOVA (optuna.importance.PedAnovaImportanceEvaluator)",
                       "fanova": "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"}[evaluator],
@@ -281,8 +277,7 @@ def _first_rung_importance(study: optuna.Study, evaluator: str, rungs: list[int]
         score = score_at(t, rung)
         if score is not None and math.isfinite(score) and t.params:
             shadow.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=score))
-    n = len(shadow.trials)
-    part = _importances(shadow, lambda t: -t.value, evaluator, n)
+    part = _importances(shadow, lambda t: -t.value, evaluator, len(shadow.trials))
     return {"epoch": rung, "target": "best validation score (composite accuracy) up to the rung", **part}
 
 

@@ -22,6 +22,7 @@ from .space import DEFAULT_SEARCH_SPACE, PARAM_NAMES, ParamSpec, check_spec
 
 Objective = Literal["accuracy", "training_time", "model_size", "sharpe"]
 OBJECTIVES: tuple[str, ...] = ("accuracy", "training_time", "model_size")  # the default set; sharpe on request
+DEFAULT_WEIGHTS = {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2, "sharpe": 0.6}
 
 
 class _Section(BaseModel):
@@ -160,9 +161,7 @@ class OptimizationConfig(_Section):
     n_trials: int = Field(1000, ge=1)
     max_epochs_per_trial: int = Field(50, ge=1)
     objectives: list[Objective] = Field(default_factory=lambda: list(OBJECTIVES), min_length=1)
-    objective_weights: dict[Objective, float] = Field(
-        default_factory=lambda: {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2, "sharpe": 0.6}
-    )
+    objective_weights: dict[Objective, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     symbols: list[str] | None = None  # None: every symbol the data source has
     timeout_hours: float | None = Field(48.0, gt=0)
     max_model_size_mb: float | None = Field(500.0, gt=0)
@@ -282,27 +281,24 @@ class OptimizationConfig(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _format_error(error: ValidationError, source: str) -> HPOError:
-    first = error.errors()[0]
-    path = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    # Discriminated unions add the tag to the path (search_space.lr.loguniform.low): keep it readable.
-    message = first["msg"].removeprefix("Value error, ")
-    where = f"{path}: " if path else ""
-    return HPOError(f"invalid config ({source}): {where}{message}")
+def _validated(model: type[_Section], raw: dict[str, Any], source: str) -> Any:
+    """``raw`` validated as ``model``; the first problem as an HPOError naming its dotted path."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        path = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        # Discriminated unions add the tag to the path (search_space.lr.loguniform.low): keep it readable.
+        where = f"{path}: " if path else ""
+        raise HPOError(f"invalid config ({source}): {where}{first['msg'].removeprefix('Value error, ')}") from None
 
 
 def validate_config(raw: dict[str, Any], source: str) -> OptimizationConfig:
-    try:
-        return OptimizationConfig.model_validate(raw)
-    except ValidationError as error:
-        raise _format_error(error, source) from None
+    return _validated(OptimizationConfig, raw, source)
 
 
 def validate_data_config(raw: dict[str, Any]) -> DataConfig:
-    try:
-        return DataConfig.model_validate(raw)
-    except ValidationError as error:
-        raise _format_error(error, "data") from None
+    return _validated(DataConfig, raw, "data")
 
 
 def scenario_names() -> list[str]:
@@ -380,8 +376,7 @@ def build_config(scenario: str = "default", overrides: dict[str, Any] | None = N
     """
     raw = load_scenario(scenario)
     source = raw.pop("_source")
-    merged = _deep_merge(raw, overrides or {})
-    return validate_config(merged, source)
+    return validate_config(_deep_merge(raw, overrides or {}), source)
 
 
 def create_optimization_config(**overrides: Any) -> OptimizationConfig:

@@ -22,7 +22,7 @@ import yaml
 from optuna.trial import TrialState
 
 from .analysis import analyze_study, complete_trials, feasible_front, history, is_feasible, objective_names, unit
-from ..config import OptimizationConfig, validate_config
+from ..config import DEFAULT_WEIGHTS, OptimizationConfig, validate_config
 from ..errors import HPOError
 from ..distributed.storage import default_url, first_line, open_storage, redact
 from ..pruning import ParetoRungPruner
@@ -33,9 +33,14 @@ from ..targets import describe as describe_target
 from ..verdict import summary_lines
 
 log = logging.getLogger("cnn_lstm_hpo")
-DEFAULT_WEIGHTS = {"accuracy": 0.6, "training_time": 0.2, "model_size": 0.2, "sharpe": 0.6}
 SOURCES = {"sample": "sample (real S&P 500 and NASDAQ Composite daily bars shipped by the arch package)",
            "synthetic": "synthetic (generated series with a planted, learnable signal)"}
+_PARETO_STYLE = {
+    "front": {"name": "Pareto front (feasible)", "symbol": "diamond", "size": 9},
+    "dominated": {"name": "dominated", "symbol": "circle", "size": 5},
+    "infeasible": {"name": "infeasible (a limit broken)", "symbol": "x", "size": 5},
+}
+_NUMBER = re.compile(r'"number": (\d+)')  # a trial's number in Optuna's hover text
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -102,16 +107,6 @@ def pareto_figure(study: optuna.Study) -> go.Figure | str:
                       coloraxis={"colorscale": "Viridis", "colorbar": {"title": "trial number"}},
                       height=700 if len(objectives) == 3 else 500)
     return fig
-
-
-_PARETO_STYLE = {
-    "front": {"name": "Pareto front (feasible)", "symbol": "diamond", "size": 9},
-    "dominated": {"name": "dominated", "symbol": "circle", "size": 5},
-    "infeasible": {"name": "infeasible (a limit broken)", "symbol": "x", "size": 5},
-}
-
-
-_NUMBER = re.compile(r'"number": (\d+)')
 
 
 def _hover(trial: optuna.trial.FrozenTrial, objectives: list[str]) -> str:

@@ -26,8 +26,7 @@ TRADING_TARGETS = ("direction", "triple_barrier")
 
 
 def target_of(config: Any) -> str:
-    # data.target arrives with issue 28 item 1; until then every study predicts direction.
-    return getattr(config.data, "target", "direction")
+    return config.data.target
 
 
 def trades(config: Any) -> bool:
@@ -156,13 +155,12 @@ def study_verdict(part: dict[str, Any]) -> str:
     if test is None:
         return f"no edge found: trial {model['trial_number']} stored no validation predictions to compare with {strongest}"
     where = "on validation (chosen there, so optimistic; retrain tests it on the test split)"
-    if test["p_value"] < ALPHA:
-        return (f"edge: trial {model['trial_number']} beats {strongest} {where} "
-                f"({compared(test)}, {paired_test_name(test)} p={test['p_value']:.3g}"
-                f"{_dsr_text(model.get('deflated_sharpe'))})")
-    return (f"no edge found: trial {model['trial_number']} does not beat {strongest} {where} "
-            f"({compared(test)}, {paired_test_name(test)} p={test['p_value']:.3g} "
-            f">= {ALPHA}{_dsr_text(model.get('deflated_sharpe'))})")
+    edge = test["p_value"] < ALPHA
+    trial = model["trial_number"]
+    outcome = f"edge: trial {trial} beats" if edge else f"no edge found: trial {trial} does not beat"
+    return (f"{outcome} {strongest} {where} "
+            f"({compared(test)}, {paired_test_name(test)} p={test['p_value']:.3g}{'' if edge else f' >= {ALPHA}'}"
+            f"{_dsr_text(model.get('deflated_sharpe'))})")
 
 
 def summary_lines(part: dict[str, Any]) -> list[str]:
@@ -206,12 +204,10 @@ def retrain_signal(
     y = data.test.y_class.cpu().numpy()
     metric = config.training.classification_metric
     strongest = test_base.best(metric)
-    tests = []
     for entry, pred in tested:
         test = paired_test(y, pred, test_base.predictions[strongest.name], metric)
-        test["baseline"] = strongest.name
-        entry["vs_strongest_baseline"] = test
-        tests.append(test)
+        entry["vs_strongest_baseline"] = {**test, "baseline": strongest.name}
+    tests = [entry["vs_strongest_baseline"] for entry, _ in tested]
     holm(tests)
     trial_sharpes = _trial_sharpes(study.get_trials(deepcopy=False))
     part: dict[str, Any] = {"split": "test", "alpha": ALPHA, "metric": metric,

@@ -337,7 +337,7 @@ def _parse_dates(values: pd.Series, source: str, label: str) -> tuple[pd.Datetim
     parsed = _text_dates(wall)
     if parsed is None:
         coerced = pd.to_datetime(wall, errors="coerce", format="mixed")
-        bad = int(coerced.isna().to_numpy().argmax()) if coerced.isna().any() else 0
+        bad = int(coerced.isna().to_numpy().argmax())  # the first date no reading parses; 0 when each parses alone
         raise HPOError(f"{source}: column {label!r} {_row(values, bad)}: cannot parse date {text.iloc[bad]!r}")
     index = pd.DatetimeIndex(parsed)
     if index.tz is not None:  # e.g. a bare "Z" after a date without a time

@@ -62,7 +62,7 @@ def trial_record(trial: FrozenTrial, objectives: list[str]) -> dict[str, Any]:
         "datetime_start": trial.datetime_start,
         "datetime_complete": trial.datetime_complete,
         "duration_seconds": trial.duration.total_seconds() if trial.duration else None,
-        **{k: v for k, v in trial.user_attrs.items()},
+        **trial.user_attrs,
     }
 
 
@@ -147,10 +147,8 @@ def summary_text(
     context = context or {}
     lines = [analysis["verdict"], ""] if analysis and analysis.get("verdict") else []
     lines.append(f"Study: {study.study_name}")
-    for key, label in (("scenario", "Scenario"), ("data", "Data"), ("symbols", "Symbols"), ("target", "Target"),
-                       ("budget", "Budget")):
-        if key in context:
-            lines.append(f"{label}: {context[key]}")
+    lines += [f"{key.capitalize()}: {context[key]}" for key in ("scenario", "data", "symbols", "target", "budget")
+              if key in context]
     if "elapsed_minutes" in context:
         lines.append(
             f"Time: started {context['first_trial_start']} UTC; {context['elapsed_minutes']:.1f} min from first "
@@ -162,11 +160,9 @@ def summary_text(
         f"Trials: {len(trials)} total; {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
         f"{counts['FAIL']} failed, {counts['RUNNING']} running; {infeasible} infeasible (constraints)",
     ]
-    stopped = study.user_attrs.get(STOP_ATTR)
-    if stopped:
+    if stopped := study.user_attrs.get(STOP_ATTR):
         lines.append(stopped)
-    if analysis and analysis["trials"]["stop_reasons"]:
-        reasons = analysis["trials"]["stop_reasons"]
+    if analysis and (reasons := analysis["trials"]["stop_reasons"]):
         lines.append("Why trials stopped early: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     constant = sum(is_constant_predictor(t) for t in complete)

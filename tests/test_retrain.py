@@ -615,6 +615,9 @@ def test_retrain_accepts_appended_bars_only_with_the_flag_and_keeps_the_studys_s
         assert getattr(after, split).dates == getattr(before, split).dates
         assert torch.equal(getattr(after, split).x, getattr(before, split).x)
     assert len(after.test) == len(before.test) + 2 * 100
+    grown, first = retrain_module.tested_period(after), retrain_module.tested_period(before)
+    assert grown["start"] == first["start"] and grown["windows"] == first["windows"] + 200
+    assert pd.Timestamp(grown["end"]) == longer["SYN_A"].index[-1] > pd.Timestamp(first["end"])
 
     # A study from before the extent was recorded cannot tell appended from changed: refused.
     older = {k: v for k, v in study.user_attrs["fingerprint"].items() if k != "data.extent"}

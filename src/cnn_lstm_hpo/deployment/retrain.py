@@ -394,6 +394,15 @@ def _model_line(entry: dict[str, Any]) -> str:
 
 
 # --- the whole stage --------------------------------------------------------------------------------
+def tested_period(data: WindowedData) -> dict[str, Any]:
+    """The test split retrain scores on: its first date, the data's last bar, its windows."""
+    calendar = data.calendar()
+    period: dict[str, Any] = {"windows": len(data.test)}
+    if calendar is not None:
+        period.update(start=calendar["test_start"], end=calendar["data_end"])
+    return period
+
+
 def retrain_top_k(
     config: OptimizationConfig,
     study: optuna.Study,
@@ -469,8 +478,11 @@ def retrain_top_k(
         tested.append((entry, selected_pred))
     apply_holm(models)
     persistence = base["persistence"]
+    period = tested_period(data)
     lines = [
-        f"baselines on {base['test_windows']} test windows: majority class ({base['training_majority_class_name']}, "
+        f"baselines on {base['test_windows']} test windows"
+        + (f" ({period['start'][:10]} to {period['end'][:10]})" if "start" in period else "")
+        + f": majority class ({base['training_majority_class_name']}, "
         f"from training labels) {base['majority_class_rate']:.4f}"
         + (f"; persistence {persistence['accuracy']:.4f}" if persistence else "")
         + f"; zero-return MSE {base['zero_return_mse']:.3g}; "
@@ -514,6 +526,7 @@ def retrain_top_k(
             "champion_alpha": CHAMPION_ALPHA, "champion_correction": "Holm over the retrained models (statsmodels)",
             "leak_alpha": LEAK_ALPHA,
         },
+        "tested_period": period,  # grows with bars appended since the study (--allow-appended-bars)
         "baselines": base,
         "models": models,
         "shuffled_label_control": control,

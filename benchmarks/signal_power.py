@@ -51,7 +51,7 @@ SCENARIO = {
 # --focused: the training ranges a practitioner sets for a six-trial run. The guide's ranges (learning
 # rate 1e-5 - 1e-2 for every optimizer, SGD and RMSprop among them) put most of six trials where
 # nothing is learned in three epochs (on 16,000 bars a symbol, 9 of 12 trials of two studies were
-# SGD, every one at validation balanced accuracy 0.495-0.503).
+# SGD, every one at validation composite score 0.495-0.503).
 FOCUSED = {
     "learning_rate": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
     "optimizer": {"type": "categorical", "choices": ["adam", "adamw"]},

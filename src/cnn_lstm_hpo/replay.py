@@ -69,6 +69,11 @@ def _key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True)
 
 
+def shifted(row: dict, offset: float) -> dict:
+    """A curve with every validation score moved by ``offset``."""
+    return {**row, "epochs": [{**e, "val_score": e["val_score"] + offset} for e in row["epochs"]]}
+
+
 class CurveTable:
     """Recorded curves, looked up by configuration; epoch time of unrecorded ones from a cost model."""
 
@@ -129,8 +134,7 @@ class CurveTable:
         nearest = self.full[int(np.argmin(distances))]
         if not self.score_jitter:
             return nearest
-        offset = self.score_jitter * np.random.default_rng(zlib.crc32(_key(params).encode())).standard_normal()
-        return {**nearest, "epochs": [{**e, "val_score": e["val_score"] + offset} for e in nearest["epochs"]]}
+        return shifted(nearest, self.score_jitter * np.random.default_rng(zlib.crc32(_key(params).encode())).standard_normal())
 
     def predicted_seconds(self, params: dict[str, Any]) -> float:
         """Epoch wall seconds on the table's machine: the cost model, or the nearest curve's with too few rows."""
@@ -228,8 +232,7 @@ class ReplayOptimizer(MultiObjectiveOptimizer):
             index = next(i for i, fold in enumerate(folds) if fold is data)
             time_factor = len(data.train) / len(folds[-1].train)
             rng = np.random.default_rng(zlib.crc32(f"{_key(params)} fold {index}".encode()))
-            offset = self.fold_spread * rng.standard_normal()
-            curve = {**curve, "epochs": [{**e, "val_score": e["val_score"] + offset} for e in curve["epochs"]]}
+            curve = shifted(curve, self.fold_spread * rng.standard_normal())
         trainer = ReplayTrainer(
             curve, self.table.epoch_seconds(params), patience, self.simulated, batches,
             measure=self.config.training.time_measure, time_factor=time_factor,

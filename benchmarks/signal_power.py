@@ -7,7 +7,8 @@ as a user would (the CLI, in a subprocess), and reads the retrain's verdict line
 counts as a detection. Prints per edge the detection rate with its 95 % Wilson interval and
 checks the issue's targets: >= 80 % at edge 0.55, <= 10 % at 0.50.
 
-    python benchmarks/signal_power.py [--seeds 10] [--edges 0.55,0.50] [--bars 4000] [--jobs 1] [--focused] [--retrain-seeds 3] [--out DIR]
+    python benchmarks/signal_power.py [--seeds 10] [--edges 0.55,0.50] [--bars 4000] [--jobs 1] [--focused]
+        [--search-epochs 3] [--retrain-seeds 3] [--out DIR]
 
 With ``--out DIR`` each finished run is kept (DIR/edgeE_seedS/run.json) and a rerun with the same
 DIR skips it: a long recording resumes where it stopped.
@@ -96,6 +97,8 @@ def main() -> None:
     parser.add_argument("--edges", default="0.55,0.50")
     parser.add_argument("--bars", type=int, default=4000, help="bars per symbol (4 symbols)")
     parser.add_argument("--epochs", type=int, default=10, help="retrain epoch budget (early stopping on validation)")
+    parser.add_argument("--search-epochs", type=int, default=SCENARIO["signal_power"]["max_epochs_per_trial"],
+                        help="the study's max_epochs_per_trial (3, the smoke scenario's)")
     parser.add_argument("--retrain-seeds", type=int, default=3,
                         help="retrain --seeds (3, the product's default: validation keeps the best of them)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one torch thread each when > 1)")
@@ -108,7 +111,7 @@ def main() -> None:
         root = args.out or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         scenario = root / "signal_power.yaml"
-        settings = SCENARIO["signal_power"]
+        settings = {**SCENARIO["signal_power"], "max_epochs_per_trial": args.search_epochs}
         if args.focused:
             settings = {**settings, "search_space": {**settings["search_space"], **FOCUSED}}
         scenario.write_text(yaml.safe_dump({"signal_power": settings}))

@@ -184,13 +184,6 @@ class MultiObjectiveOptimizer:
         caveat = pruning_caveat(config.sampler, config.pruning.enabled)
         if caveat and write_outputs:  # once, from the process the user started (not workers or replays)
             log.warning("note: %s", caveat)
-        if walk_forward and write_outputs and not config.time_limit_given and config.max_training_time_minutes:
-            # The budget's share was sized for one training a trial; a walk-forward trial trains one per fold.
-            log.warning(
-                "note: the per-trial time limit, %g min (timeout_hours / n_trials), covers all %d walk-forward folds: "
-                "give the study about %d times the budget (--timeout-hours) or set max_training_time_minutes",
-                config.max_training_time_minutes, config.evaluation.folds, config.evaluation.folds,
-            )
         if "sharpe" in config.objectives and not verdict.trades(config):
             raise HPOError(f"objective 'sharpe' needs a target that trades ({', '.join(verdict.TRADING_TARGETS)}), "
                            f"not {verdict.target_of(config)!r}")

@@ -47,7 +47,7 @@ from optuna.trial import TrialState
 from cnn_lstm_hpo import study as study_module
 from cnn_lstm_hpo.config import OptimizationConfig, create_optimization_config
 from cnn_lstm_hpo.objectives import directions
-from cnn_lstm_hpo.replay import CURVES, CurveTable, load_rows, loaders_for, replay
+from cnn_lstm_hpo.replay import CURVES, FOLD_SPREAD, CurveTable, load_rows, loaders_for, replay
 from cnn_lstm_hpo.results import epochs_trained, is_feasible
 from cnn_lstm_hpo.samplers import make_sampler
 from cnn_lstm_hpo.space import decode_params, suggest
@@ -442,9 +442,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patience", type=int, nargs="+", default=[100, 200], help="--goals convergence: convergence.patience arms")
     parser.add_argument("--min-improvement", type=float, default=0.001, help="--goals convergence: convergence.min_improvement")
     parser.add_argument("--folds", type=int, default=4, help="--goals walk-forward: evaluation.folds")
-    parser.add_argument("--fold-spread", type=float, default=0.024,
+    parser.add_argument("--fold-spread", type=float, default=FOLD_SPREAD,
                         help="--goals walk-forward: how far an older fold moves a configuration's scores (standard deviation; "
-                             "0.024: the trial x fold interaction of 5 real walk-forward studies, docs/benchmarks.md)")
+                             "default: replay.FOLD_SPREAD, measured on real walk-forward studies)")
     parser.add_argument("--overhead-trials", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--storages", nargs="+", default=["sqlite", "journal"], choices=["sqlite", "journal", "postgresql"])
     parser.add_argument("--postgres-url")

@@ -97,3 +97,22 @@ def test_outcome_counts_a_pruned_trial_over_a_limit_as_infeasible():
         study.tell(trial, state=TrialState.PRUNED)
     result = outcome(study, 1800.0)
     assert (result.infeasible, result.pruned, result.complete, result.hours) == (1, 2, 0, 0.5)
+
+
+def test_a_walk_forward_scenario_is_replayed_fold_by_fold():
+    # Pruning off: every trial trains every fold, so the replay's time is the holdout's and then some
+    # (about 1 + 0.8 + 0.6 of it for three expanding folds); replayed as holdout, it would be 1x.
+    from cnn_lstm_hpo.plan import simulate
+    from cnn_lstm_hpo.windows import prepare_windows
+
+    hours = {}
+    for scheme in ("holdout", "walk_forward"):
+        config = create_optimization_config(
+            scenario="smoke", data={"source": "synthetic"}, pruning={"enabled": False}, max_training_time_minutes=None,
+            evaluation={"scheme": scheme, "folds": 3},
+        )
+        data, _ = prepare_windows(config.data, config.symbols, evaluation=config.evaluation)
+        [result] = simulate(config, data, [1.0], table_for(config))
+        assert (result.trials, result.complete) == (6, 6)
+        hours[scheme] = result.hours
+    assert 1.8 < hours["walk_forward"] / hours["holdout"] < 3.0, hours

@@ -11,10 +11,10 @@ Each configuration is timed REPEATS times and the fastest kept: what else runs o
 ever slows a run down, so the minimum is the closest to the machine's own speed, and how far the
 repeats differ says how sure the timing is.
 
-The curves are of holdout trials. A walk-forward scenario is replayed as holdout, which is its first
-(most recent) fold: that fold's split is the holdout's. The later folds are added as a factor of
-that time (walk_forward_factors), between "each fold rung keeps 1/eta of the trials" and "none is
-pruned at a fold rung": no curves per fold are recorded to replay the fold rungs themselves.
+The curves are of holdout trials. A walk-forward scenario is replayed fold by fold
+(replay.ReplayOptimizer): its most recent fold replays the recorded curve, an older fold the curve
+moved by FOLD_SPREAD and timed by its share of the training windows, so the fold rungs prune as
+they would.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from .config import EvaluationConfig, OptimizationConfig
+from .config import OptimizationConfig
 from .errors import HPOError
 from .model import HybridCNNLSTM, ModelConfig, model_size_mb
 from .results import epochs_trained, is_feasible
-from .replay import CURVES, CurveTable, load_rows, loaders_for, replay
+from .replay import CURVES, FOLD_SPREAD, CurveTable, load_rows, loaders_for, replay
 from .space import suggest
 from .distributed.storage import journal_url
 from .train import PROBE_BATCHES, Trainer, resolve_device
@@ -158,9 +158,8 @@ def simulate(config: OptimizationConfig, data: WindowedData, scales: list[float]
                 "seed": config.seed + i, "save_dir": Path(tmp) / str(i), "study_name": "plan",
                 "storage": journal_url(Path(tmp) / str(i) / "study.journal"),
                 "workers": 1,
-                "evaluation": EvaluationConfig(),  # walk-forward: its first fold (see the module docstring)
             })
-            study, seconds, _ = replay(run, table, loaders)
+            study, seconds, _ = replay(run, table, loaders, fold_spread=FOLD_SPREAD)
             outcomes.append(outcome(study, seconds))
     return outcomes
 
@@ -172,7 +171,6 @@ class Plan:
     ratios: list[float]  # epoch seconds here / the cost model's, per timed configuration (sorted)
     outcomes: list[Outcome]  # one replay per scale: lowest, median, highest ratio
     table: str  # the file of learning curves replayed
-    folds: tuple[float, float] | None = None  # walk-forward: walk_forward_factors
     spread: float = 1.0  # slowest / fastest repeat of a timing, the worst over the configurations
 
     def span(self, field: str) -> tuple[float, float, float]:
@@ -203,14 +201,6 @@ class Plan:
             f"  epochs trained      {show('epochs', '.0f')}",
             f"  Pareto front        {show('pareto', '.0f')} configurations to choose from",
         ]
-        if self.folds is not None:
-            low, high = self.folds
-            mid = self.span("hours")[0] * 60
-            lines.append(
-                f"  walk-forward, {config.evaluation.folds} folds: the replays are of the first (most recent) fold; "
-                f"all folds {mid * low:.1f} - {mid * high:.1f} min (x{low:.2f} if each fold rung keeps "
-                f"1/{config.pruning.reduction_factor} of the trials, x{high:.2f} if none is pruned at one)"
-            )
         lines += self.verdict()
         lines.append(
             f"  (ranges: one replay each with the lowest timing ratio / {WIDEN}, the median, and the highest x {WIDEN}, "
@@ -274,16 +264,6 @@ def table_for(config: OptimizationConfig) -> Path:
     return path if config.data.source == "sample" and path.is_file() else CURVES / "synthetic.jsonl.gz"
 
 
-def walk_forward_factors(config: OptimizationConfig, data: WindowedData) -> tuple[float, float]:
-    """What a walk-forward study costs in units of its first fold: if each fold rung keeps 1/eta of
-    the trials (pruning off: every trial pays every fold), and if none is pruned at a fold rung. A
-    later fold's epochs cost its share of the first fold's training windows."""
-    folds = data.folds[::-1]  # most recent first, as trained
-    ratios = [len(f.train) / len(folds[0].train) for f in folds[1:]]
-    eta = config.pruning.reduction_factor if config.pruning.enabled else 1
-    return 1 + sum(r / eta ** (j + 1) for j, r in enumerate(ratios)), 1 + sum(ratios)
-
-
 def make_plan(
     config: OptimizationConfig,
     *,
@@ -307,5 +287,4 @@ def make_plan(
     if progress:
         progress(f"replaying the scenario {len(scales)} times on the recorded learning curves")
     outcomes = simulate(config, data, scales, table_path)
-    folds = walk_forward_factors(config, data) if data.folds else None
-    return Plan(config, timed, ratios, outcomes, table_path.name, folds, spread)
+    return Plan(config, timed, ratios, outcomes, table_path.name, spread)

@@ -39,6 +39,9 @@ from .train import PROBE_AFTER, EpochStep, TrainResult, run_epochs
 from .windows import WindowLoader, WindowedData
 
 CURVES = Path(__file__).resolve().parent / "curves"  # recorded by benchmarks/record_curves.py
+# How far an older walk-forward fold moves a configuration's scores (standard deviation): the trial x
+# fold interaction of five real 10-trial walk-forward studies, 0.020 - 0.026 (benchmarks/fold_spread.py).
+FOLD_SPREAD = 0.024
 
 
 # --- the table --------------------------------------------------------------------------------------

@@ -116,3 +116,10 @@ def test_a_walk_forward_scenario_is_replayed_fold_by_fold():
         assert (result.trials, result.complete) == (6, 6)
         hours[scheme] = result.hours
     assert 1.8 < hours["walk_forward"] / hours["holdout"] < 3.0, hours
+
+
+def test_plan_takes_folds_as_optimize_does():
+    result = subprocess.run([sys.executable, "-m", "cnn_lstm_hpo.cli", "plan", "--scenario", "smoke", "--folds", "1"],
+                            capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr) == (
+        2, "error: invalid config (scenario smoke): evaluation.folds: Input should be greater than or equal to 2\n")

@@ -59,6 +59,15 @@ _START = typer.Option(
 _END = typer.Option(
     None, "--end", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last bar's date (default: the scenario's, else all)."
 )
+_FOLDS = typer.Option(
+    None, "--folds", help="Walk-forward evaluation on K validation periods before the test split, K >= 2 (default: the scenario's evaluation, else holdout)."
+)
+
+
+def _walk_forward(folds: int | None) -> dict | None:
+    return {"scheme": "walk_forward", "folds": folds} if folds is not None else None
+
+
 _MAX_EPOCHS = typer.Option(None, "--max-epochs-per-trial", help="Epoch budget of each trial (default: the scenario's).")
 
 
@@ -106,9 +115,7 @@ def optimize(
         help="Stop once the last N finished trials grew the front's hypervolume by at most convergence.min_improvement "
         "(0.1 %) (default: never).",
     ),
-    folds: Optional[int] = typer.Option(
-        None, "--folds", help="Walk-forward evaluation on K validation periods before the test split, K >= 2 (default: the scenario's evaluation, else holdout)."
-    ),
+    folds: Optional[int] = _FOLDS,
     retrain_top_k: Optional[int] = typer.Option(
         None, "--retrain-top-k", help="After the study, retrain the top K configurations, as `retrain --top-k K` (default: none)."
     ),
@@ -141,7 +148,7 @@ def optimize(
             "convergence": {"patience": convergence_patience} if convergence_patience is not None else None,
             "workers": workers,
             "threads": threads,
-            "evaluation": {"scheme": "walk_forward", "folds": folds} if folds is not None else None,
+            "evaluation": _walk_forward(folds),
             "data": _data_overrides(data, start, end),
         }
         # Only the flags the user gave override the scenario.
@@ -401,6 +408,7 @@ def plan(
     data: Optional[str] = typer.Option(
         None, "--data", help="sample (bundled), synthetic, or a file/folder path (default: the scenario's, else sample)."
     ),
+    folds: Optional[int] = _FOLDS,
     timed: int = typer.Option(5, "--timed", min=1, help="Configurations to time on this machine."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -410,7 +418,7 @@ def plan(
         from .plan import make_plan
 
         overrides = {"n_trials": n_trials, "max_epochs_per_trial": max_epochs_per_trial, "timeout_hours": timeout_hours,
-                     "data": {"source": data} if data else None}
+                     "data": {"source": data} if data else None, "evaluation": _walk_forward(folds)}
         config = build_config(scenario, {k: v for k, v in overrides.items() if v is not None})
         progress = lambda line: typer.echo(line, err=True)  # noqa: E731 - stdout stays the plan itself
         for line in make_plan(config, timed_configs=timed, progress=progress).lines():

@@ -15,6 +15,7 @@ wrong is an HPOError naming the file, column and row.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,33 +59,19 @@ _AGG = {"open": "first", "high": "max", "low": "min", "close": "last", "volume":
 # --- bundled and synthetic sources ---------------------------------------------------------------
 
 
-def _bundled(symbol: str) -> pd.DataFrame:
-    if symbol == "SP500":
-        from arch.data import sp500 as module
-    else:
-        from arch.data import nasdaq as module
-    return module.load()
-
-
 def synthetic_frame(symbol: str, n_bars: int = 1500, *, momentum: float = 0.5, seed: int = 0) -> pd.DataFrame:
     """Daily bars whose log return follows an AR(1): the sign of today's return predicts tomorrow's."""
     rng = np.random.default_rng(seed + sum(map(ord, symbol)))
-    noise = rng.normal(0.0, 0.01, n_bars)
-    returns = np.empty(n_bars)
-    returns[0] = noise[0]
-    for t in range(1, n_bars):
-        returns[t] = momentum * returns[t - 1] + noise[t]
+    from scipy.signal import lfilter
+
+    returns = lfilter([1.0], [1.0, -momentum], rng.normal(0.0, 0.01, n_bars))  # r[t] = momentum * r[t-1] + noise[t]
     close = 100.0 * np.exp(np.cumsum(returns))
     open_ = np.concatenate([[100.0], close[:-1]])
     spread = np.abs(rng.normal(0.0, 0.004, n_bars)) * close
+    volume = rng.integers(1_000_000, 5_000_000, n_bars).astype(float)
     return pd.DataFrame(
-        {
-            "open": open_,
-            "high": np.maximum(open_, close) + spread,
-            "low": np.minimum(open_, close) - spread,
-            "close": close,
-            "volume": rng.integers(1_000_000, 5_000_000, n_bars).astype(float),
-        },
+        {"open": open_, "high": np.maximum(open_, close) + spread, "low": np.minimum(open_, close) - spread,
+         "close": close, "volume": volume},
         index=pd.bdate_range("2010-01-04", periods=n_bars, name="date"),
     )
 
@@ -180,12 +168,9 @@ class SymbolSummary:
     repairs: tuple[str, ...] = ()
 
     def line(self) -> str:
-        gaps = "none"
-        if self.gaps.count and self.gaps.largest is not None and self.gaps.largest_after is not None:
-            gaps = (
-                f"{self.gaps.count} longer than usual (largest {format_span(self.gaps.largest)} "
-                f"after {format_time(self.gaps.largest_after)})"
-            )
+        gaps, g = "none", self.gaps
+        if g.count and g.largest is not None and g.largest_after is not None:
+            gaps = f"{g.count} longer than usual (largest {format_span(g.largest)} after {format_time(g.largest_after)})"
         return (
             f"{self.symbol}: {self.rows} bars, {format_time(self.first)} .. {format_time(self.last)}, "
             f"{self.frequency.label}; gaps: {gaps}"
@@ -223,7 +208,9 @@ def _normalise_names(frame: pd.DataFrame) -> pd.DataFrame:
 def _adjusted(frame: pd.DataFrame) -> pd.DataFrame:
     # Prefer adjusted prices where a file carries an adjusted close (splits and dividends): scale
     # open/high/low by the same factor so every price of a bar is on one basis.
-    if "adj_close" in frame.columns and "close" in frame.columns:
+    if "adj_close" not in frame.columns:
+        return frame
+    if "close" in frame.columns:
         factor = pd.to_numeric(frame["adj_close"], errors="coerce") / pd.to_numeric(frame["close"], errors="coerce")
         frame = frame.copy()
         for column in ("open", "high", "low"):
@@ -231,15 +218,8 @@ def _adjusted(frame: pd.DataFrame) -> pd.DataFrame:
                 numbers = pd.to_numeric(frame[column], errors="coerce")
                 # Keep cells that are not numbers as they are, so the check below can name them.
                 frame[column] = (numbers * factor).where(numbers.notna(), frame[column])
-        return frame.drop(columns=["close"]).rename(columns={"adj_close": "close"})
-    if "adj_close" in frame.columns:
-        return frame.rename(columns={"adj_close": "close"})
-    return frame
-
-
-def _is_unnamed(column: str) -> bool:
-    # pandas writes the index of to_csv() under an empty header, read back as "Unnamed: 0".
-    return column in ("", "unnamed:_0", "index")
+        frame = frame.drop(columns=["close"])
+    return frame.rename(columns={"adj_close": "close"})
 
 
 def _date_values(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, pd.Series, str]:
@@ -254,7 +234,8 @@ def _date_values(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, pd.Ser
     name = next((c for c in DATE_NAMES if c in columns), None)
     if name is not None:
         return frame.drop(columns=name), frame[name], name
-    if columns and _is_unnamed(columns[0]):
+    # pandas writes the index of to_csv() under an empty header, read back as "Unnamed: 0".
+    if columns and columns[0] in ("", "unnamed:_0", "index"):
         return frame.drop(columns=columns[0]), frame[columns[0]], "first (unnamed) column"
     index_name = str(frame.index.name).lower()
     if isinstance(frame.index, pd.DatetimeIndex) or index_name in DATE_NAMES:
@@ -478,8 +459,7 @@ def _read_table(path: Path) -> pd.DataFrame:
             return pd.concat(parts, ignore_index=True)
         return pd.read_parquet(path)
     except Exception as error:  # pandas/pyarrow raise many types for a malformed file
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise HPOError(f"{path}: cannot read file ({first_line})") from None
+        raise HPOError(f"{path}: cannot read file ({(str(error).splitlines() or [type(error).__name__])[0]})") from None
 
 
 def _symbol_of(path: Path) -> str:
@@ -657,7 +637,8 @@ def load_bars(
 ) -> LoadedBars:
     """Load, validate, check frequencies (or resample) and date-filter; repairs are returned."""
     if source == "sample":
-        loaded = LoadedBars({s: validate_ohlcv(_bundled(s), f"bundled {s}") for s in SAMPLE_SYMBOLS})
+        loaded = LoadedBars({s: validate_ohlcv(importlib.import_module(f"arch.data.{s.lower()}").load(), f"bundled {s}")
+                             for s in SAMPLE_SYMBOLS})  # arch.data.sp500, arch.data.nasdaq
     elif source == "synthetic":
         loaded = LoadedBars({s: synthetic_frame(s) for s in SYNTHETIC_SYMBOLS})
     elif source.startswith(synthetic.PREFIX):  # a planted edge of known strength (synthetic.py)
@@ -676,15 +657,11 @@ def load_bars(
         loaded = LoadedBars({s: loaded.frames[s] for s in wanted}, {s: loaded.repairs.get(s, []) for s in wanted})
     loaded = _pool_frequencies(loaded, resample)
     if start or end:
-        lo = pd.Timestamp(start) if start else None
+        lo = pd.Timestamp(start) if start else pd.Timestamp.min
         # The whole end day: intraday bars on the end date are inside the range.
-        hi = pd.Timestamp(end) + pd.Timedelta(days=1) if end else None
+        hi = pd.Timestamp(end) + pd.Timedelta(days=1) if end else pd.Timestamp.max
         for symbol, frame in loaded.frames.items():
-            keep = np.ones(len(frame), dtype=bool)
-            if lo is not None:
-                keep &= frame.index >= lo
-            if hi is not None:
-                keep &= frame.index < hi
+            keep = (frame.index >= lo) & (frame.index < hi)
             if not keep.any():
                 raise HPOError(
                     f"symbol {symbol} has no bars from {start or 'its start'} to {end or 'its end'}; "
@@ -694,20 +671,13 @@ def load_bars(
     return loaded
 
 
-def load_frames(
-    source: str,
-    symbols: list[str] | None = None,
-    *,
-    start: dt.date | None = None,
-    end: dt.date | None = None,
-    resample: str | None = None,
-    cache_dir: Path | None = None,
-) -> dict[str, pd.DataFrame]:
-    """Load, validate and date-filter the requested symbols (all of the source's when None).
+def load_frames(source: str, symbols: list[str] | None = None, **options: Any) -> dict[str, pd.DataFrame]:
+    """Load, validate and date-filter the requested symbols (all of the source's when None); ``options``
+    are load_bars's (start, end, resample, cache_dir).
 
     Repairs (dropped bars, sorting, resampling) are logged as one note per symbol.
     """
-    return _logged(load_bars(source, symbols, start=start, end=end, resample=resample, cache_dir=cache_dir))
+    return _logged(load_bars(source, symbols, **options))
 
 
 def _logged(loaded: LoadedBars) -> dict[str, pd.DataFrame]:

@@ -54,14 +54,8 @@ class Split:
     dates: list[pd.Timestamp] = field(default_factory=list)  # per-sample decision bar t
 
     @classmethod
-    def from_windows(
-        cls,
-        x: torch.Tensor,
-        y_class: torch.Tensor,
-        y_return: torch.Tensor,
-        symbols: list[str] | None = None,
-        dates: list[pd.Timestamp] | None = None,
-    ) -> Split:
+    def from_windows(cls, x: torch.Tensor, y_class: torch.Tensor, y_return: torch.Tensor,
+                     symbols: list[str] | None = None, dates: list[pd.Timestamp] | None = None) -> Split:
         """A split from ready-made (N, L, F) windows (laid end to end as rows)."""
         n, length, n_features = x.shape
         return cls(
@@ -163,25 +157,28 @@ class _SymbolRows:
     dates: pd.DatetimeIndex
 
 
+def _union(dates: list[pd.DatetimeIndex], cfg: DataConfig) -> tuple[pd.DatetimeIndex, int, int]:
+    """Every symbol's dates, and the test and validation dates in them by the split fractions."""
+    union = pd.DatetimeIndex(np.unique(np.concatenate([d.to_numpy() for d in dates])))
+    n_test, n_val = int(len(union) * cfg.test_fraction), int(len(union) * cfg.val_fraction)
+    if n_test < 1 or n_val < 1:
+        raise HPOError(f"too few bars ({len(union)} dates) to cut validation and test splits; use a longer date range")
+    return union, n_test, n_val
+
+
 def calendar_cuts(dates: list[pd.DatetimeIndex], cfg: DataConfig) -> dict[str, pd.Timestamp]:
     """First validation date and first test date, by the split fractions of the union of dates."""
-    union = pd.DatetimeIndex(np.unique(np.concatenate([d.to_numpy() for d in dates])))
-    n = len(union)
-    n_test, n_val = int(n * cfg.test_fraction), int(n * cfg.val_fraction)
-    if n_test < 1 or n_val < 1:
-        raise HPOError(f"too few bars ({n} dates) to cut validation and test splits; use a longer date range")
-    return {"val_start": union[n - n_test - n_val], "test_start": union[n - n_test]}
+    union, n_test, n_val = _union(dates, cfg)
+    return {"val_start": union[-n_test - n_val], "test_start": union[-n_test]}
 
 
 def fold_cuts(dates: list[pd.DatetimeIndex], cfg: DataConfig, evaluation: EvaluationConfig) -> list[dict[str, pd.Timestamp]]:
     """Each walk-forward fold's dates, oldest first: K validation periods of the holdout's validation
     length back to back, the last ending at the test cut; training before each (rolling: as many
     dates as the oldest fold's training part)."""
-    union = pd.DatetimeIndex(np.unique(np.concatenate([d.to_numpy() for d in dates])))
-    calendar_cuts(dates, cfg)  # the holdout's checks first
-    n, k = len(union), evaluation.folds
-    n_test, n_val = int(n * cfg.test_fraction), int(n * cfg.val_fraction)
-    first_train = n - n_test - k * n_val  # dates before the oldest validation period
+    union, n_test, n_val = _union(dates, cfg)  # the holdout's checks first
+    k = evaluation.folds
+    first_train = len(union) - n_test - k * n_val  # dates before the oldest validation period
     if first_train < n_val:
         raise HPOError(
             f"walk-forward with {k} folds leaves the oldest fold {max(first_train, 0)} dates to train on, fewer than "
@@ -244,13 +241,8 @@ def _check_segments(symbol: str, r: _SymbolRows, segments: dict[str, tuple[int, 
             )
 
 
-def build_windows(
-    frames: dict[str, pd.DataFrame],
-    cfg: DataConfig,
-    evaluation: EvaluationConfig | None = None,
-    *,
-    cuts: dict[str, pd.Timestamp] | None = None,
-) -> WindowedData:
+def build_windows(frames: dict[str, pd.DataFrame], cfg: DataConfig, evaluation: EvaluationConfig | None = None, *,
+                  cuts: dict[str, pd.Timestamp] | None = None) -> WindowedData:
     """The holdout splits; under walk-forward ``evaluation`` also its folds (``.folds``). ``cuts`` (a
     study's, for bars appended since it ran) replace the fractions' cut dates."""
     if not frames:
@@ -281,26 +273,18 @@ def _windowed(per_symbol: dict[str, _SymbolRows], cuts: dict[str, pd.Timestamp],
         boundaries[symbol] = {}
         for split, (start, end) in segments[symbol].items():
             rows = sample_rows(start, end, cfg)
-            returns = r.returns[rows]
-            parts[split].append(
-                (
-                    scaler.transform(r.features[start:end]).astype(np.float32),
-                    rows - start,  # decision bars, relative to the segment
-                    r.classes[rows],
-                    returns.astype(np.float32),
-                    [symbol] * len(rows),
-                    list(r.dates[rows]),
-                )
-            )
+            parts[split].append((
+                scaler.transform(r.features[start:end]).astype(np.float32),
+                rows - start,  # decision bars, relative to the segment
+                r.classes[rows], r.returns[rows].astype(np.float32), [symbol] * len(rows), list(r.dates[rows]),
+            ))
             boundaries[symbol][f"{split}_start"] = r.dates[start]
             boundaries[symbol][f"{split}_end"] = r.dates[end - 1]
     splits = {split: _concat(parts[split], cfg.sequence_length) for split in parts}
     if "test" not in splits:  # a fold: its test split is holdout's, never read here
         n_features = splits["train"].rows.shape[-1]
-        splits["test"] = Split(
-            torch.zeros((0, n_features)), torch.zeros(0, dtype=torch.int64), cfg.sequence_length,
-            torch.zeros(0, dtype=torch.int64), torch.zeros(0),
-        )
+        splits["test"] = Split.from_windows(torch.zeros((0, cfg.sequence_length, n_features)),
+                                            torch.zeros(0, dtype=torch.int64), torch.zeros(0))
     return WindowedData(**splits, scaler=scaler, num_classes=cfg.num_classes, boundaries=boundaries, cuts=cuts)
 
 
@@ -310,8 +294,7 @@ def prepare_windows(
 ) -> tuple[WindowedData, str | None]:
     """Load the configured source and window it; also returns the symbol-fallback notice, if any."""
     chosen, notice = resolve_symbols(cfg.source, symbols, explicit=explicit_symbols)
-    frames = configured_frames(cfg, chosen)
-    return build_windows(frames, cfg, evaluation), notice
+    return build_windows(configured_frames(cfg, chosen), cfg, evaluation), notice
 
 
 def _concat(parts: list[tuple], length: int) -> Split:

@@ -71,17 +71,19 @@ def unit(name: str) -> str:
     return UNITS.get(name, "value")
 
 
+def axis_label(name: str) -> str:
+    """An objective's name with its unit, as the plots and the report label their axes."""
+    return f"{name} ({unit(name)})"
+
+
 def maximised(study: optuna.Study) -> list[bool]:
     return [d == StudyDirection.MAXIMIZE for d in study.directions]
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
     """COMPLETE trials with finite values, in completion order (ties by number)."""
-    trials = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.values is not None and all(math.isfinite(v) for v in t.values)
-    ]
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.values is not None and all(math.isfinite(v) for v in t.values)]
     return sorted(trials, key=lambda t: (t.datetime_complete or dt.datetime.max, t.number))
 
 
@@ -133,13 +135,8 @@ def trial_states(study: optuna.Study) -> dict[str, Any]:
         "stop_reasons": dict(Counter(stop_reason(t) for t in stopped).most_common()),
         "complete_but_infeasible": infeasible,
         "stopped": [
-            {
-                "trial_number": t.number,
-                "state": t.state.name,
-                "reason": stop_reason(t),
-                "detail": t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason"),
-                "epochs_trained": len(history(t)),
-            }
+            {"trial_number": t.number, "state": t.state.name, "reason": stop_reason(t),
+             "detail": t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason"), "epochs_trained": len(history(t))}
             for t in stopped
         ],
     }
@@ -168,11 +165,8 @@ def pareto_part(study: optuna.Study, objectives: list[str]) -> dict[str, Any]:
         "complete_trials": len(complete),
         "feasible_complete_trials": sum(is_feasible(t) for t in complete),
         "trials": [
-            {
-                "trial_number": t.number,
-                "objectives": dict(zip(objectives, (_num(v) for v in t.values))),
-                "params": decode_params(t.params),
-            }
+            {"trial_number": t.number, "objectives": dict(zip(objectives, (_num(v) for v in t.values))),
+             "params": decode_params(t.params)}
             for t in front
         ],
     }
@@ -207,12 +201,6 @@ def hypervolume_part(study: optuna.Study, objectives: list[str]) -> dict[str, An
 
 
 # --- parameter importance ---------------------------------------------------------------------
-def _evaluator(name: str) -> optuna.importance.BaseImportanceEvaluator:
-    if name == "fanova":
-        return optuna.importance.FanovaImportanceEvaluator(seed=0)
-    return optuna.importance.PedAnovaImportanceEvaluator()
-
-
 def _importances(study: optuna.Study, target: Callable[[FrozenTrial], float], evaluator: str, n: int) -> dict[str, Any]:
     """Importances of ``study``'s complete trials for ``target`` (lower is better), or a note why not."""
     if n < MIN_IMPORTANCE_TRIALS:
@@ -224,9 +212,10 @@ def _importances(study: optuna.Study, target: Callable[[FrozenTrial], float], ev
         with warnings.catch_warnings():
             # PED-ANOVA warns that it treats low targets as good: our targets are oriented so.
             warnings.filterwarnings("ignore", message=".*low `target` values", category=UserWarning)
+            chosen = (optuna.importance.FanovaImportanceEvaluator(seed=0) if evaluator == "fanova"
+                      else optuna.importance.PedAnovaImportanceEvaluator())
             result = optuna.importance.get_param_importances(
-                study, evaluator=_evaluator(evaluator), params=varying, target=target, normalize=True
-            )
+                study, evaluator=chosen, params=varying, target=target, normalize=True)
     except (ValueError, RuntimeError, ZeroDivisionError) as error:  # Optuna refuses degenerate inputs
         return {"n_trials": n, "note": f"not computable: {error}"}
     importances = {k: float(v) for k, v in result.items() if math.isfinite(v)}
@@ -240,11 +229,8 @@ def _varying_params(trials: list[FrozenTrial]) -> list[str]:
     if not trials:
         return []
     names = set.intersection(*(set(t.params) for t in trials))
-    return sorted(
-        name
-        for name in names
-        if len({repr(t.distributions[name]) for t in trials}) == 1 and len({repr(t.params[name]) for t in trials}) > 1
-    )
+    return sorted(name for name in names if len({repr(t.distributions[name]) for t in trials}) == 1
+                  and len({repr(t.params[name]) for t in trials}) > 1)
 
 
 def importance_part(
@@ -394,12 +380,8 @@ def baseline_part(study: optuna.Study, objectives: list[str], weights: dict[str,
         accuracy, majority = metrics.get("accuracy"), metrics.get("majority_rate")
         n = int(metrics.get("n_samples") or 0)
         row: dict[str, Any] = {
-            "rank": rank,
-            "trial_number": t.number,
-            "objectives": dict(zip(objectives, (_num(v) for v in t.values))),
-            "val_accuracy": _num(accuracy),
-            "majority_rate": _num(majority),
-            "n_val_samples": n or None,
+            "rank": rank, "trial_number": t.number, "objectives": dict(zip(objectives, (_num(v) for v in t.values))),
+            "val_accuracy": _num(accuracy), "majority_rate": _num(majority), "n_val_samples": n or None,
             "regression_score": _num(metrics.get("regression_score")),
             "classification_score": _num(metrics.get("classification_score")),
             "constant_predictor": is_constant_predictor(t),
@@ -532,14 +514,8 @@ def pruning_part(study: optuna.Study, rungs: list[int]) -> dict[str, Any]:
 
 
 # --- everything -------------------------------------------------------------------------------
-def analyze_study(
-    study: optuna.Study,
-    *,
-    weights: dict[str, float] | None = None,
-    rungs: list[int] | None = None,
-    evaluator: str = "ped_anova",
-    top_k: int = TOP_K,
-) -> dict[str, Any]:
+def analyze_study(study: optuna.Study, *, weights: dict[str, float] | None = None, rungs: list[int] | None = None,
+                  evaluator: str = "ped_anova", top_k: int = TOP_K) -> dict[str, Any]:
     """The whole analysis of ``study`` as a JSON-ready dict (``optimization_analysis.json``)."""
     objectives = objective_names(study)
     weights = weights or {name: 1.0 for name in objectives}

@@ -17,13 +17,9 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
-from .analysis import complete_trials, feasible_front, history, is_feasible, maximised, objective_names, unit
+from .analysis import axis_label, complete_trials, feasible_front, history, is_feasible, maximised, objective_names
 
 DPI = 100
-
-
-def _label(name: str) -> str:
-    return f"{name} ({unit(name)})"
 
 
 def _save(fig: Figure, path: Path) -> str:
@@ -53,8 +49,7 @@ def optimization_history(study: optuna.Study, analysis: dict[str, Any]) -> Figur
         best = np.where(feasible[order], values[order], np.nan)
         running = (np.fmax if maxi else np.fmin).accumulate(best)
         ax.step(numbers[order], running, where="post", color="black", lw=1.2, label=f"best so far ({'max' if maxi else 'min'})")
-        ax.set_ylabel(_label(name))
-        ax.set_xlabel("trial number")
+        ax.set(ylabel=axis_label(name), xlabel="trial number")
         ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3)
     if rows > len(objectives):
@@ -75,8 +70,7 @@ def parameter_importance(part: dict[str, Any], title: str) -> Figure | str:
     fig = Figure(figsize=(8, 1.0 + 0.45 * len(names)))
     ax = fig.subplots()
     ax.barh(names, [importances[n] for n in names], color="tab:blue")
-    ax.set_xlabel("importance (normalised, sums to 1)")
-    ax.set_title(f"{title} ({part['n_trials']} trials)")
+    ax.set(xlabel="importance (normalised, sums to 1)", title=f"{title} ({part['n_trials']} trials)")
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -104,8 +98,7 @@ def pareto_front_2d(study: optuna.Study) -> Figure | str:
         for t, v in zip(trials, values):
             if t.number in front:
                 ax.annotate(str(t.number), (v[i], v[j]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(_label(objectives[i]))
-        ax.set_ylabel(_label(objectives[j]))
+        ax.set(xlabel=axis_label(objectives[i]), ylabel=axis_label(objectives[j]))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Pareto front (feasible, non-dominated over all objectives; labels are trial numbers)")
@@ -133,7 +126,7 @@ def correlation_heatmap(part: dict[str, Any], objectives: list[str]) -> Figure |
     # Only significant effects are coloured (a strong colour on noise reads as a finding); the rest grey.
     ax.imshow(np.where(tested & ~significant, 0.0, np.nan), cmap=ListedColormap(["#eeeeee"]), aspect="auto")
     image = ax.imshow(np.where(significant, grid, np.nan), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(objectives)), [_label(o) for o in objectives])
+    ax.set_xticks(range(len(objectives)), [axis_label(o) for o in objectives])
     ax.set_yticks(range(len(params)), [f"{p} ({kinds[p]})" for p in params])
     for r, row in enumerate(text):
         for k, label in enumerate(row):
@@ -155,20 +148,16 @@ def learning_curves(study: optuna.Study, rungs: list[int]) -> Figure | str:
     fig = Figure(figsize=(10, 5))
     ax = fig.subplots()
     for t, h in curves:
-        epochs, scores = [e["epoch"] for e in h], [e["val_score"] for e in h]
-        if t.state == TrialState.PRUNED:
-            ax.plot(epochs, scores, color="tab:gray", alpha=0.3, lw=1)
-        else:
-            ax.plot(epochs, scores, color="tab:blue", alpha=0.8, lw=1.2)
+        pruned = t.state == TrialState.PRUNED
+        ax.plot([e["epoch"] for e in h], [e["val_score"] for e in h], color="tab:gray" if pruned else "tab:blue",
+                alpha=0.3 if pruned else 0.8, lw=1 if pruned else 1.2)
     for rung in rungs:
         ax.axvline(rung, color="tab:red", ls=":", lw=1)
     ax.plot([], [], color="tab:blue", label="complete")
     ax.plot([], [], color="tab:gray", alpha=0.4, label="pruned / stopped")
     if rungs:
         ax.plot([], [], color="tab:red", ls=":", label="pruning rung")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation score (composite accuracy, 0-1)")
-    ax.set_title(f"Learning curves of {len(curves)} trials")
+    ax.set(xlabel="epoch", ylabel="validation score (composite accuracy, 0-1)", title=f"Learning curves of {len(curves)} trials")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig

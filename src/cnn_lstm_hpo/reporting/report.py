@@ -21,7 +21,9 @@ import plotly.offline
 import yaml
 from optuna.trial import TrialState
 
-from .analysis import analyze_study, complete_trials, feasible_front, history, is_feasible, objective_names, unit
+from .analysis import (
+    analyze_study, axis_label, complete_trials, feasible_front, history, is_feasible, objective_names, unit,
+)
 from ..config import DEFAULT_WEIGHTS, OptimizationConfig, validate_config
 from ..errors import HPOError
 from ..distributed.storage import default_url, first_line, open_storage, redact
@@ -65,16 +67,6 @@ def _note(text: str | None) -> str:
     return f'<p class="note">{html.escape(text)}</p>' if text else ""
 
 
-def _figure(fig: go.Figure, div_id: str) -> str:
-    top = max(50, fig.layout.margin.t or 0)  # a figure with a long title asks for more
-    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": top, "b": 50})
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)
-
-
-def _axis(name: str) -> str:
-    return f"{name} ({unit(name)})"
-
-
 def pareto_figure(study: optuna.Study) -> go.Figure | str:
     """Optuna's Pareto plot (3-D with three objectives); it greys infeasible trials by ``trial.constraints``."""
     objectives = objective_names(study)
@@ -82,7 +74,7 @@ def pareto_figure(study: optuna.Study) -> go.Figure | str:
         return "one objective: no trade-off to show"
     if not complete_trials(study):
         return "no complete trial yet"
-    fig = optuna.visualization.plot_pareto_front(study, target_names=[_axis(o) for o in objectives])
+    fig = optuna.visualization.plot_pareto_front(study, target_names=[axis_label(o) for o in objectives])
     # Optuna's hover text is the whole trial as JSON (epoch histories included) and its traces are
     # unnamed: name each trace by what it holds and hover a short card per trial.
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -152,7 +144,7 @@ def correlation_figure(analysis: dict[str, Any]) -> go.Figure | str:
             grey[r][k] = 0
         effect = "–" if c["effect"] is None else f"{c['effect']:.2f}"
         text[r][k] = f"{effect} ({'rho' if c['test'] == 'spearman' else 'eps²'}, p={c['p_adjusted']:.2g})"
-    x = [_axis(o) for o in objectives]
+    x = [axis_label(o) for o in objectives]
     fig = go.Figure([
         go.Heatmap(z=grey, x=x, y=params, text=text, texttemplate="%{text}", colorscale=[[0, "#eeeeee"], [1, "#eeeeee"]],
                    showscale=False, textfont={"color": "#888888"}, name="not significant", hoverinfo="text"),
@@ -228,7 +220,11 @@ def _section(title: str, body: str, section_id: str) -> str:
 
 
 def _plot_or_note(fig: go.Figure | str, div_id: str) -> str:
-    return _note(fig) if isinstance(fig, str) else _figure(fig, div_id)
+    if isinstance(fig, str):
+        return _note(fig)
+    top = max(50, fig.layout.margin.t or 0)  # a figure with a long title asks for more
+    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": top, "b": 50})
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)
 
 
 def _walk_forward_section(part: dict[str, Any] | None) -> list[str]:
@@ -258,7 +254,7 @@ def render_report(study: optuna.Study, analysis: dict[str, Any], summary: str) -
         for r in base["configurations"]
     ]
     best_table = _table(
-        ["rank", "trial", *[_axis(o) for o in objectives], "val accuracy", "majority-class rate", "n val",
+        ["rank", "trial", *[axis_label(o) for o in objectives], "val accuracy", "majority-class rate", "n val",
          "p (Holm)", "95% CI", "beats majority?", "classification score", "constant predictor? (ranked last)",
          "regression score (zero forecast = 0.5)", "params"],
         best_rows, "best-configs",

@@ -209,7 +209,6 @@ class Plan:
         )
         return lines
 
-
     def sureness(self) -> str:
         if self.spread <= STEADY:
             return f"each the fastest of {REPEATS} timings, which agreed within {100 * (self.spread - 1):.0f} %"
@@ -219,9 +218,7 @@ class Plan:
     def verdict(self) -> list[str]:
         """What the user gets, judged by the median replay: complete trials within the limits first."""
         config = self.config
-        complete, _, _ = self.span("feasible_complete")
-        trials, _, _ = self.span("trials")
-        infeasible, _, _ = self.span("infeasible")
+        complete, trials, infeasible = (self.span(field)[0] for field in ("feasible_complete", "trials", "infeasible"))
         limit = config.max_training_time_minutes
         # A median configuration's full budget here, for the advice.
         full = statistics.median(s for _, s in self.timed) * config.max_epochs_per_trial / 60
@@ -264,13 +261,8 @@ def table_for(config: OptimizationConfig) -> Path:
     return path if config.data.source == "sample" and path.is_file() else CURVES / "synthetic.jsonl.gz"
 
 
-def make_plan(
-    config: OptimizationConfig,
-    *,
-    timed_configs: int = 5,
-    table_path: Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Plan:
+def make_plan(config: OptimizationConfig, *, timed_configs: int = 5, table_path: Path | None = None,
+              progress: Callable[[str], None] | None = None) -> Plan:
     """``progress`` gets a line per step (the symbol replacement note, each configuration timed)."""
     table_path = table_path or table_for(config)
     if config.torch_threads:  # time the configurations as the study will train them

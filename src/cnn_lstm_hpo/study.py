@@ -41,13 +41,8 @@ log = logging.getLogger("cnn_lstm_hpo")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def open_study(
-    config: OptimizationConfig,
-    fingerprint: dict[str, Any] | None = None,
-    storage: optuna.storages.BaseStorage | None = None,
-    *,
-    worker_id: int = 0,
-) -> optuna.Study:
+def open_study(config: OptimizationConfig, fingerprint: dict[str, Any] | None = None,
+               storage: optuna.storages.BaseStorage | None = None, *, worker_id: int = 0) -> optuna.Study:
     """Create the study or load it by name; refuses one whose objectives or fingerprint differ.
 
     The config is stored with the study, so ``cnn-lstm-hpo worker`` can join it from anywhere. A
@@ -65,9 +60,8 @@ def open_study(
                 f"study {name!r} in {redact(url)} optimises {stored}, not {config.objectives}; "
                 "use another --study-name or the same objectives"
             )
-    study = optuna.create_study(
-        storage=storage, study_name=name, directions=directions(config.objectives), load_if_exists=True
-    )
+    study = optuna.create_study(storage=storage, study_name=name, directions=directions(config.objectives),
+                                load_if_exists=True)
     if fingerprint is not None:  # first: a refused resume must not write anything into the study
         _check_fingerprint(study, fingerprint, url, config)
     study.set_user_attr("objectives", config.objectives)
@@ -91,15 +85,11 @@ def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str, c
         config.max_training_time_minutes = current[TIME_LIMIT] = stored[TIME_LIMIT]
     differ = fingerprint_differences(stored, current)
     if differ:
-        shown = [
-            f"{k} ({stored.get(k, ADDED_LATER.get(k))!r} -> {current.get(k, ADDED_LATER.get(k))!r})"
-            if k != "search_space" and k != "data.digest" else k
-            for k in differ
-        ]
+        shown = [f"{k} ({stored.get(k, ADDED_LATER.get(k))!r} -> {current.get(k, ADDED_LATER.get(k))!r})"
+                 if k not in ("search_space", "data.digest") else k for k in differ]
         # A setting the study predates (or ran at the value it predates): the value that resumes it.
-        before = [
-            f"{k}: {'null' if ADDED_LATER[k] is None else ADDED_LATER[k]}" for k in differ if k in ADDED_LATER and k not in stored
-        ]
+        before = [f"{k}: {'null' if ADDED_LATER[k] is None else ADDED_LATER[k]}"
+                  for k in differ if k in ADDED_LATER and k not in stored]
         hint = f" (here {', '.join(before)})" if before else ""
         raise HPOError(
             f"study {study.study_name!r} in {redact(url)} was run with other settings: {'; '.join(shown)}; "
@@ -109,9 +99,8 @@ def _check_fingerprint(study: optuna.Study, current: dict[str, Any], url: str, c
         study.set_user_attr(FINGERPRINT, stored)
 
 
-def stored_study_config(
-    url: str, study_name: str, *, save_dir: Path | None = None, threads: int | None = None
-) -> OptimizationConfig:
+def stored_study_config(url: str, study_name: str, *, save_dir: Path | None = None,
+                        threads: int | None = None) -> OptimizationConfig:
     """The configuration a study was started with (stored in it), to join it as one more worker."""
     storage = open_storage(url, create=False)
     try:
@@ -149,16 +138,9 @@ class MultiObjectiveOptimizer:
     Without ``data_loaders`` the data comes from ``config.data`` (bundled sample by default).
     """
 
-    def __init__(
-        self,
-        config: OptimizationConfig,
-        data_loaders: tuple[Any, Any, Any] | None = None,
-        *,
-        explicit_symbols: bool = False,
-        progress: bool = True,
-        worker_id: int = 0,
-        write_outputs: bool = True,
-    ) -> None:
+    def __init__(self, config: OptimizationConfig, data_loaders: tuple[Any, Any, Any] | None = None, *,
+                 explicit_symbols: bool = False, progress: bool = True, worker_id: int = 0,
+                 write_outputs: bool = True) -> None:
         if data_loaders is not None and config.workers > 1:
             raise HPOError("--workers > 1 reads the data from the config: loaders cannot be shared with worker processes")
         self.config = config
@@ -488,15 +470,8 @@ class MultiObjectiveOptimizer:
 
                 write_analysis_outputs(study, self.save_dir, config=self.config)  # never raises
 
-    def retrain_best_models(
-        self,
-        top_k: int = 3,
-        *,
-        epochs: int | None = None,
-        seeds: int | None = None,
-        register: bool = True,
-        registry_uri: str | None = None,
-    ) -> list[dict[str, Any]]:
+    def retrain_best_models(self, top_k: int = 3, *, epochs: int | None = None, seeds: int | None = None,
+                            register: bool = True, registry_uri: str | None = None) -> list[dict[str, Any]]:
         """The guide's last step: retrain the top-k configurations, test once, save (see retrain.py).
 
         Returns one record per model (``model_path``, ``hyperparameters``, ``test_results``, ...),
@@ -505,13 +480,9 @@ class MultiObjectiveOptimizer:
         from .deployment.retrain import DEFAULT_EPOCHS, DEFAULT_SEEDS, RetrainSettings, retrain_top_k
 
         study = self.study or open_study(self.config, self.fingerprint)
-        settings = RetrainSettings(
-            top_k=top_k,
-            epochs=DEFAULT_EPOCHS if epochs is None else epochs,
-            seeds=DEFAULT_SEEDS if seeds is None else seeds,
-            register=register,
-            registry_uri=registry_uri,
-        )
+        settings = RetrainSettings(top_k=top_k, epochs=DEFAULT_EPOCHS if epochs is None else epochs,
+                                   seeds=DEFAULT_SEEDS if seeds is None else seeds, register=register,
+                                   registry_uri=registry_uri)
         self.retrain_report = retrain_top_k(self.config, study, self.data, settings)
         for line in self.retrain_report.lines:
             log.info("%s", line)

@@ -241,10 +241,8 @@ def _date_values(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, pd.Ser
     if isinstance(frame.index, pd.DatetimeIndex) or index_name in DATE_NAMES:
         values = frame.index.to_series(index=pd.RangeIndex(len(frame)))
         return frame.reset_index(drop=True), values, "index"
-    raise HPOError(
-        f"{source}: no date column (expected an unnamed first column or one named "
-        f"{', '.join(DATE_NAMES)}; have: {', '.join(map(str, columns))})"
-    )
+    raise HPOError(f"{source}: no date column (expected an unnamed first column or one named "
+                   f"{', '.join(DATE_NAMES)}; have: {', '.join(map(str, columns))})")
 
 
 def _row(values: pd.Series, position: int) -> str:
@@ -271,10 +269,8 @@ def _numeric_dates(values: pd.Series, source: str, label: str) -> pd.DatetimeInd
             pass
     unit = _epoch_unit(lo)
     if unit is None or unit != _epoch_unit(hi):
-        raise HPOError(
-            f"{source}: column {label!r}: numbers from {lo:g} to {hi:g} are neither epoch seconds, "
-            "epoch milliseconds nor YYYYMMDD dates"
-        )
+        raise HPOError(f"{source}: column {label!r}: numbers from {lo:g} to {hi:g} are neither epoch seconds, "
+                       "epoch milliseconds nor YYYYMMDD dates")
     return pd.DatetimeIndex(pd.to_datetime(numbers, unit=unit))
 
 
@@ -389,10 +385,8 @@ def _clean(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[str]]:
         n_missing = int(missing.sum())
         if n_missing > MAX_DROPPED_SHARE * len(frame):
             first = frame.index[missing.argmax()]
-            raise HPOError(
-                f"{source}: {n_missing} of {len(frame)} bars have a missing value (NaN), first at "
-                f"{format_time(first)}; more than {MAX_DROPPED_SHARE:.0%} of the bars, so none is dropped"
-            )
+            raise HPOError(f"{source}: {n_missing} of {len(frame)} bars have a missing value (NaN), first at "
+                           f"{format_time(first)}; more than {MAX_DROPPED_SHARE:.0%} of the bars, so none is dropped")
         dates = [format_time(d) for d in frame.index[missing][:3]]
         more = ", ..." if n_missing > 3 else ""
         notes.append(f"dropped {_plural(n_missing, 'bar')} with a missing value (NaN): {', '.join(dates)}{more}")
@@ -538,10 +532,8 @@ def _download(symbol: str, path: Path) -> None:
     try:
         import yfinance
     except ImportError:
-        raise HPOError(
-            f"no cached bars for {symbol} in {path.parent}, and yfinance is not installed: "
-            "pip install 'cnn-lstm-hpo[yfinance]'"
-        ) from None
+        raise HPOError(f"no cached bars for {symbol} in {path.parent}, and yfinance is not installed: "
+                       "pip install 'cnn-lstm-hpo[yfinance]'") from None
     try:
         table = yfinance.download(symbol, period="max", interval="1d", auto_adjust=False, progress=False, threads=False)
     except Exception as error:  # network failures arrive as many types (requests, curl_cffi, rate limits)
@@ -604,19 +596,15 @@ def _pool_frequencies(loaded: LoadedBars, resample: str | None) -> LoadedBars:
         labels = {f.label for f in frequencies.values() if f.interval is not None}
         if len(labels) > 1:
             listing = ", ".join(f"{s} {f.label}" for s, f in frequencies.items() if f.interval is not None)
-            raise HPOError(
-                f"symbols have different bar frequencies ({listing}); set data.resample "
-                "(e.g. '1D') to aggregate them to one"
-            )
+            raise HPOError(f"symbols have different bar frequencies ({listing}); set data.resample "
+                           "(e.g. '1D') to aggregate them to one")
         return loaded
     target = pd.Timedelta(resample)
     for symbol, frame in loaded.frames.items():
         frequency = frequencies[symbol]
         if frequency.interval is not None and frequency.interval > target:
-            raise HPOError(
-                f"symbol {symbol}: cannot resample {frequency.label} bars to {resample} "
-                "(data.resample must be at least as coarse as every symbol's bars)"
-            )
+            raise HPOError(f"symbol {symbol}: cannot resample {frequency.label} bars to {resample} "
+                           "(data.resample must be at least as coarse as every symbol's bars)")
         resampled = resample_bars(frame, resample)
         if len(resampled) != len(frame):
             loaded.repairs.setdefault(symbol, []).append(
@@ -651,9 +639,7 @@ def load_bars(
         wanted = list(dict.fromkeys(s.upper() for s in symbols))
         unknown = [s for s in wanted if s not in loaded.frames]
         if unknown:
-            raise HPOError(
-                f"symbol {unknown[0]} is not in data source {source!r}; it has: {', '.join(loaded.frames)}"
-            )
+            raise HPOError(f"symbol {unknown[0]} is not in data source {source!r}; it has: {', '.join(loaded.frames)}")
         loaded = LoadedBars({s: loaded.frames[s] for s in wanted}, {s: loaded.repairs.get(s, []) for s in wanted})
     loaded = _pool_frequencies(loaded, resample)
     if start or end:
@@ -663,10 +649,8 @@ def load_bars(
         for symbol, frame in loaded.frames.items():
             keep = (frame.index >= lo) & (frame.index < hi)
             if not keep.any():
-                raise HPOError(
-                    f"symbol {symbol} has no bars from {start or 'its start'} to {end or 'its end'}; "
-                    f"its data runs from {format_time(frame.index[0])} to {format_time(frame.index[-1])}"
-                )
+                raise HPOError(f"symbol {symbol} has no bars from {start or 'its start'} to {end or 'its end'}; "
+                               f"its data runs from {format_time(frame.index[0])} to {format_time(frame.index[-1])}")
             loaded.frames[symbol] = frame[keep]
     return loaded
 

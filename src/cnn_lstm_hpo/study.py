@@ -56,10 +56,8 @@ def open_study(config: OptimizationConfig, fingerprint: dict[str, Any] | None = 
     if name in existing:
         stored = existing[name].user_attrs.get("objectives")
         if stored is not None and stored != config.objectives:
-            raise HPOError(
-                f"study {name!r} in {redact(url)} optimises {stored}, not {config.objectives}; "
-                "use another --study-name or the same objectives"
-            )
+            raise HPOError(f"study {name!r} in {redact(url)} optimises {stored}, not {config.objectives}; "
+                           "use another --study-name or the same objectives")
     study = optuna.create_study(storage=storage, study_name=name, directions=directions(config.objectives),
                                 load_if_exists=True)
     if fingerprint is not None:  # first: a refused resume must not write anything into the study
@@ -330,10 +328,8 @@ class MultiObjectiveOptimizer:
             self._write_unrecorded_results(study)
             if self.write_outputs:
                 self._write_study_files(study, analysis=True)
-            log.warning(
-                "interrupted (exit %d): the running trial is recorded as failed and runs again on resume",
-                interrupts.exit_code_of(interrupt),
-            )
+            log.warning("interrupted (exit %d): the running trial is recorded as failed and runs again on resume",
+                        interrupts.exit_code_of(interrupt))
             raise
         # A finished study run again: its files are there already (`analyze` rebuilds them).
         if self.write_outputs and not (self.nothing_to_do is not None and (self.save_dir / "report.html").exists()):
@@ -397,10 +393,8 @@ class MultiObjectiveOptimizer:
                 if self._front_stalled(study, trials):
                     return
                 # The slot is held until the trial exists (the objective's first step releases it).
-                study.optimize(
-                    lambda trial: self._objective_in_slot(study, trial, slot),
-                    n_trials=1, callbacks=callbacks, catch=(Exception,),
-                )
+                study.optimize(lambda trial: self._objective_in_slot(study, trial, slot),
+                               n_trials=1, callbacks=callbacks, catch=(Exception,))
             if self.full_disk is not None:  # the next trial would meet it too
                 raise self._fault_error(self.full_disk, cfg.resolved_storage)
             gc.collect()  # frees the finished trial's tensors held in cycles (a pruned trial's traceback)

@@ -58,10 +58,8 @@ class Split:
                      symbols: list[str] | None = None, dates: list[pd.Timestamp] | None = None) -> Split:
         """A split from ready-made (N, L, F) windows (laid end to end as rows)."""
         n, length, n_features = x.shape
-        return cls(
-            x.reshape(n * length, n_features), torch.arange(n) * length + length - 1, length,
-            y_class, y_return, symbols or [], dates or [],
-        )
+        return cls(x.reshape(n * length, n_features), torch.arange(n) * length + length - 1, length,
+                   y_class, y_return, symbols or [], dates or [])
 
     def __len__(self) -> int:
         return len(self.y_class)
@@ -81,17 +79,13 @@ class Split:
     def take(self, index: torch.Tensor) -> Split:
         """A subset of the samples, sharing ``rows``."""
         picked = index.tolist()
-        return Split(
-            self.rows, self.ends[index], self.length, self.y_class[index], self.y_return[index],
-            [self.symbols[i] for i in picked] if self.symbols else [],
-            [self.dates[i] for i in picked] if self.dates else [],
-        )
+        return Split(self.rows, self.ends[index], self.length, self.y_class[index], self.y_return[index],
+                     [self.symbols[i] for i in picked] if self.symbols else [],
+                     [self.dates[i] for i in picked] if self.dates else [])
 
     def to(self, device: torch.device) -> Split:
-        return Split(
-            self.rows.to(device), self.ends.to(device), self.length, self.y_class.to(device),
-            self.y_return.to(device), self.symbols, self.dates,
-        )
+        return Split(self.rows.to(device), self.ends.to(device), self.length, self.y_class.to(device),
+                     self.y_return.to(device), self.symbols, self.dates)
 
     def majority_rate(self) -> float:
         """Accuracy of always predicting the most frequent class of this split."""

@@ -293,15 +293,10 @@ def prepare_windows(
 
 def _concat(parts: list[tuple], length: int) -> Split:
     offsets = np.cumsum([0] + [len(p[0]) for p in parts[:-1]])
-    return Split(
-        rows=torch.from_numpy(np.concatenate([p[0] for p in parts])),
-        ends=torch.from_numpy(np.concatenate([p[1] + offset for p, offset in zip(parts, offsets)]).astype(np.int64)),
-        length=length,
-        y_class=torch.from_numpy(np.concatenate([p[2] for p in parts])),
-        y_return=torch.from_numpy(np.concatenate([p[3] for p in parts])),
-        symbols=[s for p in parts for s in p[4]],
-        dates=[d for p in parts for d in p[5]],
-    )
+    ends = np.concatenate([p[1] + offset for p, offset in zip(parts, offsets)]).astype(np.int64)
+    rows, y_class, y_return = (torch.from_numpy(np.concatenate([p[i] for p in parts])) for i in (0, 2, 3))
+    return Split(rows, torch.from_numpy(ends), length, y_class, y_return,
+                 symbols=[s for p in parts for s in p[4]], dates=[d for p in parts for d in p[5]])
 
 
 class WindowLoader:

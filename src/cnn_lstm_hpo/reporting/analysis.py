@@ -36,8 +36,6 @@ from ..verdict import STUDY_ATTR as STUDY_BASELINES, signal_part
 from ..walk_forward import FOLD_SCORES
 
 ALPHA = 0.05
-# Daily market direction is close to a coin flip; validation accuracy above this nearly always
-# means look-ahead (a label or a future bar inside the window), not skill.
 # Validation accuracy this far above the strongest baseline on the same windows (the study's stored
 # baselines; the majority-class rate where a study has none) is implausible for market data, whatever
 # the target: about six standard errors of an accuracy on 1,400 windows. On daily direction (majority

@@ -77,9 +77,8 @@ def _epoch_seconds(config: OptimizationConfig, data: WindowedData, params: dict,
     return seconds
 
 
-def time_configurations(
-    config: OptimizationConfig, data: WindowedData, count: int, progress: Callable[[str], None] | None = None
-) -> tuple[list[tuple[dict, float]], float]:
+def time_configurations(config: OptimizationConfig, data: WindowedData, count: int,
+                        progress: Callable[[str], None] | None = None) -> tuple[list[tuple[dict, float]], float]:
     """(params, epoch seconds) of ``count`` configurations of the space, each the fastest of REPEATS
     timings, and the largest ratio slowest / fastest repeat of any of them (1: steady)."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.seed))

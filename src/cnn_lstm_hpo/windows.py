@@ -282,10 +282,8 @@ def _windowed(per_symbol: dict[str, _SymbolRows], cuts: dict[str, pd.Timestamp],
     return WindowedData(**splits, scaler=scaler, num_classes=cfg.num_classes, boundaries=boundaries, cuts=cuts)
 
 
-def prepare_windows(
-    cfg: DataConfig, symbols: list[str] | None, *, explicit_symbols: bool = False,
-    evaluation: EvaluationConfig | None = None,
-) -> tuple[WindowedData, str | None]:
+def prepare_windows(cfg: DataConfig, symbols: list[str] | None, *, explicit_symbols: bool = False,
+                    evaluation: EvaluationConfig | None = None) -> tuple[WindowedData, str | None]:
     """Load the configured source and window it; also returns the symbol-fallback notice, if any."""
     chosen, notice = resolve_symbols(cfg.source, symbols, explicit=explicit_symbols)
     return build_windows(configured_frames(cfg, chosen), cfg, evaluation), notice

@@ -231,9 +231,8 @@ def _varying_params(trials: list[FrozenTrial]) -> list[str]:
                   and len({repr(t.params[name]) for t in trials}) > 1)
 
 
-def importance_part(
-    study: optuna.Study, objectives: list[str], *, evaluator: str = "ped_anova", rungs: list[int] | None = None
-) -> dict[str, Any]:
+def importance_part(study: optuna.Study, objectives: list[str], *, evaluator: str = "ped_anova",
+                    rungs: list[int] | None = None) -> dict[str, Any]:
     if evaluator not in EVALUATORS:
         raise ValueError(f"evaluator must be one of {EVALUATORS}, but got {evaluator=}")
     n = len(complete_trials(study))
@@ -439,9 +438,8 @@ def fold_scores(trial: FrozenTrial) -> list[dict[str, Any]]:
     return sorted(trial.user_attrs.get(FOLD_SCORES) or [], key=lambda r: r["fold"])
 
 
-def backtest_overfitting_part(
-    study: optuna.Study, objectives: list[str], weights: dict[str, float], *, top_k: int = TOP_K
-) -> dict[str, Any] | None:
+def backtest_overfitting_part(study: optuna.Study, objectives: list[str], weights: dict[str, float], *,
+                              top_k: int = TOP_K) -> dict[str, Any] | None:
     """The probability of backtest overfitting (pbo.py) from the complete trials x folds matrix of
     composite scores, and the top configurations' per-fold scores; None for a holdout study."""
     complete = [t for t in complete_trials(study) if fold_scores(t)]

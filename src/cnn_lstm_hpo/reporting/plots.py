@@ -194,16 +194,13 @@ def write_plots(study: optuna.Study, analysis: dict[str, Any], plots_dir: Path) 
         "learning_curves.png": learning_curves(study, rungs),
     }
     for name in objectives:
-        part = importance["complete_trials"][name]
         figures[f"parameter_importance_{name}.png"] = parameter_importance(
-            part, f"Importance for {name} ({importance['evaluator'].split(' (')[0]})"
-        )
+            importance["complete_trials"][name], f"Importance for {name} ({importance['evaluator'].split(' (')[0]})")
     folds = analysis.get("backtest_overfitting")
     if folds is not None:  # walk-forward
         figures["fold_scores.png"] = fold_scores_plot(folds) if folds["top_configurations"] else "no feasible complete trial yet"
     rung = importance["first_rung"]
     if "epoch" in rung:
         figures["parameter_importance_first_rung.png"] = parameter_importance(
-            rung, f"Importance for the validation score at epoch {rung['epoch']} (pruned trials included)"
-        )
+            rung, f"Importance for the validation score at epoch {rung['epoch']} (pruned trials included)")
     return {name: fig if isinstance(fig, str) else _save(fig, plots_dir / name) for name, fig in figures.items()}

@@ -358,9 +358,8 @@ def planned_rungs(config: OptimizationConfig | None) -> list[int]:
     return sorted({r for bracket in ParetoRungPruner(config).brackets for r in bracket})
 
 
-def write_analysis_outputs(
-    study: optuna.Study, save_dir: Path, *, config: OptimizationConfig | None = None, evaluator: str = "ped_anova"
-) -> list[str]:
+def write_analysis_outputs(study: optuna.Study, save_dir: Path, *, config: OptimizationConfig | None = None,
+                           evaluator: str = "ped_anova") -> list[str]:
     """Write optimization_analysis.json, plots/, optimization_summary.txt and report.html.
 
     Never raises: the study and the files written before stay whatever goes wrong here; the

@@ -358,10 +358,7 @@ def load_scenario(name_or_path: str) -> dict[str, Any]:
     else:
         name, body = _unwrap_named(_read_yaml(scenario_text(name_or_path), name_or_path), name_or_path)
         source = f"scenario {name_or_path}"
-    body = dict(body)
-    body.setdefault("scenario", name)
-    body["_source"] = source
-    return body
+    return {**body, "scenario": body.get("scenario", name), "_source": source}
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -192,12 +192,10 @@ def segment_bounds(dates: pd.DatetimeIndex, cuts: dict[str, pd.Timestamp], embar
     """[start, end) rows of each split for one symbol: cut at the shared dates, embargo after each cut.
     A fold's cuts (val_end, no test_start) give no test split: nothing of it reaches past val_end."""
     at = {key: int(dates.searchsorted(date)) for key, date in cuts.items()}
-    bounds = {"train": (at.get("train_start", 0), at["val_start"])}
+    val_end = at["test_start"] if "test_start" in at else at["val_end"]
+    bounds = {"train": (at.get("train_start", 0), at["val_start"]), "val": (at["val_start"] + embargo, val_end)}
     if "test_start" in at:
-        bounds["val"] = (at["val_start"] + embargo, at["test_start"])
         bounds["test"] = (at["test_start"] + embargo, len(dates))
-    else:
-        bounds["val"] = (at["val_start"] + embargo, at["val_end"])
     return bounds
 
 

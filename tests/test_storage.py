@@ -12,6 +12,7 @@ import sqlalchemy
 
 from cnn_lstm_hpo import MultiObjectiveOptimizer, create_optimization_config
 from cnn_lstm_hpo.distributed import storage
+from cnn_lstm_hpo.errors import HPOError
 from cnn_lstm_hpo.distributed.storage import close_storage, filesystem_type, open_storage, write_ahead
 
 MOUNTS = [
@@ -180,3 +181,36 @@ def test_a_schema_version_stamped_by_another_process_at_the_same_moment_is_not_a
         assert raced and optuna.create_study(storage=opened, study_name="s").study_name == "s"
     finally:
         close_storage(opened)
+
+
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate  # as psycopg's errors carry PostgreSQL's error code
+
+
+@pytest.mark.parametrize(("error", "opens"), [
+    (sqlalchemy.exc.IntegrityError("CREATE TABLE studies", {}, _DriverError("23505", "duplicate key ... pg_type")), True),
+    (sqlalchemy.exc.ProgrammingError("CREATE TABLE studies", {}, _DriverError("42P07", "already exists")), True),
+    (sqlalchemy.exc.ProgrammingError("CREATE TABLE studies", {}, _DriverError("42501", "permission denied")), False),
+])
+def test_tables_other_processes_create_at_the_same_moment_are_opened_again(tmp_path, monkeypatch, error, opens):
+    """Workers starting at once on an empty PostgreSQL database collide creating its tables, some twice
+    in a row (16 processes: 3 rounds of 4). The collision is retried; any other error is not."""
+    real, calls = optuna.storages.RDBStorage, []
+
+    def collides_twice(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", collides_twice)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    if opens:
+        close_storage(open_storage(url))
+        assert len(calls) == 3
+    else:
+        with pytest.raises(HPOError, match=r"^cannot open storage sqlite:///.*permission denied"):
+            open_storage(url)
+        assert len(calls) == 1

@@ -149,11 +149,12 @@ def test_the_fingerprint_names_the_scheme_and_older_studies_resume_as_holdout(sy
     holdout = fingerprint()
     assert not any(k.startswith("evaluation.") for k in holdout)  # as stored by studies before walk-forward
     assert fingerprint(folds=7, window="rolling") == holdout  # holdout never reads them
+    # The derived per-trial limit is one budget share a fold: it moves with the scheme and K.
     assert fingerprint_differences(holdout, fingerprint(scheme="walk_forward")) == [
-        "evaluation.folds", "evaluation.scheme", "evaluation.window"
+        "evaluation.folds", "evaluation.scheme", "evaluation.window", "max_training_time_minutes"
     ]
     assert fingerprint_differences(fingerprint(scheme="walk_forward"), fingerprint(scheme="walk_forward", folds=3)) == [
-        "evaluation.folds"
+        "evaluation.folds", "max_training_time_minutes"
     ]
 
 
@@ -325,32 +326,6 @@ def test_walk_forward_needs_the_bars_not_ready_made_loaders(synthetic_windows):
     with pytest.raises(HPOError) as error:
         MultiObjectiveOptimizer(config, data_loaders=loaders, progress=False)
     assert "evaluation.scheme walk_forward cuts folds from the bars of config.data: data_loaders need scheme holdout" in str(error.value)
-
-
-def test_the_plan_adds_the_later_folds_to_the_replayed_first_fold(synthetic_frames):
-    from cnn_lstm_hpo.plan import Outcome, Plan, walk_forward_factors
-
-    data = build_windows(synthetic_frames, CFG, walk_forward(3))
-    config = create_optimization_config(evaluation={"scheme": "walk_forward", "folds": 3}, pruning={"reduction_factor": 2})
-    ratios = [len(data.folds[i].train) / len(data.folds[2].train) for i in (1, 0)]  # the later folds, as trained
-    low, high = walk_forward_factors(config, data)
-    assert low == pytest.approx(1 + ratios[0] / 2 + ratios[1] / 4) and high == pytest.approx(1 + sum(ratios))
-    off = config.model_copy(update={"pruning": config.pruning.model_copy(update={"enabled": False})})
-    assert walk_forward_factors(off, data) == pytest.approx((high, high))  # every trial pays every fold
-    outcome = Outcome(hours=1.0, trials=1000, complete=1, pruned=0, infeasible=0, failed=0, epochs=1)
-    lines = Plan(config, [({}, 1.0)], [1.0], [outcome], "t", (low, high)).lines()
-    assert (f"  walk-forward, 3 folds: the replays are of the first (most recent) fold; all folds {60 * low:.1f} - "
-            f"{60 * high:.1f} min (x{low:.2f} if each fold rung keeps 1/2 of the trials, x{high:.2f} if none is pruned at one)"
-            ) in lines
-
-
-def test_the_plan_replays_a_walk_forward_scenario_as_its_first_fold(synthetic_windows):
-    from cnn_lstm_hpo.plan import simulate, table_for
-
-    config = create_optimization_config(scenario="smoke", evaluation={"scheme": "walk_forward", "folds": 3},
-                                        data={"source": "synthetic", "sequence_length": 10})
-    (outcome,) = simulate(config, synthetic_windows, [1.0], table_for(config))
-    assert outcome.trials == config.n_trials
 
 
 def test_a_rolling_walk_forward_trial_records_its_predictions_on_the_inputs_its_model_was_scaled_for(

@@ -69,9 +69,7 @@ class Baselines:
 
     def to_dict(self) -> dict:
         return {
-            "split": self.split,
-            "n_windows": self.strongest.n,
-            "strongest": self.strongest.name,
+            "split": self.split, "n_windows": self.strongest.n, "strongest": self.strongest.name,
             "strongest_rule": "most correct windows (accuracy): the leakage warning's bar",
             "scores": {n: s.to_dict() for n, s in self.scores.items()},
         }
@@ -113,10 +111,8 @@ def fit_logistic(train: Split, seed: int = 0) -> LogisticRegression | None:
 
 def score(name: str, y: np.ndarray, pred: np.ndarray) -> BaselineScore:
     return BaselineScore(
-        name=name, rule=RULES[name], n=len(y),
-        accuracy=float(np.mean(pred == y)) if len(y) else float("nan"),
-        balanced_accuracy=float(balanced_accuracy_score(y, pred)),
-        mcc=float(matthews_corrcoef(y, pred)),
+        name=name, rule=RULES[name], n=len(y), accuracy=float(np.mean(pred == y)) if len(y) else float("nan"),
+        balanced_accuracy=float(balanced_accuracy_score(y, pred)), mcc=float(matthews_corrcoef(y, pred)),
     )
 
 
@@ -211,14 +207,9 @@ def mcnemar_vs_baseline(y: np.ndarray, model_pred: np.ndarray, baseline_pred: np
     two_sided = float(mcnemar(table, exact=True).pvalue)
     one_sided = float(binomtest(b, b + c, 0.5, alternative="greater").pvalue) if b + c else 1.0
     return {
-        "test": "exact McNemar (paired, per window), one-sided H1: model correct more often",
-        "model_only_correct": b,
-        "baseline_only_correct": c,
-        "n": len(y),
-        "model_accuracy": float(np.mean(model_ok)),
-        "baseline_accuracy": float(np.mean(base_ok)),
-        "p_value": one_sided,
-        "p_value_two_sided": two_sided,
+        "test": "exact McNemar (paired, per window), one-sided H1: model correct more often", "model_only_correct": b,
+        "baseline_only_correct": c, "n": len(y), "model_accuracy": float(np.mean(model_ok)),
+        "baseline_accuracy": float(np.mean(base_ok)), "p_value": one_sided, "p_value_two_sided": two_sided,
     }
 
 

@@ -135,20 +135,12 @@ def optimize(
         # Checked before the study runs, not after hours of it.
         retrain_settings = RetrainSettings(top_k=retrain_top_k) if retrain_top_k is not None else None
         overrides: dict[str, Any] = {
-            "n_trials": n_trials,
-            "max_epochs_per_trial": max_epochs_per_trial,
-            "timeout_hours": timeout_hours,
-            "objectives": _split_list(objectives),
-            "symbols": _split_list(symbols),
-            "save_dir": save_dir,
-            "storage": storage,
-            "study_name": study_name,
-            "seed": seed,
+            "n_trials": n_trials, "max_epochs_per_trial": max_epochs_per_trial, "timeout_hours": timeout_hours,
+            "objectives": _split_list(objectives), "symbols": _split_list(symbols), "save_dir": save_dir,
+            "storage": storage, "study_name": study_name, "seed": seed,
             "pruning": {"enabled": False} if no_pruning else None,
             "convergence": {"patience": convergence_patience} if convergence_patience is not None else None,
-            "workers": workers,
-            "threads": threads,
-            "evaluation": _walk_forward(folds),
+            "workers": workers, "threads": threads, "evaluation": _walk_forward(folds),
             "data": _data_overrides(data, start, end),
         }
         # Only the flags the user gave override the scenario.

@@ -26,14 +26,10 @@ class ModelConfig:
     def from_params(cls, params: dict, *, n_features: int, num_classes: int) -> ModelConfig:
         """The architecture part of one trial's hyperparameters."""
         return cls(
-            n_features=n_features,
-            num_classes=num_classes,
-            cnn_num_filters=int(params["cnn_num_filters"]),
+            n_features=n_features, num_classes=num_classes, cnn_num_filters=int(params["cnn_num_filters"]),
             cnn_filter_sizes=tuple(int(k) for k in params["cnn_filter_sizes"]),
-            cnn_attention_heads=int(params["cnn_attention_heads"]),
-            lstm_hidden_dim=int(params["lstm_hidden_dim"]),
-            lstm_num_layers=int(params["lstm_num_layers"]),
-            lstm_bidirectional=bool(params["lstm_bidirectional"]),
+            cnn_attention_heads=int(params["cnn_attention_heads"]), lstm_hidden_dim=int(params["lstm_hidden_dim"]),
+            lstm_num_layers=int(params["lstm_num_layers"]), lstm_bidirectional=bool(params["lstm_bidirectional"]),
             dropout_rate=float(params["dropout_rate"]),
         )
 
@@ -67,20 +63,14 @@ class HybridCNNLSTM(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.convs = nn.ModuleList(
-            CausalConv(cfg.n_features, cfg.cnn_num_filters, k) for k in cfg.cnn_filter_sizes
-        )
+        self.convs = nn.ModuleList(CausalConv(cfg.n_features, cfg.cnn_num_filters, k) for k in cfg.cnn_filter_sizes)
         dim = cfg.attention_dim
         self.project = nn.Linear(cfg.conv_channels, dim) if dim != cfg.conv_channels else nn.Identity()
         self.attention = nn.MultiheadAttention(dim, cfg.cnn_attention_heads, dropout=cfg.dropout_rate, batch_first=True)
         self.norm = nn.LayerNorm(dim)
         self.lstm = nn.LSTM(
-            dim,
-            cfg.lstm_hidden_dim,
-            num_layers=cfg.lstm_num_layers,
-            batch_first=True,
-            bidirectional=cfg.lstm_bidirectional,
-            dropout=cfg.dropout_rate if cfg.lstm_num_layers > 1 else 0.0,
+            dim, cfg.lstm_hidden_dim, num_layers=cfg.lstm_num_layers, batch_first=True,
+            bidirectional=cfg.lstm_bidirectional, dropout=cfg.dropout_rate if cfg.lstm_num_layers > 1 else 0.0,
         )
         out = cfg.lstm_hidden_dim * (2 if cfg.lstm_bidirectional else 1)
         self.dropout = nn.Dropout(cfg.dropout_rate)

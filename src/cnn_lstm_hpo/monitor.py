@@ -60,14 +60,8 @@ class TrialMonitor:
     """
 
     def __init__(
-        self,
-        trial: optuna.Trial,
-        config: OptimizationConfig,
-        model_size: float,
-        pruner: ParetoRungPruner | None,
-        dominance: DominanceCheck | None = None,
-        *,
-        others_may_finish: bool = True,
+        self, trial: optuna.Trial, config: OptimizationConfig, model_size: float, pruner: ParetoRungPruner | None,
+        dominance: DominanceCheck | None = None, *, others_may_finish: bool = True,
     ) -> None:
         self.trial = trial
         # Whether other processes may complete trials while this one trains (a shared storage). If

@@ -63,30 +63,18 @@ def regression_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def evaluate_predictions(
-    *,
-    loss: float,
-    y_class: np.ndarray,
-    pred_class: np.ndarray,
-    y_return: np.ndarray,
-    pred_return: np.ndarray,
-    metric: str,
-    classification_weight: float,
-    regression_weight: float,
+    *, loss: float, y_class: np.ndarray, pred_class: np.ndarray, y_return: np.ndarray, pred_return: np.ndarray,
+    metric: str, classification_weight: float, regression_weight: float,
 ) -> Evaluation:
     cls = classification_score(y_class, pred_class, metric)
     reg = regression_score(y_return, pred_return)
     composite = (classification_weight * cls + regression_weight * reg) / (classification_weight + regression_weight)
     counts = np.bincount(y_class)
     return Evaluation(
-        loss=loss,
-        accuracy=float(np.mean(y_class == pred_class)),
-        balanced_accuracy=float(balanced_accuracy_score(y_class, pred_class)),
-        classification_score=cls,
-        regression_score=reg,
-        composite=composite,
-        majority_rate=float(counts.max() / len(y_class)),
-        n_samples=len(y_class),
-        top_prediction_share=float(np.bincount(pred_class).max() / len(pred_class)),
+        loss=loss, accuracy=float(np.mean(y_class == pred_class)),
+        balanced_accuracy=float(balanced_accuracy_score(y_class, pred_class)), classification_score=cls,
+        regression_score=reg, composite=composite, majority_rate=float(counts.max() / len(y_class)),
+        n_samples=len(y_class), top_prediction_share=float(np.bincount(pred_class).max() / len(pred_class)),
     )
 
 

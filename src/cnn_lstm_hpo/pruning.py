@@ -75,10 +75,7 @@ def study_brackets(config: OptimizationConfig) -> list[list[int]]:
     """The decision epochs of each of the config's brackets (``pruning.strategy`` applied)."""
     p = config.pruning
     brackets = plan_brackets(
-        config.max_epochs_per_trial,
-        p.min_resource,
-        p.reduction_factor,
-        warmup=config.pruning_warmup_steps,
+        config.max_epochs_per_trial, p.min_resource, p.reduction_factor, warmup=config.pruning_warmup_steps,
         interval=config.pruning_interval_steps,
     )
     return brackets[:1] if p.strategy == "asha" else brackets  # asha: the most aggressive bracket only
@@ -110,12 +107,7 @@ def crowding_distances(points: np.ndarray, ranks: np.ndarray, tiebreak: np.ndarr
 
 
 def promotable(
-    candidate: np.ndarray,
-    others: np.ndarray,
-    reduction_factor: int,
-    tolerance: float,
-    *,
-    candidate_number: int,
+    candidate: np.ndarray, others: np.ndarray, reduction_factor: int, tolerance: float, *, candidate_number: int,
     other_numbers: np.ndarray,
 ) -> bool:
     """Does the candidate (first column: score, lower is better) continue past this rung?
@@ -217,11 +209,7 @@ class ParetoRungPruner:
         ]
         others = [self._peer_vector(t, epoch) for t in peers]
         return not promotable(
-            me,
-            np.array(others).reshape(len(others), me.size),
-            self.eta,
-            self.tolerance,
-            candidate_number=trial_number,
+            me, np.array(others).reshape(len(others), me.size), self.eta, self.tolerance, candidate_number=trial_number,
             other_numbers=np.array([t.number for t in peers]),
         )
 

@@ -52,17 +52,11 @@ def epochs_trained(trials: list[FrozenTrial]) -> int:
 def trial_record(trial: FrozenTrial, objectives: list[str]) -> dict[str, Any]:
     values = list(trial.values) if trial.values is not None and trial.state == TrialState.COMPLETE else None
     return {
-        "trial_number": trial.number,
-        "state": trial.state.name,
-        "params": decode_params(trial.params),
-        "values": values,
-        "objectives": dict(zip(objectives, values)) if values else None,
-        "feasible": is_feasible(trial),
-        "constraints": trial.constraints,
-        "datetime_start": trial.datetime_start,
+        "trial_number": trial.number, "state": trial.state.name, "params": decode_params(trial.params),
+        "values": values, "objectives": dict(zip(objectives, values)) if values else None,
+        "feasible": is_feasible(trial), "constraints": trial.constraints, "datetime_start": trial.datetime_start,
         "datetime_complete": trial.datetime_complete,
-        "duration_seconds": trial.duration.total_seconds() if trial.duration else None,
-        **trial.user_attrs,
+        "duration_seconds": trial.duration.total_seconds() if trial.duration else None, **trial.user_attrs,
     }
 
 
@@ -131,11 +125,7 @@ STOP_ATTR = "convergence_stop"
 
 
 def summary_text(
-    study: optuna.Study,
-    objectives: list[str],
-    best: list[dict[str, Any]],
-    *,
-    analysis: dict[str, Any] | None = None,
+    study: optuna.Study, objectives: list[str], best: list[dict[str, Any]], *, analysis: dict[str, Any] | None = None,
     context: dict[str, Any] | None = None,
 ) -> str:
     """The study for a person: what ran on what data, how long, states, the best configurations

@@ -56,10 +56,8 @@ def book_returns(
     """Per-date net return of the equal-weight book of every symbol's position (see the module doc)."""
     n = len(pos)
     frame = pd.DataFrame({
-        "symbol": symbols if symbols else ["all"] * n,
-        "date": dates if dates else pd.RangeIndex(n),
-        "pos": pos.astype(np.float64),
-        "ret": np.expm1(forward_log_returns.astype(np.float64)) / horizon,
+        "symbol": symbols if symbols else ["all"] * n, "date": dates if dates else pd.RangeIndex(n),
+        "pos": pos.astype(np.float64), "ret": np.expm1(forward_log_returns.astype(np.float64)) / horizon,
     })
     previous = frame.groupby("symbol", sort=False)["pos"].shift(1).fillna(0.0)
     frame["turnover"] = (frame["pos"] - previous).abs()
@@ -123,11 +121,9 @@ def return_stats(returns: np.ndarray, ppy: float, *, turnover: float = 0.0, hit_
     flat = len(r) < 3 or r.std() == 0
     return TradingStats(
         n_periods=len(r), periods_per_year=ppy, sharpe=sr * math.sqrt(ppy), sortino=sortino(r) * math.sqrt(ppy),
-        sharpe_per_period=sr,
-        skew=0.0 if flat else float(_skew(r)),
-        kurtosis=3.0 if flat else float(_kurtosis(r, fisher=False)),
-        max_drawdown=max_drawdown(r), total_return=float(np.prod(1.0 + r) - 1.0),
-        turnover=turnover, hit_rate=hit_rate,
+        sharpe_per_period=sr, skew=0.0 if flat else float(_skew(r)),
+        kurtosis=3.0 if flat else float(_kurtosis(r, fisher=False)), max_drawdown=max_drawdown(r),
+        total_return=float(np.prod(1.0 + r) - 1.0), turnover=turnover, hit_rate=hit_rate,
     )
 
 

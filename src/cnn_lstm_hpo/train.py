@@ -100,15 +100,8 @@ class Trainer:
     """Trains ``model`` on ``train`` and scores it on ``val`` every epoch."""
 
     def __init__(
-        self,
-        model: nn.Module,
-        train: Split,
-        val: Split,
-        params: dict[str, Any],
-        cfg: TrainingConfig,
-        *,
-        device: torch.device,
-        seed: int = 0,
+        self, model: nn.Module, train: Split, val: Split, params: dict[str, Any], cfg: TrainingConfig, *,
+        device: torch.device, seed: int = 0,
     ) -> None:
         self.model = model.to(device)
         self.params = params
@@ -177,14 +170,8 @@ class Trainer:
         mse = float(np.mean((rets / self.return_scale - r / self.return_scale) ** 2))
         cw, rw = self.loss_weights
         return evaluate_predictions(
-            loss=cw * ce + rw * mse,
-            y_class=y,
-            pred_class=probs.argmax(axis=1),
-            y_return=r,
-            pred_return=rets,
-            metric=self.cfg.classification_metric,
-            classification_weight=cw,
-            regression_weight=rw,
+            loss=cw * ce + rw * mse, y_class=y, pred_class=probs.argmax(axis=1), y_return=r, pred_return=rets,
+            metric=self.cfg.classification_metric, classification_weight=cw, regression_weight=rw,
         )
 
     def fit(
@@ -231,10 +218,7 @@ class EpochStep:
 
 
 def run_epochs(
-    max_epochs: int,
-    patience: int,
-    step: Callable[[int], EpochStep],
-    on_epoch: EpochCallback | None = None,
+    max_epochs: int, patience: int, step: Callable[[int], EpochStep], on_epoch: EpochCallback | None = None,
     keep_best: Callable[[], None] | None = None,
 ) -> TrainResult:
     """The epoch loop of every trial: early stopping on validation loss, the callback after each epoch.
@@ -255,8 +239,7 @@ def run_epochs(
         result.stopped_early = stale >= patience
         record = EpochResult(
             epoch, done.train_loss, done.val, done.wall_seconds, done.cpu_seconds,
-            last=result.stopped_early or epoch == max_epochs,
-            epochs_since_best=stale,
+            last=result.stopped_early or epoch == max_epochs, epochs_since_best=stale,
         )
         result.epochs.append(record)
         if on_epoch is not None:

@@ -62,18 +62,9 @@ class SavedModel:
 
 
 def checkpoint_meta(
-    model_config: ModelConfig,
-    *,
-    hyperparameters: dict[str, Any],
-    feature_names: tuple[str, ...],
-    sequence_length: int,
-    horizon: int,
-    direction_threshold: float,
-    scaler: Any,
-    return_scale: float,
-    fingerprint: Any = None,
-    origin: dict[str, Any] | None = None,
-    calendar: dict[str, str] | None = None,
+    model_config: ModelConfig, *, hyperparameters: dict[str, Any], feature_names: tuple[str, ...], sequence_length: int,
+    horizon: int, direction_threshold: float, scaler: Any, return_scale: float, fingerprint: Any = None,
+    origin: dict[str, Any] | None = None, calendar: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The JSON half of a checkpoint. ``scaler`` is a fitted StandardScaler (or None for user loaders)."""
     return {

@@ -137,12 +137,7 @@ def splits_of(dates: pd.DatetimeIndex, calendar: dict[str, str] | None) -> list[
 
 
 def predict_to_csv(
-    model_dir: Path,
-    source: str,
-    output: Path,
-    *,
-    symbols: list[str] | None = None,
-    start: str | None = None,
+    model_dir: Path, source: str, output: Path, *, symbols: list[str] | None = None, start: str | None = None,
     end: dt.date | None = None,
 ) -> pd.DataFrame:
     """Load a saved model and a data source, predict, write the CSV atomically; returns the table.

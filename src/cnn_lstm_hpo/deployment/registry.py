@@ -102,14 +102,8 @@ class ModelRegistry:
             raise RegistryError(f"reading registered model {name!r}: {_one_line(error)}") from None
 
     def register_model(
-        self,
-        name: str,
-        path: str | Path,
-        hyperparameters: dict[str, Any],
-        performance_metrics: dict[str, Any],
-        *,
-        run_name: str | None = None,
-        tags: dict[str, str] | None = None,
+        self, name: str, path: str | Path, hyperparameters: dict[str, Any], performance_metrics: dict[str, Any], *,
+        run_name: str | None = None, tags: dict[str, str] | None = None,
     ) -> int:
         """Log one saved model folder as a run and register it as a new version of ``name``; returns the version."""
         from mlflow.entities import Metric, Param
@@ -124,9 +118,7 @@ class ModelRegistry:
         _flatten("", performance_metrics, metrics)
         now = int(time.time() * 1000)
         self._call(
-            "logging params and metrics",
-            self.client.log_batch,
-            run_id,
+            "logging params and metrics", self.client.log_batch, run_id,
             params=[Param(k, str(v)) for k, v in hyperparameters.items()],
             metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
         )
@@ -134,12 +126,8 @@ class ModelRegistry:
         self._call("closing run", self.client.set_terminated, run_id)
         self._ensure_model(name)
         version = self._call(
-            "registering model version",
-            self.client.create_model_version,
-            name,
-            source=f"{run.info.artifact_uri}/model",
-            run_id=run_id,
-            tags=tags,
+            "registering model version", self.client.create_model_version, name,
+            source=f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags,
         )
         return int(version.version)
 
@@ -151,12 +139,10 @@ def performance_metrics(entry: dict[str, Any]) -> dict[str, Any]:
     """What one retrained model logs as MLflow metrics (nested; flattened with dots)."""
     sig = entry["significance"]
     return {
-        "test": entry["test_results"],
-        "validation": entry["validation_results"],
+        "test": entry["test_results"], "validation": entry["validation_results"],
         "selected_test": entry["selected_model"]["test"],
         "significance": {k: sig[k] for k in ("accuracy", "null_rate", "p_value", "p_holm", "ci95_low", "ci95_high")},
-        "n_parameters": entry["n_parameters"],
-        "model_size_mb": entry["model_size_mb"],
+        "n_parameters": entry["n_parameters"], "model_size_mb": entry["model_size_mb"],
         "training_time_minutes": entry["training_time_minutes"],
     }
 
@@ -225,8 +211,6 @@ def register_retrained(
             f"significantly (best Holm-adjusted p={best_p:.3g}, needs < {versions[0]['alpha']})"
         )
     return {
-        "model_name": name,
-        "versions": versions,
-        "champion_version": champion["version"] if champion else None,
+        "model_name": name, "versions": versions, "champion_version": champion["version"] if champion else None,
         "message": message,
     }

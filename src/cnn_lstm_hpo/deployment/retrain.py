@@ -247,13 +247,9 @@ def baselines(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
     majority = int(torch.bincount(data.train.y_class).argmax())
     constant = _evaluate(config.training, y, np.full(len(y), majority), r, np.zeros(len(y)))
     result: dict[str, Any] = {
-        "test_windows": len(y),
-        "training_majority_class": majority,
-        "training_majority_class_name": names[majority],
-        "majority_class_rate": constant.accuracy,
-        "zero_return_mse": float(np.mean(r**2)),
-        "majority_and_zero_return_composite": constant.composite,
-        "persistence": None,
+        "test_windows": len(y), "training_majority_class": majority, "training_majority_class_name": names[majority],
+        "majority_class_rate": constant.accuracy, "zero_return_mse": float(np.mean(r**2)),
+        "majority_and_zero_return_composite": constant.composite, "persistence": None,
     }
     past = past_returns(config, test)
     if past is not None and np.isfinite(past).all():
@@ -261,8 +257,7 @@ def baselines(config: OptimizationConfig, data: WindowedData) -> dict[str, Any]:
         rules["persistence"] = pred
         result["persistence"] = {
             "rule": f"predict the direction of the last {config.data.horizon}-bar return",
-            "accuracy": float(np.mean(pred == y)),
-            **_class_scores(y, pred),
+            "accuracy": float(np.mean(pred == y)), **_class_scores(y, pred),
         }
     result["null"] = strongest_rule(rules, y)
     return result
@@ -291,9 +286,8 @@ class TrainedRun:
 def _epoch_logger(label: str, epochs: int):
     def on_epoch(e: EpochResult) -> None:
         log.info(
-            "%s epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.4f%s",
-            label, e.epoch, epochs, e.train_loss, e.val.loss, e.val.accuracy,
-            " (early stop)" if e.last and e.epoch < epochs else "",
+            "%s epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.4f%s", label, e.epoch, epochs, e.train_loss,
+            e.val.loss, e.val.accuracy, " (early stop)" if e.last and e.epoch < epochs else "",
         )
 
     return on_epoch
@@ -404,10 +398,7 @@ def tested_period(data: WindowedData) -> dict[str, Any]:
 
 
 def retrain_top_k(
-    config: OptimizationConfig,
-    study: optuna.Study,
-    data: WindowedData,
-    settings: RetrainSettings,
+    config: OptimizationConfig, study: optuna.Study, data: WindowedData, settings: RetrainSettings,
 ) -> RetrainReport:
     """Retrain, test once, save ``retrained_model_<k>/`` and ``retrained_models_results.json``, register."""
     save_dir = Path(config.save_dir)
@@ -446,23 +437,16 @@ def retrain_top_k(
         selected_pred = selected.test_probs.argmax(axis=1)
         folder = save_dir / f"retrained_model_{k}"
         entry: dict[str, Any] = {
-            "k": k,
-            "rank": best["rank"],
-            "trial_number": best["trial_number"],
-            "study_objectives": best["objectives"],
-            "hyperparameters": params,
-            "model_path": str(folder),
-            "selected_seed": selected.seed,
+            "k": k, "rank": best["rank"], "trial_number": best["trial_number"], "study_objectives": best["objectives"],
+            "hyperparameters": params, "model_path": str(folder), "selected_seed": selected.seed,
             "validation_results": _summary([r.record["validation"] for r in runs]),
             "test_results": _summary([r.record["test"] for r in runs]),
             "selected_model": {"validation": selected.record["validation"], "test": selected.record["test"]},
             "significance": accuracy_test(int((selected_pred == y_test).sum()), len(y_test), null),
-            "n_parameters": sum(p.numel() for p in model.parameters()),
-            "model_size_mb": model_size_mb(model),
+            "n_parameters": sum(p.numel() for p in model.parameters()), "model_size_mb": model_size_mb(model),
             "training_time_minutes": float(np.mean([r.record["wall_seconds"] for r in runs])) / 60,
             "training_cpu_minutes": float(np.mean([r.record["cpu_seconds"] for r in runs])) / 60,
-            "seeds": [r.record for r in runs],
-            "failed_seeds": failures,
+            "seeds": [r.record for r in runs], "failed_seeds": failures,
         }
         model_config = ModelConfig.from_params(params, n_features=data.n_features, num_classes=data.num_classes)
         meta = checkpoint_meta(

@@ -367,7 +367,7 @@ def test_interrupted_save_keeps_the_previous_model(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("cnn_lstm_hpo.deployment.checkpoint._write_json", interrupted)  # after the weights, before the JSON
+    monkeypatch.setattr("cnn_lstm_hpo.deployment.checkpoint.write_json", interrupted)  # after the weights, before the JSON
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(folder, HybridCNNLSTM(ModelConfig(**{**meta["model_config"], "cnn_filter_sizes": (2, 3)})), meta)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == original

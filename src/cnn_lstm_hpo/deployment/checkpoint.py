@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import HPOError
 from ..features import FEATURE_NAMES
 from ..model import HybridCNNLSTM, ModelConfig
+from ..results import write_json
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -97,9 +98,9 @@ def save_checkpoint(
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the model folder follows the umask like any mkdir
         state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
-        _write_json(tmp / CHECKPOINT_FILE, meta)
+        write_json(tmp / CHECKPOINT_FILE, meta)
         if metrics is not None:
-            _write_json(tmp / METRICS_FILE, metrics)
+            write_json(tmp / METRICS_FILE, metrics)
         _replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -111,13 +112,6 @@ def _umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it: put it straight back
     os.umask(mask)
     return mask
-
-
-def _write_json(path: Path, data: Any) -> None:
-    with open(path, "w") as handle:
-        handle.write(json.dumps(data, indent=2, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _replace_dir(new: Path, target: Path) -> None:

@@ -31,9 +31,8 @@ import optuna
 import pandas as pd
 import torch
 from scipy.stats import binomtest
-from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
 
-from ..baselines import holm_adjusted as holm
+from ..baselines import compute_baselines, holm_adjusted as holm, metric_scores
 from .checkpoint import checkpoint_meta, save_checkpoint
 from ..config import OptimizationConfig, TrainingConfig, build_config
 from ..data import configured_frames, resolve_symbols
@@ -47,7 +46,6 @@ from .predict import class_names
 from ..results import ranked_pareto, write_json
 from ..train import EpochResult, Trainer, resolve_device
 from ..windows import Split, WindowedData, build_windows, frames_digest
-from ..baselines import compute_baselines
 from ..verdict import compared, paired_test_name, retrain_signal, write_equity_png
 
 log = logging.getLogger("cnn_lstm_hpo")
@@ -159,7 +157,7 @@ def _evaluate(training: TrainingConfig, y: np.ndarray, pred: np.ndarray, r: np.n
 
 
 def _class_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    return {"balanced_accuracy": float(balanced_accuracy_score(y, pred)), "mcc": float(matthews_corrcoef(y, pred))}
+    return {m: float(metric_scores(y, pred, m)[0]) for m in ("balanced_accuracy", "mcc")}
 
 
 def split_metrics(probs: np.ndarray, rets: np.ndarray, split: Split, training: TrainingConfig) -> dict[str, float]:

@@ -91,15 +91,10 @@ class TrialMonitor:
         return sum(h[self.time_key] for h in self.history) / 60
 
     def __call__(self, epoch: EpochResult) -> None:
-        self.history.append(
-            {
-                "epoch": epoch.epoch,
-                "val_score": epoch.val.composite,
-                "val_loss": epoch.val.loss,
-                "wall_seconds": epoch.wall_seconds,
-                "cpu_seconds": epoch.cpu_seconds,
-            }
-        )
+        self.history.append({
+            "epoch": epoch.epoch, "val_score": epoch.val.composite, "val_loss": epoch.val.loss,
+            "wall_seconds": epoch.wall_seconds, "cpu_seconds": epoch.cpu_seconds,
+        })
         # Before any check: a trial pruned at a rung is judged feasible or not by this projection.
         self.projected = self.projected_minutes(epoch)
         if not epoch.last:

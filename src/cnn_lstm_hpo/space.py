@@ -86,10 +86,7 @@ ParamSpec = Annotated[Union[LogUniform, Uniform, IntRange, Categorical], Field(d
 DEFAULT_SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-2},
     "cnn_num_filters": {"type": "categorical", "choices": [32, 64, 128, 256]},
-    "cnn_filter_sizes": {
-        "type": "categorical",
-        "choices": [[3, 5, 7], [3, 5, 7, 11], [2, 3, 5, 8], [3, 7, 11, 15]],
-    },
+    "cnn_filter_sizes": {"type": "categorical", "choices": [[3, 5, 7], [3, 5, 7, 11], [2, 3, 5, 8], [3, 7, 11, 15]]},
     "cnn_attention_heads": {"type": "categorical", "choices": [4, 8, 12, 16]},
     "lstm_hidden_dim": {"type": "categorical", "choices": [64, 128, 256, 512]},
     "lstm_num_layers": {"type": "int", "low": 1, "high": 4},

@@ -180,12 +180,9 @@ def register_retrained(
             performance_metrics=performance_metrics(entry),
             run_name=f"retrained_model_{entry['k']}",
             tags={
-                "trial_number": str(entry["trial_number"]),
-                "rank": str(entry["rank"]),
-                "test_accuracy": f"{sig['accuracy']:.6f}",
-                "null_rule": sig["null_rule"],
-                "p_value_vs_null": f"{sig['p_value']:.6g}",
-                "p_holm_vs_null": f"{sig['p_holm']:.6g}",
+                "trial_number": str(entry["trial_number"]), "rank": str(entry["rank"]),
+                "test_accuracy": f"{sig['accuracy']:.6f}", "null_rule": sig["null_rule"],
+                "p_value_vs_null": f"{sig['p_value']:.6g}", "p_holm_vs_null": f"{sig['p_holm']:.6g}",
                 "beats_null": str(sig["significant"]).lower(),
             },
         )

@@ -49,6 +49,7 @@ from .config import OptimizationConfig
 from .results import is_feasible
 
 BRACKET_ATTR = "pruning_bracket"
+PEER_STATES = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)  # the trials a rung compares with
 
 
 def fitted_min_resource(max_epochs: int, min_resource: int, reduction_factor: int, warmup: int) -> int:
@@ -169,10 +170,7 @@ class ParetoRungPruner:
 
     def rung_point(self, history: list[dict], model_size: float, rung: int) -> RungPoint:
         seen = history[:rung]
-        if self.metric == "val_loss":
-            score = min(h["val_loss"] for h in seen)
-        else:
-            score = -max(h["val_score"] for h in seen)
+        score = min(h["val_loss"] for h in seen) if self.metric == "val_loss" else -max(h["val_score"] for h in seen)
         return RungPoint(score, model_size, sum(h[self.time_key] for h in seen) / len(seen))
 
     def _vector(self, point: RungPoint) -> np.ndarray:
@@ -202,11 +200,8 @@ class ParetoRungPruner:
         if not self.is_rung(bracket, epoch):
             return False
         me = self._vector(self.rung_point(history, model_size, epoch))
-        peers = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
-            if _competes(t, trial_number, bracket, epoch)
-        ]
+        peers = [t for t in study.get_trials(deepcopy=False, states=PEER_STATES)
+                 if _competes(t, trial_number, bracket, epoch)]
         others = [self._peer_vector(t, epoch) for t in peers]
         return not promotable(
             me, np.array(others).reshape(len(others), me.size), self.eta, self.tolerance, candidate_number=trial_number,

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 import torch
-from optuna.trial import TrialState
 
 from .monitor import TimeLimitExceeded, TrialMonitor
 from .objectives import Evaluation, steady_minutes
-from .pruning import promotable
+from .pruning import PEER_STATES, promotable
 from .train import Trainer, TrainResult
 
 if TYPE_CHECKING:
@@ -168,10 +167,8 @@ def fold_rung_promotes(
             parts.append(float(np.mean([r["minutes"] for r in folds])))
         return np.array(parts)
 
-    peers = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
-        if t.number != number and len(t.user_attrs.get(FOLD_SCORES, ())) >= done
-    ]
+    peers = [t for t in study.get_trials(deepcopy=False, states=PEER_STATES)
+             if t.number != number and len(t.user_attrs.get(FOLD_SCORES, ())) >= done]
     me = vector(records, model_size)
     others = [vector(t.user_attrs[FOLD_SCORES][:done], t.user_attrs["model_size_mb"]) for t in peers]
     return promotable(

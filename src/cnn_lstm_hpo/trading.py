@@ -29,7 +29,6 @@ from scipy.stats import kurtosis as _kurtosis
 from scipy.stats import norm
 from scipy.stats import skew as _skew
 
-POSITIONS = ("long_short", "long_flat")
 DEFAULT_PERIODS_PER_YEAR = 252.0
 
 

@@ -14,7 +14,15 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class LogUniform(_Spec):
+class _Range(_Spec):
+    @model_validator(mode="after")
+    def _check(self) -> _Range:
+        if self.low > self.high:
+            raise ValueError(f"low must be <= high, but got low={self.low} > high={self.high}")
+        return self
+
+
+class LogUniform(_Range):
     type: Literal["loguniform"]
     low: float
     high: float
@@ -23,33 +31,19 @@ class LogUniform(_Spec):
     def _check(self) -> LogUniform:
         if self.low <= 0:
             raise ValueError(f"loguniform needs low > 0, but got low={self.low}")
-        if self.low > self.high:
-            raise ValueError(f"low must be <= high, but got low={self.low} > high={self.high}")
-        return self
+        return super()._check()
 
 
-class Uniform(_Spec):
+class Uniform(_Range):
     type: Literal["uniform"]
     low: float
     high: float
 
-    @model_validator(mode="after")
-    def _check(self) -> Uniform:
-        if self.low > self.high:
-            raise ValueError(f"low must be <= high, but got low={self.low} > high={self.high}")
-        return self
 
-
-class IntRange(_Spec):
+class IntRange(_Range):
     type: Literal["int"]
     low: int
     high: int
-
-    @model_validator(mode="after")
-    def _check(self) -> IntRange:
-        if self.low > self.high:
-            raise ValueError(f"low must be <= high, but got low={self.low} > high={self.high}")
-        return self
 
 
 class Categorical(_Spec):

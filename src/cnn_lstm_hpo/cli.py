@@ -277,12 +277,10 @@ def data_command(
                 typer.echo(f"  {symbol}: {part.symbols.count(symbol)} windows, bars "
                            f"{format_time(bounds[f'{split}_start'])} .. {format_time(bounds[f'{split}_end'])}")
         for i, fold in enumerate(windows.folds):  # walk-forward
-            typer.echo(
-                f"fold {i} ({config.evaluation.window}): train {len(fold.train)} windows from "
-                f"{format_time(min(fold.train.dates))}; validation {len(fold.val)} windows, "
-                f"{format_time(fold.cuts['val_start'])} .. before {format_time(fold.cuts['val_end'])}, "
-                f"majority-class rate {fold.val.majority_rate():.4f}"
-            )
+            typer.echo(f"fold {i} ({config.evaluation.window}): train {len(fold.train)} windows from "
+                       f"{format_time(min(fold.train.dates))}; validation {len(fold.val)} windows, "
+                       f"{format_time(fold.cuts['val_start'])} .. before {format_time(fold.cuts['val_end'])}, "
+                       f"majority-class rate {fold.val.majority_rate():.4f}")
 
 
 def _retrain_and_report(config: Any, study: Any, data: Any, settings: Any) -> None:

@@ -187,10 +187,8 @@ def summary_text(
         test = tests.get(record["trial_number"], {})
         if "p_holm" in test:
             verdict = "better than the majority class" if test["beats_majority"] else "NOT better than the majority class"
-            lines.append(
-                f"    {verdict}: n={test['n_val_samples']}, one-sided binomial p={test['p_holm']:.3g} (Holm), "
-                f"95% CI of accuracy {test['ci95'][0]:.3f}-{test['ci95'][1]:.3f}"
-            )
+            lines.append(f"    {verdict}: n={test['n_val_samples']}, one-sided binomial p={test['p_holm']:.3g} (Holm), "
+                         f"95% CI of accuracy {test['ci95'][0]:.3f}-{test['ci95'][1]:.3f}")
         if test.get("regression_score") is not None:
             lines.append(f"    regression score {test['regression_score']:.4f} vs 0.5 for the zero-return forecast")
         lines.append(f"    params: {json.dumps(record['params'])}")

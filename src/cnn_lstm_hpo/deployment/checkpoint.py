@@ -142,10 +142,8 @@ def load_checkpoint(folder: Path) -> SavedModel:
     if saved != FEATURE_NAMES:
         missing = [f for f in saved if f not in FEATURE_NAMES]
         detail = f"missing here: {', '.join(missing)}" if missing else "same names, different order or count"
-        raise HPOError(
-            f"{folder}: feature set mismatch: the model was trained on features {list(saved)}, "
-            f"this version computes {list(FEATURE_NAMES)} ({detail})"
-        )
+        raise HPOError(f"{folder}: feature set mismatch: the model was trained on features {list(saved)}, "
+                       f"this version computes {list(FEATURE_NAMES)} ({detail})")
     if meta.get("scaler") is None:
         raise HPOError(f"{folder}: the model was trained on user-supplied loaders and has no fitted scaler to predict with")
     config = dict(meta["model_config"])

@@ -62,10 +62,8 @@ def symbol_windows(symbol: str, frame: pd.DataFrame, saved: SavedModel) -> tuple
     length = saved.sequence_length
     rows = len(features) - first_valid
     if rows < length:
-        raise HPOError(
-            f"symbol {symbol}: {len(frame)} bars, {max(rows, 0)} after indicator warm-up; "
-            f"the model needs at least {length} for one window"
-        )
+        raise HPOError(f"symbol {symbol}: {len(frame)} bars, {max(rows, 0)} after indicator warm-up; "
+                       f"the model needs at least {length} for one window")
     # Same arithmetic as StandardScaler.transform: subtract mean_, divide by scale_, in float64.
     scaled = (features[first_valid:] - saved.scaler_mean) / saved.scaler_scale
     view = np.lib.stride_tricks.sliding_window_view(scaled, length, axis=0)  # (N, F, L)

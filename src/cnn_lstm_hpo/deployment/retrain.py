@@ -129,10 +129,8 @@ def study_data(config: OptimizationConfig, study: optuna.Study, *, allow_appende
     shown = "; ".join(k if k == "data.digest" else f"{k} ({stored.get(k)!r} -> {current.get(k)!r})" for k in differ)
     hint = ("only bars after the study's last ones were added: --allow-appended-bars tests on them too"
             if cuts is not None else "restore the data the study ran on")
-    raise HPOError(
-        f"the data of study {study.study_name!r} changed since it ran: {shown}; the test split would not be "
-        f"the one the search never saw: {hint}"
-    )
+    raise HPOError(f"the data of study {study.study_name!r} changed since it ran: {shown}; the test split would not be "
+                   f"the one the search never saw: {hint}")
 
 
 def _appended_cuts(frames: dict[str, pd.DataFrame], stored: dict[str, Any]) -> dict[str, pd.Timestamp] | None:

@@ -181,8 +181,7 @@ def summary_text(
             lines.append(
                 f"    validation accuracy {metrics['accuracy']:.4f}{balanced} vs majority-class rate "
                 f"{metrics['majority_rate']:.4f}; classification score {metrics.get('classification_score', float('nan')):.4f}; "
-                f"epochs {training.get('epochs_trained')}; "
-                f"cpu {training.get('cpu_minutes', float('nan')):.3f} min"
+                f"epochs {training.get('epochs_trained')}; cpu {training.get('cpu_minutes', float('nan')):.3f} min"
             )
         test = tests.get(record["trial_number"], {})
         if "p_holm" in test:
@@ -195,11 +194,8 @@ def summary_text(
     if best:
         top = by_number[best[0]["trial_number"]].user_attrs.get("val_metrics") or {}
         if "accuracy" in top and top["accuracy"] <= top["majority_rate"]:
-            lines += [
-                "",
-                "Note: the top-ranked model is no better than always predicting the majority class "
-                f"({top['accuracy']:.4f} <= {top['majority_rate']:.4f}) on validation data.",
-            ]
+            lines += ["", "Note: the top-ranked model is no better than always predicting the majority class "
+                          f"({top['accuracy']:.4f} <= {top['majority_rate']:.4f}) on validation data."]
     if analysis:
         lines += _analysis_lines(analysis)
     failed = [t for t in trials if t.state == TrialState.FAIL]

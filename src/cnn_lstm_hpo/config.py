@@ -166,8 +166,9 @@ class OptimizationConfig(_Section):
     timeout_hours: float | None = Field(48.0, gt=0)
     max_model_size_mb: float | None = Field(500.0, gt=0)
     # Per trial. Unset: min(120, the study's time budget per trial), times the folds of a walk-forward
-    # study, so that a few huge configurations cannot eat a short study's budget; null: no limit. A study keeps the limit it
-    # started with (study.open_study): an unset one is not derived again from a resume's budget.
+    # study, so that a few huge configurations cannot eat a short study's budget; null: no limit. A
+    # study keeps the limit it started with (study.open_study): an unset one is not derived again
+    # from a resume's budget.
     max_training_time_minutes: float | None = Field(120.0, gt=0)
     pruning_warmup_steps: int = Field(10, ge=0)
     pruning_interval_steps: int = Field(1, ge=1)

@@ -36,8 +36,9 @@ def completed_study(objectives, trials):
     return study
 
 
-def check(tmp_path, objectives, quantile=0.5):
-    return DominanceCheck(config(tmp_path, objectives=objectives, pruning={"dominance_quantile": quantile}))
+def check(tmp_path, objectives, quantile=0.5, scheme="holdout"):
+    return DominanceCheck(config(tmp_path, objectives=objectives, pruning={"dominance_quantile": quantile},
+                                 evaluation={"scheme": scheme, "folds": 3}))
 
 
 # --- the parts, on hand-made curves ------------------------------------------------------------------------------
@@ -107,22 +108,37 @@ def _quantile(values, q):
     return ordered[low] + (position - low) * (ordered[high] - ordered[low])
 
 
-def _independent_dominator(objectives, trials, epochs, minutes, size, quantile):
+def _finished_runs(objectives, trials, walk_forward):
+    """(number, epoch history, values by objective) of what a trial is checked against: completed
+    feasible trials, or under walk-forward the first fold of every feasible trial that has done one."""
+    feasible = [t for t in trials if all(v <= 0 for v in t.constraints.values())]
+    if not walk_forward:
+        return [(t.number, t.user_attrs["epoch_history"], dict(zip(objectives, t.values)))
+                for t in feasible if t.state == TrialState.COMPLETE]
+    runs = []
+    for t in feasible:
+        if t.state != TrialState.FAIL and t.user_attrs.get("fold_scores"):
+            first = t.user_attrs["fold_scores"][0]
+            runs.append((t.number, t.user_attrs["epoch_history"], {
+                "accuracy": first["score"], "training_time": first["minutes"], "model_size": t.user_attrs["model_size_mb"]}))
+    return runs
+
+
+def _independent_dominator(objectives, trials, epochs, minutes, size, quantile, walk_forward=False):
     """The rule written another way: loops over named objectives, first dominating trial by number;
     equal within floating-point noise counts as equal."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())]
+    done = _finished_runs(objectives, trials, walk_forward)
     mine = {"training_time": minutes, "model_size": size}
     if "accuracy" in objectives:
         k = len(epochs)
         gains = []
-        for t in done:
-            h = t.user_attrs["epoch_history"]
+        for _, h, values in done:
             if len(h) > k:
                 best = 0
                 for i in range(1, k):
                     if h[i]["val_loss"] < h[best]["val_loss"]:
                         best = i
-                gains.append(t.values[objectives.index("accuracy")] - h[best]["val_score"])
+                gains.append(values["accuracy"] - h[best]["val_score"])
         if len(gains) < MIN_GAINS:
             return None
         best = 0
@@ -130,11 +146,11 @@ def _independent_dominator(objectives, trials, epochs, minutes, size, quantile):
             if epochs[i]["val_loss"] < epochs[best]["val_loss"]:
                 best = i
         mine["accuracy"] = epochs[best]["val_score"] + max(0.0, _quantile(gains, quantile))
-    for t in sorted(done, key=lambda t: t.number):
-        if all(math.isclose(t.values[j], mine[o], rel_tol=1e-9)
-               or ((t.values[j] > mine[o]) if DIRECTIONS[o] == "maximize" else (t.values[j] < mine[o]))
-               for j, o in enumerate(objectives)):
-            return t.number
+    for number, _, values in sorted(done, key=lambda run: run[0]):
+        if all(math.isclose(values[o], mine[o], rel_tol=1e-9)
+               or ((values[o] > mine[o]) if DIRECTIONS[o] == "maximize" else (values[o] < mine[o]))
+               for o in objectives):
+            return number
     return None
 
 
@@ -142,9 +158,12 @@ OBJECTIVE_SETS = [["accuracy", "training_time", "model_size"], ["model_size", "a
                   ["training_time", "accuracy"], ["model_size", "accuracy"], ["training_time", "model_size"]]
 
 
-def test_dominator_matches_an_independent_implementation(tmp_path):
+@pytest.mark.parametrize("scheme", ["holdout", "walk_forward"])
+def test_dominator_matches_an_independent_implementation(tmp_path, scheme):
     """200 random studies, every objective order; values, losses and times from 3 values (ties
-    everywhere); infeasible, pruned and running trials. The accuracy path must be reached often."""
+    everywhere); infeasible, pruned and running trials, under walk-forward with 0-3 folds done.
+    The accuracy path must be reached often."""
+    walk_forward = scheme == "walk_forward"
     outcomes = {"waits": 0, "dominated": 0, "free": 0}
     grid = [0.1, 0.2, 0.3]
     for seed in range(200):
@@ -161,29 +180,32 @@ def test_dominator_matches_an_independent_implementation(tmp_path):
             trial = study.ask()
             trial.set_user_attr("epoch_history", epochs(int(rng.integers(1, 8))))
             trial.set_constraint("model_size_mb", float(rng.choice([-1.0, 0.0, 1.0], p=[0.4, 0.4, 0.2])))
+            trial.set_user_attr("model_size_mb", float(rng.choice(grid)))
+            if walk_forward:
+                trial.set_user_attr("fold_scores", [{"score": float(rng.choice(grid)), "minutes": float(rng.choice(grid))}
+                                                    for _ in range(int(rng.integers(0, 4)))])
             state = rng.choice(["complete", "pruned", "running"], p=[0.7, 0.15, 0.15])
             if state == "complete":
                 study.tell(trial, [float(rng.choice(grid)) for _ in objectives])
             elif state == "pruned":
                 study.tell(trial, state=TrialState.PRUNED)
-        rule = check(tmp_path, objectives, quantile)
+        rule = check(tmp_path, objectives, quantile, scheme)
         for _ in range(5):
             mine, minutes, size = epochs(int(rng.integers(1, 5))), float(rng.choice(grid)), float(rng.choice(grid))
             found = rule.dominator(study, mine, minutes, size)
-            expected = _independent_dominator(objectives, study.trials, mine, minutes, size, quantile)
+            expected = _independent_dominator(objectives, study.trials, mine, minutes, size, quantile, walk_forward)
             assert (found.number if found else None) == expected, (seed, objectives)
             if expected is not None:
                 outcomes["dominated"] += 1
-            elif "accuracy" in objectives and _gains_wait(study.trials, len(mine)):
+            elif "accuracy" in objectives and _gains_wait(_finished_runs(objectives, study.trials, walk_forward), len(mine)):
                 outcomes["waits"] += 1
             else:
                 outcomes["free"] += 1
     assert min(outcomes.values()) >= 100, outcomes
 
 
-def _gains_wait(trials, epoch):
-    done = [t for t in trials if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())]
-    return sum(len(t.user_attrs["epoch_history"]) > epoch for t in done) < MIN_GAINS
+def _gains_wait(runs, epoch):
+    return sum(len(history) > epoch for _, history, _ in runs) < MIN_GAINS
 
 
 @pytest.mark.parametrize(
@@ -224,6 +246,39 @@ def test_a_trial_is_checked_after_every_epoch_against_its_projected_time(tmp_pat
     stored = study.trials[-1].user_attrs
     assert stored["stop_reason"] == f"dominated at epoch 3 by trial {MIN_GAINS}"
     assert len(stored["epoch_history"]) == 3
+
+
+def _first_folds_study(objectives, best_minutes):
+    """Trials pruned after their second fold: MIN_GAINS far off, then one of 0.60, size 1 and
+    ``best_minutes`` on its first fold."""
+    study = optuna.create_study(directions=[DIRECTIONS[o] for o in objectives])
+    for final, size, minutes in [(0.50, 9.0, 9.0)] * MIN_GAINS + [(0.60, 1.0, best_minutes)]:
+        _, epochs, _ = _trained(final, size, minutes)
+        trial = study.ask()
+        trial.set_user_attr("epoch_history", epochs)
+        trial.set_user_attr("model_size_mb", size)
+        trial.set_user_attr("fold_scores", [{"score": final, "minutes": minutes}, {"score": 0.0, "minutes": 50.0}])
+        study.tell(trial, state=TrialState.PRUNED)
+    return study
+
+
+def test_under_walk_forward_a_first_fold_is_checked_against_first_folds_without_the_later_folds_time(tmp_path):
+    """The trial above under walk-forward: the time limit's projection counts the later folds'
+    certain epochs, the dominance check this fold alone against the other trials' first folds."""
+    objectives = ["accuracy", "training_time", "model_size"]
+    cfg = config(tmp_path, objectives=objectives, pruning={"dominance_quantile": 1.0},
+                 evaluation={"scheme": "walk_forward", "folds": 3})
+    for best_minutes in (0.9, 1.5):
+        monitor = TrialMonitor(_first_folds_study(objectives, best_minutes).ask(), cfg, 1.0, None, dominance_check(cfg))
+        monitor.later_epochs = 12  # two later folds of 6 epochs each
+        monitor(_epoch(1, 0.59, 1.0))
+        monitor(_epoch(2, 0.60, 0.9))
+        if best_minutes == 0.9:  # as fast as this fold's 0.9 minutes: dominated
+            with pytest.raises(optuna.TrialPruned, match=rf"^dominated at epoch 3 by trial {MIN_GAINS} on the first fold$"):
+                monitor(_epoch(3, 0.55, 0.8))
+        else:  # slower than this fold, though faster than its 2.1 minutes with the later folds: not dominated
+            monitor(_epoch(3, 0.55, 0.8))
+        assert monitor.projected == pytest.approx(0.9 + 12 * 0.1)  # what the time limit checks
 
 
 def test_a_study_stops_exactly_the_trials_that_can_no_longer_reach_the_front(tmp_path):

@@ -97,6 +97,8 @@ class TrialMonitor:
         })
         # Before any check: a trial pruned at a rung is judged feasible or not by this projection.
         self.projected = self.projected_minutes(epoch)
+        # This run alone (walk-forward: without the later folds), as the dominance check compares it.
+        self.run_projected = self.projected - self.later_epochs * self.fastest_minutes()
         if not epoch.last:
             self._check_pruning(epoch)
         # The limit before the dominance check: a trial over it is infeasible, whatever dominates it.
@@ -113,9 +115,11 @@ class TrialMonitor:
     def projected_minutes(self, epoch: EpochResult) -> float:
         """Training time so far plus the epochs it will surely train before it can complete, each
         as fast as its fastest epoch so far."""
-        fastest = min(h[self.time_key] for h in self.history) / 60
         more = 0 if epoch.last else self.completes_at(epoch.epoch, epoch.epochs_since_best) - epoch.epoch
-        return self.minutes() + (more + self.later_epochs) * fastest
+        return self.minutes() + (more + self.later_epochs) * self.fastest_minutes()
+
+    def fastest_minutes(self) -> float:
+        return min(h[self.time_key] for h in self.history) / 60
 
     def save(self) -> None:
         """The history into storage, if it has epochs not saved yet, and why the trial was stopped, if it was
@@ -160,9 +164,10 @@ class TrialMonitor:
             return
         if self.completed is None or self.others_may_finish:
             self.completed = self.dominance.completed(self.trial.study)
-        better = self.dominance.dominator(self.trial.study, self.history, self.projected, self.model_size, self.completed)
+        better = self.dominance.dominator(self.trial.study, self.history, self.run_projected, self.model_size, self.completed)
         if better is not None:
-            self.stop_reason = f"dominated at epoch {epoch.epoch} by trial {better.number}"
+            fold = " on the first fold" if self.dominance.first_fold else ""
+            self.stop_reason = f"dominated at epoch {epoch.epoch} by trial {better.number}{fold}"
             raise optuna.TrialPruned(self.stop_reason)
 
     def _check_pruning(self, epoch: EpochResult) -> None:

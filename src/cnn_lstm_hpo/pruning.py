@@ -49,6 +49,7 @@ from .config import OptimizationConfig
 from .results import is_feasible
 
 BRACKET_ATTR = "pruning_bracket"
+FOLD_SCORES = "fold_scores"  # a walk-forward trial's per-fold records (walk_forward.py)
 PEER_STATES = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)  # the trials a rung compares with
 
 
@@ -243,6 +244,15 @@ def expected_gain(completed: list[tuple[list[dict], float]], epoch: int, quantil
     return max(0.0, float(np.quantile(gains, quantile)))
 
 
+@dataclass(frozen=True)
+class FinalPoint:
+    """A finished run a trial is checked against: its number, epoch history and objective values."""
+
+    number: int
+    history: list[dict]
+    values: tuple[float, ...]
+
+
 class DominanceCheck:
     """Stops a trial that can no longer reach the front (``pruning.dominance_quantile``).
 
@@ -250,25 +260,41 @@ class DominanceCheck:
     small beside an epoch; once a trial where no other process can complete one, see
     :class:`.monitor.TrialMonitor`), and checking at epochs 1, 2, 4, 8, ... only trained 1.1x more trial-epochs in the
     replay (docs/benchmarks.md, "The dominance check, refined").
+
+    Under walk-forward the rule watches a trial's first fold as it watches a holdout run, against
+    the first fold of every feasible trial that has done one (complete, pruned after a later fold
+    or still training one): the fold rungs judge the folds after it. Checked against completed
+    trials only, a 50-trial study had 2-9 of them to judge by and cost 2.8x the holdout study
+    (docs/benchmarks.md).
     """
 
     def __init__(self, config: OptimizationConfig) -> None:
         assert config.pruning.dominance_quantile is not None
         self.quantile = config.pruning.dominance_quantile
         self.objectives = list(config.objectives)
+        self.first_fold = config.evaluation.scheme == "walk_forward"
         # Oriented so that lower is better in every objective.
         self.sign = np.array([-1.0 if name == "accuracy" else 1.0 for name in self.objectives])
 
-    @staticmethod
-    def completed(study: optuna.Study) -> list[FrozenTrial]:
-        """The trials a trial is checked against: completed and feasible."""
-        return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
+    def completed(self, study: optuna.Study) -> list[FinalPoint]:
+        """What a trial is checked against: completed feasible trials, or under walk-forward every
+        feasible trial's first fold once it is done (its score, minutes and the trial's size)."""
+        if not self.first_fold:
+            return [FinalPoint(t.number, t.user_attrs.get("epoch_history", []), tuple(t.values))
+                    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
+        points = []
+        for t in study.get_trials(deepcopy=False, states=PEER_STATES):
+            if t.user_attrs.get(FOLD_SCORES) and is_feasible(t):
+                first = t.user_attrs[FOLD_SCORES][0]
+                value = {"accuracy": first["score"], "training_time": first["minutes"], "model_size": t.user_attrs["model_size_mb"]}
+                points.append(FinalPoint(t.number, t.user_attrs.get("epoch_history", []), tuple(value[n] for n in self.objectives)))
+        return points
 
     def dominator(
         self, study: optuna.Study, history: list[dict], minutes: float, model_size: float,
-        completed: list[FrozenTrial] | None = None,
-    ) -> FrozenTrial | None:
-        """A completed feasible trial at least as good in every objective as this trial's projected
+        completed: list[FinalPoint] | None = None,
+    ) -> FinalPoint | None:
+        """A finished run (:meth:`completed`) at least as good in every objective as this run's projected
         final point (``minutes``: its training time projected to completion), or None.
         ``completed``: :meth:`completed` as read before, where the caller knows nothing changed since."""
         if completed is None:
@@ -276,12 +302,10 @@ class DominanceCheck:
         projected = {"training_time": minutes, "model_size": model_size}
         if "accuracy" in self.objectives:
             index = self.objectives.index("accuracy")
-            gain = expected_gain(
-                [(t.user_attrs.get("epoch_history", []), t.values[index]) for t in completed], len(history), self.quantile
-            )
+            gain = expected_gain([(p.history, p.values[index]) for p in completed], len(history), self.quantile)
             if gain is None:
                 return None
             projected["accuracy"] = score_if_ended(history) + gain
         point = self.sign * np.array([projected[name] for name in self.objectives])
         point += EQUAL_WITHIN * np.abs(point)
-        return next((t for t in completed if np.all(self.sign * np.array(t.values) <= point)), None)
+        return next((p for p in completed if np.all(self.sign * np.array(p.values) <= point)), None)

@@ -26,13 +26,12 @@ import torch
 
 from .monitor import TimeLimitExceeded, TrialMonitor
 from .objectives import Evaluation, steady_minutes
-from .pruning import PEER_STATES, promotable
+from .pruning import FOLD_SCORES, PEER_STATES, promotable
 from .train import Trainer, TrainResult
 
 if TYPE_CHECKING:
     from .study import MultiObjectiveOptimizer
 
-FOLD_SCORES = "fold_scores"
 # Rates of windows: their mean over folds is weighted by each fold's windows (the pooled rate).
 POOLED = ("accuracy", "majority_rate", "top_prediction_share")
 

@@ -259,8 +259,6 @@ def goal_walk_forward(args: argparse.Namespace, table: CurveTable, loaders: tupl
     """Walk-forward with its fold rungs against holdout (the cost goal: at most 1.6x for the same
     trials) and against walk-forward without pruning (what the fold rungs save, at what hypervolume)."""
     folds = {"evaluation": {"scheme": "walk_forward", "folds": args.folds}}
-    if args.time_limit is not None:  # one share a fold, as the product derives it (config._auto_time_limit)
-        folds["max_training_time_minutes"] = args.time_limit * args.folds
     arms = {"holdout": {}, "walk-forward": folds, "walk-forward, no pruning": {**folds, "pruning": {"enabled": False}}}
     rows = []
     for seed in range(args.seeds):

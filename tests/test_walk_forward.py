@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -28,8 +29,9 @@ from cnn_lstm_hpo.monitor import TimeLimitExceeded, TrialMonitor
 from cnn_lstm_hpo.pbo import probability_of_backtest_overfitting
 from cnn_lstm_hpo.pruning import promotable
 from cnn_lstm_hpo.deployment.retrain import RetrainSettings, retrain_top_k
-from cnn_lstm_hpo.train import EpochResult, Trainer
-from cnn_lstm_hpo.walk_forward import fold_rung_promotes
+from cnn_lstm_hpo.objectives import Evaluation
+from cnn_lstm_hpo.train import EpochResult, Trainer, TrainResult
+from cnn_lstm_hpo.walk_forward import WalkForward, fold_rung_promotes
 from cnn_lstm_hpo.windows import WindowLoader, build_windows
 
 CFG = DataConfig(sequence_length=10, horizon=2, embargo_bars=3)
@@ -149,27 +151,48 @@ def test_the_fingerprint_names_the_scheme_and_older_studies_resume_as_holdout(sy
     holdout = fingerprint()
     assert not any(k.startswith("evaluation.") for k in holdout)  # as stored by studies before walk-forward
     assert fingerprint(folds=7, window="rolling") == holdout  # holdout never reads them
-    # The derived per-trial limit is one budget share a fold: it moves with the scheme and K.
+    # The derived limit (each fold's under walk-forward) does not move with the scheme or K.
     assert fingerprint_differences(holdout, fingerprint(scheme="walk_forward")) == [
-        "evaluation.folds", "evaluation.scheme", "evaluation.window", "max_training_time_minutes"
+        "evaluation.folds", "evaluation.scheme", "evaluation.window"
     ]
     assert fingerprint_differences(fingerprint(scheme="walk_forward"), fingerprint(scheme="walk_forward", folds=3)) == [
-        "evaluation.folds", "max_training_time_minutes"
+        "evaluation.folds"
     ]
 
 
-def test_the_time_projection_counts_the_later_folds():
-    config = create_optimization_config(max_epochs_per_trial=10, max_training_time_minutes=10.0,
-                                        training={"early_stopping_patience": 3})
-    monitor = TrialMonitor(None, config, 0.1, None)  # no pruner: the trial is not read here
-    monitor.history = [{"wall_seconds": 60.0, "cpu_seconds": 1.0}]
-    last = EpochResult(1, 0.0, None, 60.0, 1.0, last=True, epochs_since_best=0)
-    assert monitor.projected_minutes(last) == pytest.approx(1.0)
-    monitor.later_epochs = 4 * 2.5  # e.g. two later folds of 4 certain epochs, 1.25 x cheaper on average
-    assert monitor.projected_minutes(last) == pytest.approx(11.0)
-    monitor.probe(30.0, 3)  # (4 + 10) epochs x 0.5 min = 7 min: within the limit
+class _TimedFolds:
+    """An optimizer whose folds train for the given minutes (one epoch each), with nothing trained."""
+
+    def __init__(self, config, fold_minutes):
+        self.config, self.fold_minutes, self.trained = config, list(fold_minutes), 0
+        fold = SimpleNamespace(train=[0] * 10, cuts={"val_start": pd.Timestamp("2020-01-01"), "val_end": pd.Timestamp("2020-06-30")})
+        self.data = SimpleNamespace(folds=[fold] * len(self.fold_minutes))
+
+    def build_model(self, params):
+        return None
+
+    def make_trainer(self, model, params, seed, fold):
+        minutes = self.fold_minutes[self.trained]
+        self.trained += 1
+        val = Evaluation(loss=1.0, accuracy=0.5, classification_score=0.5, regression_score=0.5, composite=0.5, majority_rate=0.5)
+        epoch = EpochResult(1, 1.0, val, wall_seconds=minutes * 60, cpu_seconds=minutes * 60, last=True, epochs_since_best=0)
+        return SimpleNamespace(fit=lambda *args, **kwargs: TrainResult(epochs=[epoch], best_epoch=1))
+
+
+def test_the_time_limit_is_each_folds_and_the_objective_their_sum():
+    """Limit 2 min: folds of 1.5, 1.5 and 1.9 min fit (4.9 in all, the training_time objective); a
+    later fold over 2 stops the trial there, whatever the folds before it."""
+    config = create_optimization_config(max_training_time_minutes=2.0, objectives=["accuracy", "training_time"],
+                                        pruning={"enabled": False}, evaluation={"scheme": "walk_forward", "folds": 3})
+    trial = optuna.create_study(directions=["maximize", "minimize"]).ask()
+    monitor = TrialMonitor(trial, config, 0.1, None)
+    run = WalkForward(_TimedFolds(config, [1.5, 1.9, 1.5])).run(trial, {}, None, monitor, seed=0)
+    assert run.minutes == pytest.approx(4.9) and run.limited_minutes == pytest.approx(1.9)
+    monitor = TrialMonitor(trial, config, 0.1, None)
     with pytest.raises(TimeLimitExceeded):
-        monitor.probe(60.0, 3)  # 14 min
+        WalkForward(_TimedFolds(config, [1.0, 2.5, 0.5])).run(trial, {}, None, monitor, seed=0)
+    assert monitor.stop_reason == "time limit in fold 2: 2.50 min > 2.0 min"
+    assert monitor.projected == pytest.approx(2.5)  # the constraint the objective records: 0.5 over
 
 
 TINY_SPACE = {
@@ -376,11 +399,11 @@ def test_the_fold_spread_benchmark_matches_a_two_way_anova_residual_on_random_ma
 
 
 @pytest.mark.parametrize(("overrides", "limit"), [
-    ({}, 3 * 2.5),  # smoke: its budget / its trials = 2.5 min a training, one training a fold
+    ({}, 2.5),  # smoke: its budget / its trials = 2.5 min, each fold's limit as it is each holdout training's
     ({"max_training_time_minutes": 5.0}, 5.0),  # set by the user: theirs to size
     ({"evaluation": {"scheme": "holdout"}}, 2.5),
 ])
-def test_a_walk_forward_study_derives_one_budget_share_a_fold(tmp_path, overrides, limit):
+def test_a_walk_forward_study_derives_the_holdout_studys_limit_for_each_fold(tmp_path, overrides, limit):
     settings = {"evaluation": {"scheme": "walk_forward", "folds": 3}, **overrides}
     config = create_optimization_config(scenario="smoke", save_dir=tmp_path, **settings)
     assert config.max_training_time_minutes == pytest.approx(limit)

@@ -165,10 +165,10 @@ class OptimizationConfig(_Section):
     symbols: list[str] | None = None  # None: every symbol the data source has
     timeout_hours: float | None = Field(48.0, gt=0)
     max_model_size_mb: float | None = Field(500.0, gt=0)
-    # Per trial. Unset: min(120, the study's time budget per trial), times the folds of a walk-forward
-    # study, so that a few huge configurations cannot eat a short study's budget; null: no limit. A
-    # study keeps the limit it started with (study.open_study): an unset one is not derived again
-    # from a resume's budget.
+    # Per trial (walk-forward: per fold, so the same configurations fit under either scheme). Unset:
+    # min(120, the study's time budget per trial), so that a few huge configurations cannot eat a
+    # short study's budget; null: no limit. A study keeps the limit it started with
+    # (study.open_study): an unset one is not derived again from a resume's budget.
     max_training_time_minutes: float | None = Field(120.0, gt=0)
     pruning_warmup_steps: int = Field(10, ge=0)
     pruning_interval_steps: int = Field(1, ge=1)
@@ -227,11 +227,7 @@ class OptimizationConfig(_Section):
             # Each trial's share of the study's budget: n_trials then fit timeout_hours even if every
             # trial used its whole limit. (4 x the share let a few large models take most of a short
             # study: quick_test replayed at 64 min instead of 32; docs/benchmarks.md, P5.)
-            # A walk-forward trial trains once per fold, so it gets one share per fold: with folds as the
-            # fidelity most trials stop after their first fold (docs/pruning.md), and one share for all
-            # folds stopped 40 of quick_test's 50 trials (docs/benchmarks.md).
-            folds = self.evaluation.folds if self.evaluation.scheme == "walk_forward" else 1
-            fair_share = min(120.0, self.timeout_hours * 60 / self.n_trials) * folds
+            fair_share = min(120.0, self.timeout_hours * 60 / self.n_trials)
             # Set without re-validating (validate_assignment would call this validator again); four
             # significant digits, so that a tiny budget's limit is small, not 0.
             self.__dict__["max_training_time_minutes"] = float(f"{fair_share:.4g}")

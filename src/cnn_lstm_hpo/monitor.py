@@ -79,9 +79,6 @@ class TrialMonitor:
         self.saved_epochs = 0
         self.saved_at = -float("inf")
         self.bracket = -1
-        # Walk-forward: the epochs (at this run's epoch cost) the trial's later folds will surely
-        # train, so the time limit counts every fold (walk_forward.py); 0 under holdout.
-        self.later_epochs = 0.0
         if pruner is not None:
             self.bracket = pruner.bracket_of(trial.number)
             trial.set_user_attr(BRACKET_ATTR, self.bracket)
@@ -97,8 +94,6 @@ class TrialMonitor:
         })
         # Before any check: a trial pruned at a rung is judged feasible or not by this projection.
         self.projected = self.projected_minutes(epoch)
-        # This run alone (walk-forward: without the later folds), as the dominance check compares it.
-        self.run_projected = self.projected - self.later_epochs * self.fastest_minutes()
         if not epoch.last:
             self._check_pruning(epoch)
         # The limit before the dominance check: a trial over it is infeasible, whatever dominates it.
@@ -115,11 +110,9 @@ class TrialMonitor:
     def projected_minutes(self, epoch: EpochResult) -> float:
         """Training time so far plus the epochs it will surely train before it can complete, each
         as fast as its fastest epoch so far."""
+        fastest = min(h[self.time_key] for h in self.history) / 60
         more = 0 if epoch.last else self.completes_at(epoch.epoch, epoch.epochs_since_best) - epoch.epoch
-        return self.minutes() + (more + self.later_epochs) * self.fastest_minutes()
-
-    def fastest_minutes(self) -> float:
-        return min(h[self.time_key] for h in self.history) / 60
+        return self.minutes() + more * fastest
 
     def save(self) -> None:
         """The history into storage, if it has epochs not saved yet, and why the trial was stopped, if it was
@@ -136,7 +129,7 @@ class TrialMonitor:
         PROBE_BATCHES batches the guess includes warm-up (up to 1.6x slow here): only a trial
         ROUGH_PROBE_MARGIN times over the limit stops then; the rest wait for the full probe."""
         margin = 1.0 if batches >= PROBE_BATCHES else ROUGH_PROBE_MARGIN
-        self._check_time((self.completes_at(0, 0) + self.later_epochs) * first_epoch_seconds / 60, margin)
+        self._check_time(self.completes_at(0, 0) * first_epoch_seconds / 60, margin)
 
     def completes_at(self, done: int, epochs_since_best: int) -> int:
         """The first epoch at which this trial can complete, when ``done`` epochs have passed every check.
@@ -164,7 +157,7 @@ class TrialMonitor:
             return
         if self.completed is None or self.others_may_finish:
             self.completed = self.dominance.completed(self.trial.study)
-        better = self.dominance.dominator(self.trial.study, self.history, self.run_projected, self.model_size, self.completed)
+        better = self.dominance.dominator(self.trial.study, self.history, self.projected, self.model_size, self.completed)
         if better is not None:
             fold = " on the first fold" if self.dominance.first_fold else ""
             self.stop_reason = f"dominated at epoch {epoch.epoch} by trial {better.number}{fold}"

@@ -185,9 +185,10 @@ class Plan:
 
         epoch_times = sorted(s for _, s in self.timed)
         ratio = f"{statistics.median(self.ratios):.2f} [{self.ratios[0]:.2f} - {self.ratios[-1]:.2f}]"
+        per = "fold" if config.evaluation.scheme == "walk_forward" else "trial"
         lines = [
             f"plan for scenario {config.scenario!r}: {config.n_trials} trials x up to {config.max_epochs_per_trial} "
-            f"epochs, timeout {config.timeout_hours} h, time limit per trial {config.max_training_time_minutes} min",
+            f"epochs, timeout {config.timeout_hours} h, time limit per {per} {config.max_training_time_minutes} min",
             f"  timed here: {len(self.timed)} configurations, {epoch_times[0]:.1f} - {epoch_times[-1]:.1f} s per epoch "
             f"({ratio} x the recorded table); {self.sureness()}",
             f"  expected wall time  {show('hours', '.1f', 60)} min of training (add about 15 s for start-up and "

@@ -243,7 +243,7 @@ class MultiObjectiveOptimizer:
             monitor.save()
             raise
         monitor.save()
-        trial.set_constraint("training_time_minutes", self._over_time(run.minutes))
+        trial.set_constraint("training_time_minutes", self._over_time(run.limited_minutes))
         trial.set_user_attr("val_metrics", run.val_metrics)
         trial.set_user_attr("constant_predictor", run.constant_predictor)
         trial.set_user_attr("training", run.training)
@@ -256,9 +256,10 @@ class MultiObjectiveOptimizer:
         result = trainer.fit(self.config.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)
         best = result.best.val
         steady = steady_minutes(monitor.history)
+        minutes = steady if self.config.training.time_measure == "steady" else monitor.minutes()
         return TrialRun(
             score=best.composite, val_metrics=best.to_dict(), constant_predictor=best.constant_predictor,
-            minutes=steady if self.config.training.time_measure == "steady" else monitor.minutes(),
+            minutes=minutes, limited_minutes=minutes,
             training={
                 "epochs_trained": len(result.epochs), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
                 "cpu_minutes": result.cpu_seconds / 60, "wall_minutes": result.wall_seconds / 60, "steady_minutes": steady,

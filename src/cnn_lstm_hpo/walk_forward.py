@@ -2,14 +2,14 @@
 
 The folds (windows.fold_cuts) are trained most recent first, each from the same initial weights
 (the trial's seed) with early stopping on its own validation period. The first fold is watched by
-the trial's TrialMonitor as a holdout run is (epoch rungs, the dominance rule, the time limit),
-except that its time projection also counts the epochs the later folds will surely train. After
-each later fold but the last, a fold rung: the trial's mean score over the folds it has done is
-compared with every trial (running or finished) that has done at least as many, by the epoch
-rungs' promotion rule (pruning.promotable: non-dominated sorting on score, size and time per fold
-as the study optimises them, the top 1/eta continue, a non-dominated trial within
-score_tolerance of the cut-off too); a trial not promoted stops ("pruned after fold j"). After
-every fold the time limit is checked with the trial's time projected to all folds.
+the trial's TrialMonitor as a holdout run is (epoch rungs, the time limit, and the dominance rule
+against the other trials' first folds). After each fold but the last, a fold rung: the trial's
+mean score over the folds it has done is compared with every trial (running or finished) that has
+done at least as many, by the epoch rungs' promotion rule (pruning.promotable: non-dominated
+sorting on score, size and time per fold as the study optimises them, the top 1/eta continue, a
+non-dominated trial within score_tolerance of the cut-off too); a trial not promoted stops
+("pruned after fold j"). The time limit is each fold's: a configuration fits under walk-forward
+exactly when its training on every fold would fit under holdout.
 
 The trial's objectives: accuracy = mean composite score over its folds, training_time = the sum of
 its folds' minutes, model_size unchanged. Per-fold scores are the ``fold_scores`` user attribute.
@@ -42,6 +42,7 @@ class TrialRun:
 
     score: float  # the accuracy objective
     minutes: float  # the training_time objective
+    limited_minutes: float  # what max_training_time_minutes limits: the minutes (walk-forward: the longest fold's)
     val_metrics: dict[str, float]
     constant_predictor: bool
     training: dict[str, Any]
@@ -72,9 +73,6 @@ class WalkForward:
         self.optimizer = optimizer
         self.folds = optimizer.data.folds
         self.order = list(range(len(self.folds)))[::-1]  # most recent first
-        first_rows = len(self.folds[self.order[0]].train)
-        # A later fold's epochs cost at most the first fold's (expanding: fewer training windows).
-        self.cost_ratios = [min(1.0, len(self.folds[i].train) / first_rows) for i in self.order]
         self.time_key = "cpu_seconds" if cfg.training.time_measure == "cpu" else "wall_seconds"
         self.steady = cfg.training.time_measure == "steady"
         self.fold_rungs = cfg.pruning.enabled
@@ -85,8 +83,6 @@ class WalkForward:
         self, trial: optuna.Trial, params: dict[str, Any], model: torch.nn.Module, monitor: TrialMonitor, seed: int
     ) -> TrialRun:
         opt, cfg = self.optimizer, self.optimizer.config
-        certain_epochs = monitor.completes_at(0, 0)  # a fresh run trains at least these
-        monitor.later_epochs = certain_epochs * sum(self.cost_ratios[1:])
         records: list[dict[str, Any]] = []
         evaluations: list[Evaluation] = []
         results: list[TrainResult] = []
@@ -101,7 +97,6 @@ class WalkForward:
             if j == 0:
                 result = trainer.fit(cfg.max_epochs_per_trial, on_epoch=monitor, on_probe=monitor.probe)
                 monitor.save()
-                fastest = min(getattr(e, self.time_key) for e in result.epochs)
             else:
                 result = trainer.fit(cfg.max_epochs_per_trial)
             best = result.best.val
@@ -114,19 +109,20 @@ class WalkForward:
                 "minutes": self._minutes(result),
             })
             trial.set_user_attr(FOLD_SCORES, list(records))  # peers at the fold rungs read it
-            spent = sum(r["minutes"] for r in records)
-            # What it would train to complete: the objective records a stopped trial's constraint from it.
-            monitor.projected = spent + certain_epochs * fastest * sum(self.cost_ratios[j + 1 :]) / 60
+            # The limit is each fold's (the first fold's run is watched by the monitor, the later ones
+            # checked once trained); the objective records a stopped trial's constraint from its longest.
+            monitor.projected = max(r["minutes"] for r in records)
             limit = cfg.max_training_time_minutes
-            if limit is not None and monitor.projected > limit:
-                monitor.stop_reason = f"time limit after fold {j + 1}: {monitor.projected:.2f} min projected > {limit} min"
-                raise TimeLimitExceeded(monitor.projected, limit)
+            if limit is not None and records[-1]["minutes"] > limit:
+                monitor.stop_reason = f"time limit in fold {j + 1}: {records[-1]['minutes']:.2f} min > {limit} min"
+                raise TimeLimitExceeded(records[-1]["minutes"], limit)
             if j + 1 < len(self.order) and self.fold_rungs and not self._promoted(trial, records, monitor.model_size):
                 monitor.stop_reason = f"pruned after fold {j + 1}"
                 raise optuna.TrialPruned(monitor.stop_reason)
         return TrialRun(
             score=float(np.mean([r["score"] for r in records])),
             minutes=sum(r["minutes"] for r in records),
+            limited_minutes=monitor.projected,
             val_metrics=fold_metrics(evaluations),
             constant_predictor=all(e.constant_predictor for e in evaluations),
             training={

@@ -131,17 +131,13 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
     if is_proxy(url):
         return open_proxy(url)
     try:
-        if is_journal(url):
-            path = journal_path(url)
-            if not create and not path.is_file():
-                raise HPOError(f"no study storage at {path}; pass --storage URL or the --save-dir of a study")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-        if url.startswith("sqlite:///"):
-            path = Path(url.removeprefix("sqlite:///"))
+        if is_journal(url) or url.startswith("sqlite:///"):
+            path = journal_path(url) if is_journal(url) else Path(url.removeprefix("sqlite:///"))
             if not create and not path.is_file():  # SQLite would silently create an empty file
                 raise HPOError(f"no study storage at {path}; pass --storage URL or the --save-dir of a study")
             path.parent.mkdir(parents=True, exist_ok=True)
+            if is_journal(url):
+                return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         beat: dict[str, Any] = {}
         if heartbeat_seconds and not local_sqlite(url):
             beat = {"heartbeat_interval": heartbeat_seconds, "grace_period": 3 * heartbeat_seconds,
@@ -208,13 +204,8 @@ def write_ahead(storage: optuna.storages.BaseStorage, url: str) -> None:
     journal (benchmarks/sqlite_writes.py), and readers (the dashboard, report) no longer block the
     study; a power cut may lose the last commits, never the database. Called once the run is sure
     to write: switching modes rewrites the file's header, and a refused resume changes nothing."""
-    if not local_sqlite(url):
-        return
-    try:
-        with storage.engine.connect() as connection:  # a property of the file, until close_storage
-            connection.exec_driver_sql("PRAGMA busy_timeout=0")
-            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-    except sqlalchemy.exc.SQLAlchemyError:  # another process mid-read (the dashboard): the rollback journal stays
+    # A property of the file, until close_storage; another process mid-read (the dashboard): the rollback journal stays.
+    if not local_sqlite(url) or not _journal_mode(storage.engine, "WAL"):
         return
 
     @event.listens_for(storage.engine, "connect")
@@ -232,14 +223,15 @@ def write_ahead(storage: optuna.storages.BaseStorage, url: str) -> None:
 _WRITE_AHEAD: weakref.WeakSet = weakref.WeakSet()
 
 
-def _leave_write_ahead_log(engine: Any) -> None:
-    engine.dispose()  # leaving WAL needs the only connection
+def _journal_mode(engine: Any, mode: str) -> bool:
+    """Switch the file's journal mode at once, or not at all (False) while another process reads it."""
     try:
         with engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA busy_timeout=0")
-            connection.exec_driver_sql("PRAGMA journal_mode=DELETE")
-    except sqlalchemy.exc.SQLAlchemyError:  # another process (the dashboard) still reads it: it stays WAL
-        pass
+            connection.exec_driver_sql(f"PRAGMA journal_mode={mode}")
+    except sqlalchemy.exc.SQLAlchemyError:
+        return False
+    return True
 
 
 def optuna_cli_storage(url: str) -> str:
@@ -254,7 +246,8 @@ def close_storage(storage: optuna.storages.BaseStorage) -> None:
     """Close pooled database connections; the engine reconnects if the storage is used again."""
     engine = getattr(storage, "engine", None)
     if engine in _WRITE_AHEAD:
-        _leave_write_ahead_log(engine)
+        engine.dispose()  # leaving WAL needs the only connection; a reader still there (the dashboard): it stays WAL
+        _journal_mode(engine, "DELETE")
     if engine is not None:
         engine.dispose()
 

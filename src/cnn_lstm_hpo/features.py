@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import talib
 
+from .errors import HPOError
+
 FEATURE_NAMES = (
     "log_return_1",
     "log_return_5",
@@ -44,6 +46,19 @@ def compute_features(frame: pd.DataFrame) -> pd.DataFrame:
         "volume_ratio": log_volume - talib.SMA(log_volume, timeperiod=20),
     }
     return pd.DataFrame(features, index=frame.index, columns=list(FEATURE_NAMES))
+
+
+def valid_features(symbol: str, frame: pd.DataFrame, warmup: int = 0) -> tuple[np.ndarray, int]:
+    """compute_features as an array, and its first row that is finite and past ``warmup`` rows.
+    Indicators are NaN only during their warm-up; anything later means bad input data."""
+    features = compute_features(frame).to_numpy()
+    finite = np.isfinite(features).all(axis=1)
+    finite[:warmup] = False
+    first_valid = int(np.argmax(finite)) if finite.any() else len(finite)
+    if not finite[first_valid:].all():
+        bad = frame.index[first_valid + int(np.argmin(finite[first_valid:]))]
+        raise HPOError(f"symbol {symbol}: indicators are not finite at {bad:%Y-%m-%d} (check the bars there)")
+    return features, first_valid
 
 
 def forward_returns(frame: pd.DataFrame, horizon: int) -> np.ndarray:

@@ -31,7 +31,7 @@ from sklearn.preprocessing import StandardScaler
 from .config import DataConfig, EvaluationConfig
 from .data import configured_frames, resolve_symbols
 from .errors import HPOError
-from .features import FEATURE_NAMES, compute_features
+from .features import FEATURE_NAMES, valid_features
 from .targets import compute_targets, label_warmup
 
 SPLITS = ("train", "val", "test")
@@ -206,16 +206,9 @@ def sample_rows(start: int, end: int, cfg: DataConfig) -> np.ndarray:
 
 
 def _symbol_rows(symbol: str, frame: pd.DataFrame, cfg: DataConfig) -> _SymbolRows:
-    features = compute_features(frame).to_numpy()
+    features, first_valid = valid_features(symbol, frame, label_warmup(cfg))  # no label threshold yet: warm-up
     classes, returns = compute_targets(frame, cfg)
-    finite = np.isfinite(features).all(axis=1)
-    finite[: label_warmup(cfg)] = False  # no label threshold yet: part of the warm-up
-    # Indicators are NaN only during their warm-up; anything later means bad input data.
-    first_valid = int(np.argmax(finite)) if finite.any() else len(finite)
-    if not finite[first_valid:].all():
-        bad = frame.index[first_valid + int(np.argmin(finite[first_valid:]))]
-        raise HPOError(f"symbol {symbol}: indicators are not finite at {bad:%Y-%m-%d} (check the bars there)")
-    if first_valid >= len(finite):
+    if first_valid >= len(features):
         raise HPOError(f"symbol {symbol}: too few rows ({len(frame)} bars) to compute the indicators; use a longer date range")
     return _SymbolRows(features[first_valid:], classes[first_valid:], returns[first_valid:], frame.index[first_valid:])
 

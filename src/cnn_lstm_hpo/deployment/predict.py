@@ -21,7 +21,7 @@ from .checkpoint import SavedModel, load_checkpoint
 from ..config import DataConfig, validate_data_config
 from ..data import configured_frames
 from ..errors import HPOError
-from ..features import compute_features
+from ..features import valid_features
 from ..targets import compute_targets
 from ..results import atomic_write_text
 from ..train import EVAL_BATCH
@@ -53,12 +53,7 @@ def symbol_windows(symbol: str, frame: pd.DataFrame, saved: SavedModel) -> tuple
     missing = [c for c in FEATURE_INPUTS if c not in frame.columns]
     if missing:
         raise HPOError(f"symbol {symbol}: data lacks column(s) {', '.join(missing)} needed for the model's features")
-    features = compute_features(frame).to_numpy()
-    finite = np.isfinite(features).all(axis=1)
-    first_valid = int(np.argmax(finite)) if finite.any() else len(finite)
-    if not finite[first_valid:].all():
-        bad = frame.index[first_valid + int(np.argmin(finite[first_valid:]))]
-        raise HPOError(f"symbol {symbol}: indicators are not finite at {bad:%Y-%m-%d} (check the bars there)")
+    features, first_valid = valid_features(symbol, frame)
     length = saved.sequence_length
     rows = len(features) - first_valid
     if rows < length:

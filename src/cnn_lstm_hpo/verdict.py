@@ -244,15 +244,13 @@ def retrain_verdict(entries: list[dict[str, Any]], baseline: str, *, leak: bool)
 
 def write_equity_png(path: Any, entry: dict[str, Any]) -> None:
     """The test equity curve of one retrained model against buy-and-hold (plots/equity_curve_test.png)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
+    from matplotlib.figure import Figure  # no pyplot state, no display (as reporting/plots.py)
 
     record = entry["trading_test"]
     dates = pd.to_datetime(record["dates"])
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
     ax.plot(dates, np.cumprod(1 + np.asarray(record["returns"])), label=f"model {entry['k']} (trial {entry['trial_number']}), net of costs")
     ax.plot(dates, np.cumprod(1 + np.asarray(record["buy_and_hold_returns"])), label="buy-and-hold")
     ax.set_ylabel("equity (start = 1)")
@@ -261,4 +259,3 @@ def write_equity_png(path: Any, entry: dict[str, Any]) -> None:
     fig.autofmt_xdate()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)

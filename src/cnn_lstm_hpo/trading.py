@@ -64,13 +64,6 @@ def book_returns(
     return frame.groupby("date", sort=True)["net"].mean()
 
 
-def buy_and_hold_returns(forward_log_returns: np.ndarray, symbols: list[str], dates: list[pd.Timestamp],
-                         *, horizon: int = 1) -> pd.Series:
-    """Always long every symbol, no costs (a position held throughout), on the same dates."""
-    return book_returns(np.ones(len(forward_log_returns)), forward_log_returns, symbols, dates,
-                        horizon=horizon, cost_bps=0.0)
-
-
 # --- return statistics ---------------------------------------------------------------------------
 def sharpe(returns: np.ndarray) -> float:
     """Per-period Sharpe ratio: mean / sample standard deviation (ddof 1); 0 for a flat series."""
@@ -133,7 +126,9 @@ def evaluate_trading(
     """The strategy and buy-and-hold on the same dates: stats and per-date net returns."""
     pos = positions(pred_class, num_classes, mode)
     strategy = book_returns(pos, forward_log_returns, symbols, dates, horizon=horizon, cost_bps=cost_bps)
-    hold = buy_and_hold_returns(forward_log_returns, symbols, dates, horizon=horizon)
+    # Buy-and-hold: always long every symbol, no costs (a position held throughout), on the same dates.
+    hold = book_returns(np.ones(len(forward_log_returns)), forward_log_returns, symbols, dates, horizon=horizon,
+                        cost_bps=0.0)
     ppy = periods_per_year(list(strategy.index)) if dates else DEFAULT_PERIODS_PER_YEAR
     previous = pd.Series(pos).groupby(np.asarray(symbols) if symbols else np.zeros(len(pos))).shift(1).fillna(0.0)
     turnover = float(np.mean(np.abs(pos - previous.to_numpy()))) if len(pos) else 0.0

@@ -164,6 +164,15 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None, create: bool
         raise HPOError(f"cannot {'open' if create else 'read'} storage {redact(url)}: {first_line(error)}") from None
 
 
+def study_names(url: str) -> tuple[optuna.storages.BaseStorage, list[str]]:
+    """The storage opened read-only (nothing created, nothing written) and the names of its studies."""
+    store = open_storage(url, create=False)  # HPOError: no such file, not a database, unreachable
+    try:
+        return store, optuna.study.get_all_study_names(storage=store)
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver and schema errors all mean "cannot read"
+        raise HPOError(f"cannot read storage {redact(url)}: {first_line(error)}") from None
+
+
 # Local Linux file systems, where SQLite's write-ahead log (readers and the writer share memory
 # through a -shm file) is safe. Not on network file systems (NFS, SMB) nor WSL's Windows drives
 # (9p, drvfs), nor where the type cannot be told: there the default rollback journal stays.

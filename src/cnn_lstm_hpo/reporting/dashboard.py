@@ -15,7 +15,7 @@ import optuna
 
 from ..errors import HPOError
 from ..distributed.ports import bindable_port
-from ..distributed.storage import default_url, first_line, journal_url, open_storage, redact
+from ..distributed.storage import default_url, first_line, journal_url, redact, study_names
 
 INSTALL_HINT = 'optuna-dashboard is not installed; pip install -e ".[dashboard]" (or pip install optuna-dashboard)'
 
@@ -36,12 +36,7 @@ def _open(url: str) -> optuna.storages.BaseStorage:
     """The storage, read-only, checked to be readable now (a clear error beats a blank page)."""
     if "://" not in url:
         raise HPOError(f"no study storage at {url}; pass a storage URL (sqlite:///..., journal:///..., postgresql://...)")
-    opened = open_storage(url, create=False)  # HPOError "no study storage at ..." / "cannot read storage ..."
-    try:
-        optuna.study.get_all_study_names(storage=opened)
-    except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver and schema errors all mean "cannot read"
-        raise HPOError(f"cannot read storage {redact(url)}: {first_line(error)}") from None
-    return opened
+    return study_names(url)[0]  # HPOError "no study storage at ..." / "cannot read storage ..."
 
 
 def serve(*, save_dir: Path | None, storage: str | None, port: int, host: str = "127.0.0.1") -> None:

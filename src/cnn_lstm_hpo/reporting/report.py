@@ -26,7 +26,7 @@ from .analysis import (
 )
 from ..config import DEFAULT_WEIGHTS, OptimizationConfig, validate_config
 from ..errors import HPOError
-from ..distributed.storage import default_url, first_line, open_storage, redact
+from ..distributed.storage import default_url, redact, study_names
 from ..pruning import ParetoRungPruner
 from .plots import write_plots
 from ..results import atomic_write_text, ranked_pareto, summary_text, write_json
@@ -399,11 +399,7 @@ def open_stored_study(save_dir: Path, storage: str | None = None, study_name: st
     """Load a study for reading only: no table creation, no sampler state, nothing written, so
     workers still running on the same storage are undisturbed."""
     url = storage or default_url(Path(save_dir), workers=1)
-    store = open_storage(url, create=False)  # HPOError: no such file, not a database, unreachable
-    try:
-        names = optuna.study.get_all_study_names(storage=store)
-    except Exception as error:  # noqa: BLE001 - SQLAlchemy, driver and schema errors all mean "cannot read"
-        raise HPOError(f"cannot read storage {redact(url)}: {first_line(error)}") from None
+    store, names = study_names(url)
     if study_name is None:
         if len(names) != 1:
             raise HPOError(f"storage {redact(url)} holds {len(names)} studies ({', '.join(names) or 'none'}); pass --study-name")

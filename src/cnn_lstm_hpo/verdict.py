@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import ALPHA, METRIC_LABELS, Baselines, best_name, compute_baselines, paired_test
+from .baselines import ALPHA, METRIC_LABELS, Baselines, best_name, compute_baselines, holm, paired_test
 from .trading import deflated_sharpe, evaluate_trading
 
 STUDY_ATTR = "signal_baselines"
@@ -199,8 +199,6 @@ def retrain_signal(
     """A paired test of each retrained model's test predictions against the strongest test baseline by the
     study's classification metric (baselines.paired_test), Holm over the models (adds ``vs_strongest_baseline`` to each entry, the champion's test), their trading
     on test with the DSR over the study's trials, and the verdict line."""
-    from .baselines import holm
-
     y = data.test.y_class.cpu().numpy()
     metric = config.training.classification_metric
     strongest = test_base.best(metric)

@@ -83,13 +83,11 @@ def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.number not in lost]
 
 
-def retry(study: optuna.Study, number: int, params: dict, user_attrs: dict, reason: str) -> bool:
+def retry(study: optuna.Study, number: int, params: dict, user_attrs: dict, reason: str) -> None:
     """Queue trial ``number`` (its ``params`` and ``user_attrs``), lost for ``reason``, again; not a
-    retry, which is not retried. Whether it was queued."""
-    if RETRY_OF in user_attrs:
-        return False
-    study.enqueue_trial(params, user_attrs={RETRY_OF: number, RETRY_REASON: reason})
-    return True
+    retry, which is not retried."""
+    if RETRY_OF not in user_attrs:
+        study.enqueue_trial(params, user_attrs={RETRY_OF: number, RETRY_REASON: reason})
 
 
 def retry_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:

@@ -213,7 +213,6 @@ def write_ahead(storage: optuna.storages.BaseStorage, url: str) -> None:
     journal (benchmarks/sqlite_writes.py), and readers (the dashboard, report) no longer block the
     study; a power cut may lose the last commits, never the database. Called once the run is sure
     to write: switching modes rewrites the file's header, and a refused resume changes nothing."""
-    # A property of the file, until close_storage; another process mid-read (the dashboard): the rollback journal stays.
     if not local_sqlite(url) or not _journal_mode(storage.engine, "WAL"):
         return
 

@@ -656,11 +656,7 @@ def load_bars(
 
 
 def load_frames(source: str, symbols: list[str] | None = None, **options: Any) -> dict[str, pd.DataFrame]:
-    """Load, validate and date-filter the requested symbols (all of the source's when None); ``options``
-    are load_bars's (start, end, resample, cache_dir).
-
-    Repairs (dropped bars, sorting, resampling) are logged as one note per symbol.
-    """
+    """``load_bars``'s frames (``options``: start, end, resample, cache_dir), its repairs logged as one note per symbol."""
     return _logged(load_bars(source, symbols, **options))
 
 

@@ -140,7 +140,6 @@ def predict_to_csv(
     """
     saved = load_checkpoint(model_dir)
     first = _first_row(start, saved, Path(model_dir))
-    # Every bar to the end date: the rows before ``start`` still warm up the indicators.
     frames = configured_frames(data_config(saved, source, None, end), symbols)
     table = predict_frames(saved, frames)
     if first is not None:

@@ -264,7 +264,7 @@ def data_command(
             typer.echo(f"note: {notice}", err=True)
         loaded = load_configured(cfg, chosen)
         for symbol, frame in loaded.frames.items():
-            typer.echo(summarize(frame, symbol, loaded.repairs.get(symbol)).line())
+            typer.echo(summarize(frame, symbol).line())
             for note in loaded.repairs.get(symbol, []):
                 typer.echo(f"  repaired: {note}")
         windows = build_windows(loaded.frames, cfg, config.evaluation)

@@ -165,7 +165,6 @@ class SymbolSummary:
     last: pd.Timestamp
     frequency: BarFrequency
     gaps: Gaps
-    repairs: tuple[str, ...] = ()
 
     def line(self) -> str:
         gaps, g = "none", self.gaps
@@ -177,12 +176,10 @@ class SymbolSummary:
         )
 
 
-def summarize(frame: pd.DataFrame, symbol: str, repairs: list[str] | None = None) -> SymbolSummary:
+def summarize(frame: pd.DataFrame, symbol: str) -> SymbolSummary:
     frequency = bar_frequency(frame.index)
-    return SymbolSummary(
-        symbol, len(frame), frame.index[0], frame.index[-1], frequency, bar_gaps(frame.index, frequency),
-        tuple(repairs or ()),
-    )
+    return SymbolSummary(symbol, len(frame), frame.index[0], frame.index[-1], frequency,
+                         bar_gaps(frame.index, frequency))
 
 
 # --- reading files --------------------------------------------------------------------------------
